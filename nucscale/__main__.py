@@ -1,0 +1,5 @@
+"""``python -m nucscale``."""
+
+from nucscale.cli import main
+
+main()

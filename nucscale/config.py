@@ -1,0 +1,82 @@
+"""One settings object; ``NUCSCALE_*`` environment variables override its defaults.
+
+>>> Settings.from_env({"NUCSCALE_TILE": "512"}).tile
+512
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from nucscale.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run settings shared by the CLI, the pipeline and the tests.
+
+    Attributes
+    ----------
+    mpp:
+        Analysis pixel size in µm/px; the slide is resampled to it.
+    mpp_tolerance:
+        Relative difference between a level's pixel size and ``mpp`` below which the level is
+        used as it is (no resampling); the recorded analysis pixel size is then the level's own.
+    tile:
+        Core size of a tile in analysis pixels (also the Zarr chunk size).
+    halo:
+        Context around each core in analysis pixels; ``None`` takes the segmenter's minimum.
+    segmenter:
+        Name of the segmenter (see :func:`nucscale.infer.get_segmenter`).
+    tissue_max_size:
+        Longest side, in pixels, of the low-resolution image used for tissue detection.
+    max_pixels:
+        Refuse a slide level whose pixel count exceeds this when it must be decoded whole
+        (plain images), instead of exhausting memory.
+    """
+
+    mpp: float = 0.5
+    mpp_tolerance: float = 0.05
+    tile: int = 1024
+    halo: int | None = None
+    segmenter: str = "baseline"
+    tissue_max_size: int = 2048
+    max_pixels: int = 2_000_000_000
+
+    def __post_init__(self) -> None:
+        if not self.mpp > 0:
+            raise ConfigError(f"mpp must be positive, got {self.mpp}")
+        if self.tile < 64:
+            raise ConfigError(f"tile must be at least 64 px, got {self.tile}")
+        if self.halo is not None and self.halo < 0:
+            raise ConfigError(f"halo must be >= 0, got {self.halo}")
+
+    def replace(self, **changes: Any) -> Settings:
+        """Copy with some fields changed; ``None`` values are ignored except for ``halo``."""
+        kept = {k: v for k, v in changes.items() if v is not None or k == "halo"}
+        return dataclasses.replace(self, **kept)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Defaults overridden by ``NUCSCALE_<FIELD>`` variables (e.g. ``NUCSCALE_TILE=512``)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"NUCSCALE_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = str(f.type)
+            try:
+                if "int" in kind:
+                    values[f.name] = int(raw)
+                elif "float" in kind:
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                raise ConfigError(f"NUCSCALE_{f.name.upper()}={raw!r} is not a {kind}") from None
+        return cls(**values)

@@ -1,0 +1,61 @@
+"""One exception hierarchy for nucscale.
+
+Every class also inherits the builtin a caller would naturally catch (``FileNotFoundError``,
+``ValueError``, ``OSError``), so ``except ValueError`` keeps working. Messages always start with
+the offending file (when there is one) and say what to do::
+
+    SlideFormatError: slide.svs: no pixel size in metadata; pass --mpp
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class NucscaleError(Exception):
+    """Base class of every error nucscale raises on purpose."""
+
+
+class _PathError(NucscaleError):
+    """An error about one file; ``str()`` is ``"<path>: <reason>"``."""
+
+    def __init__(self, path: str | PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Keep the (path, reason) signature when the error crosses a Dask process boundary.
+        return (type(self), (self.path, self.reason))
+
+
+class SlideNotFoundError(_PathError, FileNotFoundError):
+    """The slide path does not exist."""
+
+
+class SlideFormatError(_PathError, ValueError):
+    """The file is not a slide or image nucscale can read (empty, truncated, unknown format)."""
+
+
+class SlideReadError(_PathError, OSError):
+    """The slide opened but its pixels could not be decoded (corrupt tiles, I/O error)."""
+
+
+class MissingPixelSizeError(_PathError, ValueError):
+    """The slide has no pixel size and none was given."""
+
+
+class InputError(_PathError, ValueError):
+    """A submission input (manifest, slide id, option) is invalid."""
+
+
+class OutputError(_PathError, OSError):
+    """Writing results failed (disk full, permission denied, path outside --out)."""
+
+
+class ConfigError(NucscaleError, ValueError):
+    """A setting is invalid."""
+
+
+class SegmenterError(NucscaleError, ValueError):
+    """A segmenter name or its parameters are invalid."""

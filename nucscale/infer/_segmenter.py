@@ -1,0 +1,84 @@
+"""The ``Segmenter`` interface: RGB tile with halo -> instance labels + type and probability.
+
+A segmenter must be *translation consistent* (DESIGN.md invariant 1): its output at a pixel
+depends only on the image within ``context`` pixels of it, never on where the tile starts.
+Anything global (a threshold, a stain vector) is computed once per slide by :meth:`calibrate`
+from the low-resolution tissue image and handed to every tile as ``calibration``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Instances found in one image.
+
+    Attributes
+    ----------
+    labels:
+        (h, w) int32, 0 is background, instances are 1..n (every value present).
+    types:
+        (n,) int16, ``types[i]`` is the type of label ``i + 1``.
+    probs:
+        (n,) float32, probability of that type.
+    """
+
+    labels: np.ndarray
+    types: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.types.shape[0])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Slide-level parameters a segmenter derives once per slide; plain values, picklable."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Segmenter(abc.ABC):
+    """Finds nuclei in an RGB uint8 image at the segmenter's pixel size.
+
+    Class attributes
+    ----------------
+    name:
+        Registry name, recorded in the output metadata.
+    context:
+        Pixels of image around a pixel that its output may depend on.
+    max_nucleus_diameter:
+        Largest nucleus it can return, in pixels (instances larger than this are dropped).
+    type_names:
+        Names of the instance types it returns.
+    """
+
+    name: str = "abstract"
+    context: int = 0
+    max_nucleus_diameter: int = 0
+    type_names: Mapping[int, str] = {}  # read-only class default
+
+    @property
+    def min_halo(self) -> int:
+        """Smallest halo that makes tiled output equal whole-image output (DESIGN invariant 1)."""
+        return self.context + self.max_nucleus_diameter
+
+    def calibrate(self, tissue_rgb: np.ndarray, tissue_mask: np.ndarray) -> Calibration:
+        """Slide-level parameters from the low-resolution image and its tissue mask."""
+        return Calibration()
+
+    @abc.abstractmethod
+    def segment(self, rgb: np.ndarray, calibration: Calibration) -> Segmentation:
+        """Segment ``rgb`` (h, w, 3) uint8; see :class:`Segmentation`."""
+
+    def describe(self) -> dict[str, str]:
+        """Key-value provenance recorded in the Parquet metadata."""
+        return {"segmenter": self.name}
