@@ -1,0 +1,20 @@
+"""Stitching by ownership: each nucleus written once, by the tile whose core holds its centroid."""
+
+from nucscale.stitch._ownership import (
+    LOCAL_BITS,
+    Owned,
+    edge_labels,
+    owned_instances,
+    relabel_owned,
+)
+from nucscale.stitch._paint import crop_to_content, paint
+
+__all__ = [
+    "LOCAL_BITS",
+    "Owned",
+    "crop_to_content",
+    "edge_labels",
+    "owned_instances",
+    "paint",
+    "relabel_owned",
+]

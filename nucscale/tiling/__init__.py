@@ -1,0 +1,23 @@
+"""Tissue detection, the tile grid, resampling to the analysis pixel size, the Zarr tile store."""
+
+from nucscale.tiling._grid import Box, LevelChoice, TileGrid, choose_level, tissue_tiles
+from nucscale.tiling._resample import read_analysis_region
+from nucscale.tiling._store import chunk_exists, create_tile_store, read_window, write_tile
+from nucscale.tiling._tissue import low_res_image, optical_density, tissue_area_mm2, tissue_mask
+
+__all__ = [
+    "Box",
+    "LevelChoice",
+    "TileGrid",
+    "choose_level",
+    "chunk_exists",
+    "create_tile_store",
+    "low_res_image",
+    "optical_density",
+    "read_analysis_region",
+    "read_window",
+    "tissue_area_mm2",
+    "tissue_mask",
+    "tissue_tiles",
+    "write_tile",
+]

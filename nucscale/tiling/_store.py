@@ -1,0 +1,68 @@
+"""The Zarr v3 tile store: the slide at analysis resolution, one chunk per tile core.
+
+Only tissue tiles are written; every other chunk reads as the fill value, white. zarr-python
+writes each chunk file atomically (temporary name + rename), so a chunk that exists is complete:
+a rerun skips the tiles whose chunk is present. A store whose geometry or source differs from
+the current run is replaced.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.core.array_spec import ArrayConfigParams
+
+from nucscale.io._base import PAD_VALUE
+from nucscale.tiling._grid import Box
+
+_CONFIG: ArrayConfigParams = {"write_empty_chunks": True}
+
+
+def create_tile_store(path: Path, shape: tuple[int, int], tile: int, attrs: dict[str, Any]) -> None:
+    """Create (or reuse, when ``attrs`` match) the store at ``path``."""
+    if (path / "zarr.json").exists():
+        try:
+            existing = zarr.open_array(str(path), mode="r")
+            if dict(existing.attrs) == attrs and existing.shape == (*shape, 3):
+                return
+        except (ValueError, KeyError, OSError):
+            pass
+        shutil.rmtree(path)
+    zarr.create_array(
+        str(path),
+        shape=(*shape, 3),
+        chunks=(tile, tile, 3),
+        dtype="uint8",
+        fill_value=PAD_VALUE,
+        attributes=attrs,
+        dimension_names=("y", "x", "c"),
+        config=_CONFIG,
+    )
+
+
+def chunk_exists(path: Path, row: int, col: int) -> bool:
+    """Whether the chunk of tile (row, col) has been written (default v3 chunk key layout)."""
+    return (path / "c" / str(row) / str(col) / "0").exists()
+
+
+def write_tile(path: Path, box: Box, rgb: np.ndarray) -> None:
+    """Write ``rgb`` into the core ``box`` (one whole chunk)."""
+    arr = zarr.open_array(str(path), mode="r+", config=_CONFIG)
+    arr[box.y0 : box.y1, box.x0 : box.x1, :] = rgb
+
+
+def read_window(path: Path, box: Box) -> np.ndarray:
+    """Read ``box`` (may reach outside the image, which reads white) as RGB uint8."""
+    arr = zarr.open_array(str(path), mode="r")
+    h, w = arr.shape[0], arr.shape[1]
+    inner = box.intersect(Box(0, 0, w, h))
+    out = np.full((box.height, box.width, 3), PAD_VALUE, np.uint8)
+    if inner is not None:
+        out[inner.y0 - box.y0 : inner.y1 - box.y0, inner.x0 - box.x0 : inner.x1 - box.x0] = arr[
+            inner.y0 : inner.y1, inner.x0 : inner.x1, :
+        ]
+    return out

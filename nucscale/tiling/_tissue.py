@@ -1,0 +1,73 @@
+"""Tissue detection on a low-resolution image of the slide.
+
+Optical density (OD) of glass is near zero and of stained tissue well above it, whatever the
+stain, so the mask is ``sum(OD over RGB) > t`` with ``t`` from Otsu's method clamped to a band
+that keeps pale stroma, followed by closing, hole filling and removal of specks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import filters, morphology
+
+from nucscale.io import Slide
+
+#: OD-sum threshold band: below 0.12 picks up glass noise and JPEG ringing; above 0.3 loses
+#: pale eosin stroma on the CMU-1 slide.
+OD_THRESHOLD_RANGE = (0.12, 0.30)
+
+
+def low_res_image(slide: Slide, max_size: int) -> tuple[np.ndarray, float]:
+    """A low-resolution RGB image of the whole slide, longest side <= ``max_size``.
+
+    Picks the smallest pyramid level that is still at least ``max_size`` on its longest side,
+    and block-averages it the rest of the way, reading in strips so a single-level slide never
+    needs its full resolution in memory at once.
+
+    Returns
+    -------
+    rgb, downsample:
+        The image and its downsample factor relative to level 0 (level-0 px per image px).
+    """
+    level = 0
+    for i, lv in enumerate(slide.levels):
+        if max(lv.width, lv.height) >= max_size:
+            level = i
+    lw, lh = slide.level_dimensions[level]
+    k = max(1, math.ceil(max(lw, lh) / max_size))
+    ow, oh = math.ceil(lw / k), math.ceil(lh / k)
+    out = np.empty((oh, ow, 3), np.uint8)
+    strip = max(k, (4096 // k) * k)
+    for y in range(0, lh, strip):
+        h = min(strip, lh - y)
+        region = slide.read_region(level, 0, y, ow * k, math.ceil(h / k) * k).astype(np.float32)
+        blocks = region.reshape(region.shape[0] // k, k, ow, k, 3).mean(axis=(1, 3))
+        out[y // k : y // k + blocks.shape[0]] = np.round(blocks).astype(np.uint8)
+    return out, slide.levels[level].downsample * k
+
+
+def optical_density(rgb: np.ndarray) -> np.ndarray:
+    """Per-channel optical density -log10(I / 255), with I clipped to [1, 255]."""
+    return -np.log10(np.clip(rgb.astype(np.float32), 1.0, 255.0) / 255.0)
+
+
+def tissue_mask(rgb: np.ndarray, *, min_object_px: int = 64) -> tuple[np.ndarray, float]:
+    """Boolean tissue mask of a low-resolution RGB image, and the OD threshold used."""
+    od = optical_density(rgb).sum(axis=-1)
+    lo, hi = OD_THRESHOLD_RANGE
+    t = float(filters.threshold_otsu(od)) if np.ptp(od) > 0 else hi
+    t = min(max(t, lo), hi)
+    mask = od > t
+    mask = morphology.closing(mask, morphology.disk(2))
+    mask = ndi.binary_fill_holes(mask)
+    mask = morphology.remove_small_objects(mask, max_size=min_object_px - 1)
+    return np.asarray(mask, dtype=bool), t
+
+
+def tissue_area_mm2(mask: np.ndarray, downsample: float, mpp: float) -> float:
+    """Area of ``mask`` in mm², given its downsample from level 0 and level-0 µm/px."""
+    side_um = downsample * mpp
+    return float(mask.sum()) * side_um * side_um / 1e6
