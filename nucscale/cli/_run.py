@@ -1,0 +1,119 @@
+"""``nucscale run INPUT... --out DIR``: segment and measure every nucleus of a cohort."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nucscale.cli._app import app, console
+from nucscale.cluster import get_client
+from nucscale.config import Settings
+from nucscale.errors import NucscaleError
+from nucscale.infer import get_segmenter
+from nucscale.pipeline import resolve_inputs, run_cohort
+
+
+@app.command()
+def run(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Slides: files, DICOM folders, glob patterns, or a CSV with a 'path' column."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address of a running Dask scheduler (tcp://host:8786); default: local."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Local worker processes (default: one per core).")
+    ] = None,
+    mpp: Annotated[
+        float | None,
+        typer.Option(help="Pixel size of the slides in µm/px, for files that do not record it."),
+    ] = None,
+    analysis_mpp: Annotated[
+        float | None, typer.Option(help="Pixel size to analyse at, µm/px (default 0.5).")
+    ] = None,
+    tile: Annotated[
+        int | None, typer.Option(help="Tile core size in analysis pixels (default 1024).")
+    ] = None,
+    halo: Annotated[
+        int | None, typer.Option(help="Context around each tile (default: segmenter's minimum).")
+    ] = None,
+    segmenter: Annotated[
+        str | None, typer.Option(help="Segmenter name (default 'baseline').")
+    ] = None,
+    dashboard: Annotated[
+        str, typer.Option(help="Dashboard address of the local cluster.")
+    ] = ":8787",
+) -> None:
+    """Find and measure every nucleus; write OUT/nuclei, OUT/labels and OUT/manifest.parquet."""
+    try:
+        settings = Settings.from_env().replace(
+            mpp=analysis_mpp, tile=tile, halo=halo, segmenter=segmenter
+        )
+        seg = get_segmenter(settings.segmenter)
+        if settings.halo is not None and settings.halo < seg.min_halo:
+            raise typer.BadParameter(
+                f"{settings.halo} px is too small for segmenter {seg.name!r}: it needs at least "
+                f"{seg.min_halo} px ({seg.context} px of model context + "
+                f"{seg.max_nucleus_diameter} px largest nucleus) so that nuclei at tile borders "
+                "come out as in one piece",
+                param_hint="--halo",
+            )
+        if mpp is not None and not mpp > 0:
+            raise typer.BadParameter("must be positive", param_hint="--mpp")
+        slides, rejected = resolve_inputs(inputs, mpp)
+    except NucscaleError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    t0 = time.perf_counter()
+    try:
+        with get_client(scheduler, workers, dashboard_address=dashboard) as client:
+            if client.dashboard_link:
+                console.print(f"dashboard: {client.dashboard_link}")
+            with Progress(
+                TextColumn("[bold]tasks"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            ) as bar:
+                task = bar.add_task("run", total=None)
+                rows = run_cohort(
+                    client,
+                    slides,
+                    rejected,
+                    settings,
+                    out,
+                    progress=lambda d, n: bar.update(task, completed=d, total=n),
+                )
+    except NucscaleError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table("slide", "status", "nuclei", "tissue mm²", "seconds", "error")
+    for r in rows:
+        table.add_row(
+            r.slide_id,
+            "[green]done[/green]" if r.status == "done" else "[red]failed[/red]",
+            "" if r.nuclei is None else str(r.nuclei),
+            "" if r.tissue_mm2 is None else f"{r.tissue_mm2:.2f}",
+            "" if r.wall_s is None else f"{r.wall_s:.1f}",
+            r.error or "",
+        )
+    console.print(table)
+    failed = sum(r.status != "done" for r in rows)
+    console.print(
+        f"{len(rows) - failed} done, {failed} failed in {time.perf_counter() - t0:.1f} s; "
+        f"results in {out}"
+    )
+    if failed:
+        raise typer.Exit(1)

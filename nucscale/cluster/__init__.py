@@ -1,0 +1,5 @@
+"""Getting a Dask client: a local cluster or an existing scheduler."""
+
+from nucscale.cluster._client import default_workers, get_client
+
+__all__ = ["default_workers", "get_client"]

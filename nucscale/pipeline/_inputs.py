@@ -1,0 +1,131 @@
+"""Turning command-line inputs (files, folders, globs, CSV manifests) into slides to process."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from nucscale.errors import InputError
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_FORBIDDEN_ID = re.compile(r"[/\\=\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class SlideInput:
+    """One slide to process: where it is, what to call it, and an optional pixel size."""
+
+    path: str
+    slide_id: str
+    mpp: float | None = None
+
+
+@dataclass(frozen=True)
+class RejectedInput:
+    """An input refused before any processing, with the reason."""
+
+    path: str
+    slide_id: str
+    reason: str
+
+
+def check_slide_id(slide_id: str, source: str) -> str:
+    """Return ``slide_id`` if it is safe as a directory name, else raise :class:`InputError`.
+
+    Refused: empty, longer than 200 characters, path separators, ``=`` (hive partitions),
+    control characters, and names starting with a dot (``.``, ``..``, hidden files).
+    """
+    if not slide_id or len(slide_id) > 200:
+        raise InputError(source, f"slide id {slide_id!r} must be 1 to 200 characters")
+    if _FORBIDDEN_ID.search(slide_id) or slide_id.startswith("."):
+        raise InputError(
+            source,
+            f"slide id {slide_id!r} is not allowed: no path separators, '=', control "
+            "characters or leading dot (results must stay inside --out)",
+        )
+    return slide_id
+
+
+def default_slide_id(path: Path) -> str:
+    """File stem (folder name for a DICOM folder), with unsafe characters replaced by '_'."""
+    name = path.name if path.is_dir() else path.stem
+    name = _FORBIDDEN_ID.sub("_", name).lstrip(".")
+    return name or "slide"
+
+
+def _from_csv(manifest: Path, default_mpp: float | None) -> list[SlideInput | RejectedInput]:
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(manifest, f"cannot read CSV manifest: {exc}") from exc
+    if not rows or "path" not in rows[0]:
+        raise InputError(manifest, "CSV manifest needs a header with a 'path' column")
+    out: list[SlideInput | RejectedInput] = []
+    for i, row in enumerate(rows, start=2):
+        raw = (row.get("path") or "").strip()
+        if not raw:
+            raise InputError(manifest, f"line {i}: empty path")
+        path = Path(raw) if Path(raw).is_absolute() else manifest.parent / raw
+        sid = (row.get("slide_id") or "").strip() or default_slide_id(path)
+        mpp_raw = (row.get("mpp") or "").strip()
+        try:
+            mpp = float(mpp_raw) if mpp_raw else default_mpp
+            if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+                raise ValueError(mpp_raw)
+        except ValueError:
+            out.append(
+                RejectedInput(str(path), sid, f"line {i}: mpp {mpp_raw!r} is not a positive number")
+            )
+            continue
+        try:
+            out.append(SlideInput(str(path), check_slide_id(sid, f"{manifest} line {i}"), mpp))
+        except InputError as exc:
+            out.append(RejectedInput(str(path), default_slide_id(path), str(exc)))
+    return out
+
+
+def resolve_inputs(
+    inputs: list[str], mpp: float | None = None
+) -> tuple[list[SlideInput], list[RejectedInput]]:
+    """Expand files, DICOM folders, glob patterns and ``.csv`` manifests into slides.
+
+    A path that does not exist is kept (it fails later with a clear reason in the manifest); a
+    glob that matches nothing is an :class:`InputError`. Duplicate slide ids: the first wins and
+    later ones are rejected, naming the path that holds the id.
+    """
+    found: list[SlideInput | RejectedInput] = []
+    for item in inputs:
+        p = Path(item)
+        if p.suffix.lower() == ".csv" and p.is_file():
+            found.extend(_from_csv(p, mpp))
+        elif not p.exists() and _GLOB_CHARS.search(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise InputError(item, "glob pattern matches no file")
+            found.extend(SlideInput(m, default_slide_id(Path(m)), mpp) for m in matches)
+        else:
+            found.append(SlideInput(str(p), default_slide_id(p), mpp))
+    accepted: list[SlideInput] = []
+    rejected: list[RejectedInput] = []
+    owner: dict[str, str] = {}
+    for s in found:
+        if isinstance(s, RejectedInput):
+            rejected.append(s)
+        elif s.slide_id in owner:
+            rejected.append(
+                RejectedInput(
+                    s.path,
+                    s.slide_id,
+                    f"{s.path}: duplicate slide id {s.slide_id!r} (already used by "
+                    f"{owner[s.slide_id]}); give distinct ids in a CSV manifest's slide_id column",
+                )
+            )
+        else:
+            owner[s.slide_id] = s.path
+            accepted.append(s)
+    return accepted, rejected

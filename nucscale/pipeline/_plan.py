@@ -1,0 +1,175 @@
+"""Planning a slide: open it, choose the level, find tissue, lay the tile grid, calibrate.
+
+Runs as the first task of a slide, on a worker (workers open slides themselves). The plan is a
+small frozen dataclass of plain values: it travels in the graph instead of file handles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import zarr
+
+from nucscale import __version__
+from nucscale.config import Settings
+from nucscale.errors import ConfigError, MissingPixelSizeError, SlideNotFoundError
+from nucscale.infer import Calibration, get_segmenter
+from nucscale.io import open_slide
+from nucscale.pipeline._inputs import SlideInput
+from nucscale.tiling import (
+    LevelChoice,
+    TileGrid,
+    choose_level,
+    create_tile_store,
+    low_res_image,
+    tissue_area_mm2,
+    tissue_mask,
+    tissue_tiles,
+)
+
+WORK_DIR = ".work"
+
+
+@dataclass(frozen=True)
+class SlidePlan:
+    """Everything the tile tasks of one slide need, as plain values."""
+
+    slide_id: str
+    path: str
+    out: str
+    key: str
+    backend: str
+    vendor: str | None
+    mpp0: float
+    choice: LevelChoice
+    grid: TileGrid
+    tiles: tuple[tuple[int, int], ...]
+    tissue_mm2: float
+    segmenter: str
+    calibration: Calibration
+    plan_s: float
+
+    @property
+    def work(self) -> Path:
+        """Per-slide scratch space under ``OUT/.work``: the tile store and tile fragments."""
+        return Path(self.out) / WORK_DIR / self.slide_id
+
+    @property
+    def tile_store(self) -> Path:
+        c = self.choice
+        return self.work / f"tiles-L{c.level}-{c.width}x{c.height}-t{self.grid.tile}.zarr"
+
+    @property
+    def fragments(self) -> Path:
+        return self.work / f"segment-{self.key}"
+
+    @property
+    def labels_store(self) -> Path:
+        """The label image being assembled (moved to ``OUT/labels/<id>.zarr`` when complete)."""
+        return self.fragments / "labels.zarr"
+
+    @property
+    def scale(self) -> float:
+        """Level-0 pixels per analysis pixel."""
+        return self.choice.mpp / self.mpp0
+
+    def paint_tiles(self) -> list[tuple[int, int]]:
+        """Output chunks that can receive nuclei: tissue tiles and the tiles their halos reach."""
+        cells = {n for t in self.tiles for n in self.grid.neighbours(*t, self.grid.reach)}
+        return sorted(cells)
+
+
+def settings_key(inp: SlideInput, settings: Settings) -> str:
+    """Hash of what determines a slide's results; equal keys mean a finished slide is reusable."""
+    try:
+        st = os.stat(inp.path)
+        stamp = [st.st_size, st.st_mtime_ns]
+    except OSError:
+        stamp = []
+    blob = json.dumps(
+        [str(Path(inp.path).resolve()), stamp, inp.mpp, asdict(settings), __version__],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlidePlan:
+    """Open the slide at ``inp.path`` and plan its tiles (see module docstring)."""
+    t0 = time.perf_counter()
+    if not os.path.exists(inp.path):
+        raise SlideNotFoundError(inp.path, "no such file or directory")
+    with open_slide(inp.path, mpp=inp.mpp) as slide:
+        mpp0 = slide.mpp
+        if mpp0 is None:
+            raise MissingPixelSizeError(
+                inp.path, "no pixel size in metadata; pass --mpp (or an mpp column in the CSV)"
+            )
+        segmenter = get_segmenter(settings.segmenter)
+        halo = segmenter.min_halo if settings.halo is None else settings.halo
+        if halo < segmenter.min_halo:
+            raise ConfigError(
+                f"--halo {halo} is too small for segmenter {segmenter.name!r}: it needs at least "
+                f"{segmenter.min_halo} px ({segmenter.context} px of context + "
+                f"{segmenter.max_nucleus_diameter} px largest nucleus), otherwise nuclei at tile "
+                "borders would differ from whole-image processing"
+            )
+        choice = choose_level(slide, mpp0, settings.mpp, settings.mpp_tolerance)
+        thumb, thumb_ds = low_res_image(slide, settings.tissue_max_size)
+        mask, _ = tissue_mask(thumb)
+        grid = TileGrid(choice.width, choice.height, settings.tile, halo)
+        mask_scale = thumb_ds * mpp0 / choice.mpp
+        tiles = tuple(tissue_tiles(grid, mask, mask_scale))
+        plan = SlidePlan(
+            slide_id=inp.slide_id,
+            path=str(inp.path),
+            out=str(out),
+            key=key,
+            backend=slide.backend,
+            vendor=slide.vendor,
+            mpp0=mpp0,
+            choice=choice,
+            grid=grid,
+            tiles=tiles,
+            tissue_mm2=tissue_area_mm2(mask, thumb_ds, mpp0),
+            segmenter=segmenter.name,
+            calibration=segmenter.calibrate(thumb, mask),
+            plan_s=0.0,
+        )
+    _prepare_work(plan)
+    return _with_time(plan, time.perf_counter() - t0)
+
+
+def _prepare_work(plan: SlidePlan) -> None:
+    """Create the tile store and fragment folder; drop scratch left by other settings."""
+    plan.work.mkdir(parents=True, exist_ok=True)
+    for old in plan.work.iterdir():
+        if (old.name.startswith("segment-") and old != plan.fragments) or (
+            old.name.startswith("tiles-") and old != plan.tile_store
+        ):
+            shutil.rmtree(old, ignore_errors=True)
+    c = plan.choice
+    attrs = {"source": plan.path, "level": c.level, "factor": c.factor, "mpp": c.mpp}
+    create_tile_store(plan.tile_store, (c.height, c.width), plan.grid.tile, attrs)
+    plan.fragments.mkdir(parents=True, exist_ok=True)
+    if not (plan.labels_store / "zarr.json").exists():
+        zarr.create_array(
+            str(plan.labels_store),
+            shape=(c.height, c.width),
+            chunks=(plan.grid.tile, plan.grid.tile),
+            dtype="int64",
+            fill_value=0,
+            dimension_names=("y", "x"),
+            attributes={"slide_id": plan.slide_id, "mpp": c.mpp, "scale_to_level0": plan.scale},
+        )
+
+
+def _with_time(plan: SlidePlan, seconds: float) -> SlidePlan:
+    from dataclasses import replace
+
+    return replace(plan, plan_s=seconds)

@@ -1,0 +1,97 @@
+"""The run manifest ``OUT/manifest.parquet``: one row per slide, the source of truth for "done".
+
+A slide is done only when its row says ``status == "done"``; the row is written after every
+output of the slide is in place (invariant 4). Rows of earlier runs for other slides are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nucscale.store._atomic import atomic_write
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("slide_id", pa.string()),
+        ("path", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("nuclei", pa.int64()),
+        ("tissue_mm2", pa.float64()),
+        ("tiles", pa.int64()),
+        ("mpp", pa.float64()),
+        ("analysis_mpp", pa.float64()),
+        ("backend", pa.string()),
+        ("segmenter", pa.string()),
+        ("settings_key", pa.string()),
+        ("started", pa.string()),
+        ("finished", pa.string()),
+        ("wall_s", pa.float64()),
+        ("plan_s", pa.float64()),
+        ("ingest_s", pa.float64()),
+        ("segment_s", pa.float64()),
+        ("write_s", pa.float64()),
+    ]
+)
+
+
+@dataclass
+class ManifestRow:
+    """Outcome of one slide. Times are seconds; ``*_s`` stage times are summed over tasks."""
+
+    slide_id: str
+    path: str
+    status: str  # "done" | "failed"
+    error: str | None = None
+    nuclei: int | None = None
+    tissue_mm2: float | None = None
+    tiles: int | None = None
+    mpp: float | None = None
+    analysis_mpp: float | None = None
+    backend: str | None = None
+    segmenter: str | None = None
+    settings_key: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    wall_s: float | None = None
+    plan_s: float | None = None
+    ingest_s: float | None = None
+    segment_s: float | None = None
+    write_s: float | None = None
+
+
+def manifest_path(out: Path) -> Path:
+    return out / "manifest.parquet"
+
+
+def read_manifest(out: Path) -> dict[tuple[str, str], ManifestRow]:
+    """Existing rows keyed by (slide id, path); empty when there is no manifest yet.
+
+    The path is part of the key so that an input rejected for reusing another slide's id gets
+    its own failed row instead of overwriting the slide that holds the id.
+    """
+    path = manifest_path(out)
+    if not path.exists():
+        return {}
+    names = {f.name for f in fields(ManifestRow)}
+    rows = pq.read_table(path).to_pylist()
+    return {
+        (r["slide_id"], r["path"]): ManifestRow(**{k: v for k, v in r.items() if k in names})
+        for r in rows
+    }
+
+
+def write_manifest(out: Path, rows: Iterable[ManifestRow]) -> None:
+    """Merge ``rows`` into the manifest (same slide id and path replaced), atomically."""
+    merged = read_manifest(out)
+    for row in rows:
+        merged[(row.slide_id, row.path)] = row
+    table = pa.Table.from_pylist(
+        [asdict(merged[k]) for k in sorted(merged)], schema=MANIFEST_SCHEMA
+    )
+    atomic_write(manifest_path(out), lambda tmp: pq.write_table(table, tmp))

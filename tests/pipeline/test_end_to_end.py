@@ -1,0 +1,273 @@
+"""End to end on the real CMU-1 slide: LocalCluster, a real scheduler + workers, a bad cohort."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import zarr
+from skimage.measure import regionprops_table
+
+from nucscale.cluster import get_client
+from nucscale.config import Settings
+from nucscale.io import open_slide
+from nucscale.pipeline import resolve_inputs, run_cohort
+from nucscale.store import read_manifest, read_metadata
+from nucscale.tiling import low_res_image, tissue_mask
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = Settings(tile=512)
+
+
+@pytest.fixture(scope="module")
+def cmu1_run(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CMU-1 processed once with a 2-process LocalCluster, 512 px tiles (30 tiles)."""
+    out = tmp_path_factory.mktemp("cmu1")
+    slides, rejected = resolve_inputs([str(cmu1_svs)])
+    with get_client(workers=2, dashboard_address=None) as client:
+        rows = run_cohort(client, slides, rejected, SETTINGS, out)
+    assert [(r.slide_id, r.status) for r in rows] == [("CMU-1-Small-Region", "done")], rows
+    return out
+
+
+def test_table_is_complete_and_plausible(cmu1_run: Path, cmu1_svs: Path) -> None:
+    table = ds.dataset(cmu1_run / "nuclei", partitioning="hive").to_table()
+    df = table.to_pandas()
+    assert set(df["slide_id"]) == {"CMU-1-Small-Region"}
+    # ~3.3 mm² of H&E tissue at 20x: thousands of nuclei (measured: see the issue note)
+    assert 5_000 < len(df) < 40_000, len(df)
+    assert df["nucleus_id"].is_unique
+    assert df["area"].median() == pytest.approx(35, rel=0.6)  # µm², typical nucleus
+    assert (df["type_name"] == "nucleus").all()
+    meta = read_metadata(next((cmu1_run / "nuclei").rglob("part-0.parquet")))
+    assert meta["segmenter"] == "baseline"
+    assert float(meta["mpp"]) == pytest.approx(0.499)
+    assert meta["tile_size"] == "512" and int(meta["halo"]) > 0
+    row = read_manifest(cmu1_run)[("CMU-1-Small-Region", str(cmu1_svs))]
+    assert row.status == "done" and row.nuclei == len(df)
+    assert 20 <= (row.tiles or 0) <= 30  # of 30, the rest is glass
+    assert 0.5 < (row.tissue_mm2 or 0) < 0.8  # ~39% of the 1.64 mm² region
+
+
+def test_centroids_lie_in_tissue(cmu1_run: Path, cmu1_svs: Path) -> None:
+    df = pq.read_table(next((cmu1_run / "nuclei").rglob("part-0.parquet"))).to_pandas()
+    with open_slide(cmu1_svs) as s:
+        thumb, dsf = low_res_image(s, 2048)
+    mask, _ = tissue_mask(thumb)
+    from scipy import ndimage as ndi
+
+    near = ndi.binary_dilation(mask, iterations=2)  # a nucleus at the tissue edge
+    ys = np.clip((df["centroid_y"] / dsf).astype(int), 0, mask.shape[0] - 1)
+    xs = np.clip((df["centroid_x"] / dsf).astype(int), 0, mask.shape[1] - 1)
+    assert near[ys, xs].mean() > 0.99
+
+
+def test_features_equal_scikit_image_on_written_labels(cmu1_run: Path) -> None:
+    df = pq.read_table(next((cmu1_run / "nuclei").rglob("part-0.parquet"))).to_pandas()
+    labels = zarr.open_array(str(cmu1_run / "labels" / "CMU-1-Small-Region.zarr"), mode="r")[:]
+    assert labels.shape == (2967, 2220)
+    present = np.unique(labels[labels > 0])
+    assert set(present) <= set(df["nucleus_id"])
+    assert len(present) >= 0.99 * len(df)  # painting loses nothing in practice
+    props = pd.DataFrame(
+        regionprops_table(
+            labels,
+            properties=("label", "area", "perimeter", "solidity", "eccentricity", "centroid"),
+        )
+    ).set_index("label")
+    mpp = 0.499
+    joined = df.set_index("nucleus_id").join(props, how="inner", rsuffix="_sk")
+    # nuclei painted whole (area matches) must have identical features
+    whole = joined[np.isclose(joined["area"], joined["area_sk"] * mpp**2)]
+    assert len(whole) >= 0.99 * len(df)
+    np.testing.assert_allclose(whole["perimeter"], whole["perimeter_sk"] * mpp, rtol=1e-9)
+    np.testing.assert_allclose(whole["solidity"], whole["solidity_sk"], rtol=1e-9)
+    np.testing.assert_allclose(
+        whole["eccentricity"], whole["eccentricity_sk"], rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(whole["centroid_x"], whole["centroid-1"], atol=1e-6)
+    np.testing.assert_allclose(whole["centroid_y"], whole["centroid-0"], atol=1e-6)
+
+
+def test_rerun_skips_a_finished_slide(cmu1_run: Path, cmu1_svs: Path) -> None:
+    before = (
+        (cmu1_run / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet").stat().st_mtime_ns
+    )
+    slides, rejected = resolve_inputs([str(cmu1_svs)])
+    with get_client(workers=1, dashboard_address=None) as client:
+        rows = run_cohort(client, slides, rejected, SETTINGS, cmu1_run)
+    assert rows[0].status == "done"
+    after = (
+        (cmu1_run / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet").stat().st_mtime_ns
+    )
+    assert before == after
+
+
+# --- a real scheduler and worker processes -------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _dask_bin(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found next to {sys.executable}")
+    return found
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    """`dask scheduler` + 2 `dask worker` processes on 127.0.0.1; yields the address."""
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    dask = _dask_bin("dask")
+    procs = [
+        subprocess.Popen(
+            [
+                dask,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                ":0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
+    try:
+        for i in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        dask,
+                        "worker",
+                        addr,
+                        "--nthreads",
+                        "1",
+                        "--name",
+                        f"w{i}",
+                        "--local-directory",
+                        str(tmp_path / f"w{i}"),
+                        "--no-dashboard",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
+        from distributed import Client
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(addr, timeout="5s") as c:
+                    c.wait_for_workers(2, timeout=30)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield addr
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nucscale", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"},
+    )
+
+
+def test_cli_on_a_real_scheduler_matches_local_run(
+    dask_cluster: str, cmu1_svs: Path, cmu1_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "remote"
+    res = _cli(
+        "run", str(cmu1_svs), "--out", str(out), "--scheduler", dask_cluster, "--tile", "512"
+    )
+    assert res.returncode == 0, res.stderr
+    assert "1 done, 0 failed" in res.stderr
+    part = "nuclei/slide_id=CMU-1-Small-Region/part-0.parquet"
+    remote = pq.read_table(out / part)
+    local = pq.read_table(cmu1_run / part)
+    assert remote.equals(local)  # same graph, same numbers, whatever the cluster
+    a = zarr.open_array(str(out / "labels" / "CMU-1-Small-Region.zarr"), mode="r")[:]
+    b = zarr.open_array(str(cmu1_run / "labels" / "CMU-1-Small-Region.zarr"), mode="r")[:]
+    assert np.array_equal(a, b)
+
+
+def test_cohort_with_bad_files(openslide_fixtures: Path, cmu1_svs: Path, tmp_path: Path) -> None:
+    cohort = tmp_path / "in"
+    cohort.mkdir()
+    (cohort / "empty.svs").write_bytes(b"")
+    (cohort / "truncated.svs").write_bytes(cmu1_svs.read_bytes()[:4096])
+    (cohort / "notes.svs").write_text("this is not a slide\n")
+    (cohort / "nompp.png").write_bytes((openslide_fixtures / "boxes.png").read_bytes())
+    csv = tmp_path / "cohort.csv"
+    lines = ["path,slide_id"]
+    lines += [f"{openslide_fixtures / 'small.svs'},good-small"]
+    lines += [f"{openslide_fixtures / 'unreadable.svs'},corrupt"]
+    lines += [f"{openslide_fixtures / 'unopenable.tiff'},not-a-slide"]
+    lines += [
+        f"{cohort / n},{Path(n).stem}"
+        for n in ("empty.svs", "truncated.svs", "notes.svs", "nompp.png")
+    ]
+    lines += [f"{cohort / 'missing.svs'},missing", f"{openslide_fixtures / 'small.svs'},../escape"]
+    csv.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    res = _cli("run", str(csv), "--out", str(out), "--workers", "2", "--dashboard", ":0")
+    assert res.returncode == 1, res.stderr
+    rows = {sid: r for (sid, _), r in read_manifest(out).items()}
+    assert rows["good-small"].status == "done", rows["good-small"].error
+    failed = {sid: r.error or "" for sid, r in rows.items() if r.status == "failed"}
+    assert set(failed) == {
+        "corrupt",
+        "not-a-slide",
+        "empty",
+        "truncated",
+        "notes",
+        "nompp",
+        "missing",
+        "small",
+    }, failed
+    assert "unreadable.svs" in failed["corrupt"]
+    assert "empty file" in failed["empty"]
+    assert "--mpp" in failed["nompp"]
+    assert "no such file" in failed["missing"]
+    assert "not allowed" in failed["small"]
+    for sid, msg in failed.items():
+        assert "\n" not in msg and "Traceback" not in msg, (sid, msg)
+    # nothing was written outside --out, and nothing partial inside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv", "in", "out"]
+    assert not [p for p in out.rglob("*.tmp")]

@@ -1,0 +1,116 @@
+"""Atomic writes, the nucleus Parquet file and the manifest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from nucscale.errors import OutputError
+from nucscale.features import NUCLEUS_SCHEMA, SCHEMA_VERSION
+from nucscale.store import (
+    ManifestRow,
+    atomic_write,
+    nuclei_path,
+    read_manifest,
+    read_metadata,
+    replace_dir,
+    write_manifest,
+    write_nuclei,
+)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "out.bin"
+
+    def boom(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"whole"))
+    assert target.read_bytes() == b"whole"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_permission_error_is_an_output_error(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="cannot write"):
+            atomic_write(ro / "x.bin", lambda tmp: tmp.write_bytes(b"x"))
+    finally:
+        ro.chmod(0o700)
+
+
+def test_oserror_during_write_names_the_file(tmp_path: Path) -> None:
+    def disk_full(tmp: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    target = tmp_path / "out.parquet"
+    with pytest.raises(OutputError, match=r"out\.parquet: cannot write: No space left"):
+        atomic_write(target, disk_full)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replace_dir(tmp_path: Path) -> None:
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "f").write_text("new")
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "f").write_text("old")
+    replace_dir(tmp_path / "new", tmp_path / "dst")
+    assert (tmp_path / "dst" / "f").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst"]
+
+
+def _fragment(n: int, tile: int) -> pa.Table:
+    cols = {}
+    for f in NUCLEUS_SCHEMA:
+        if pa.types.is_string(f.type):
+            cols[f.name] = pa.array(["nucleus"] * n, f.type)
+        else:
+            cols[f.name] = pa.array([tile * 100 + i for i in range(n)], f.type)
+    return pa.table(cols, schema=NUCLEUS_SCHEMA)
+
+
+def test_write_nuclei_schema_metadata_and_row_groups(tmp_path: Path) -> None:
+    path = nuclei_path(tmp_path, "s1")
+    n = write_nuclei(path, [_fragment(3, 0), _fragment(0, 1), _fragment(2, 2)], {"segmenter": "x"})
+    assert n == 5
+    assert path == tmp_path / "nuclei" / "slide_id=s1" / "part-0.parquet"
+    f = pq.ParquetFile(path)
+    assert f.schema_arrow.remove_metadata() == NUCLEUS_SCHEMA
+    assert f.metadata.num_row_groups == 2  # one per non-empty tile, in tile order
+    assert f.read().column("nucleus_id").to_pylist() == [0, 1, 2, 200, 201]
+    meta = read_metadata(path)
+    assert meta == {"segmenter": "x", "schema_version": SCHEMA_VERSION}
+
+
+def test_write_nuclei_empty_slide(tmp_path: Path) -> None:
+    path = nuclei_path(tmp_path, "empty")
+    assert write_nuclei(path, [], {}) == 0
+    assert pq.read_table(path).num_rows == 0
+
+
+def test_manifest_merges_rows(tmp_path: Path) -> None:
+    write_manifest(tmp_path, [ManifestRow("a", "/x/a.svs", "failed", error="bad")])
+    write_manifest(
+        tmp_path,
+        [
+            ManifestRow("a", "/x/a.svs", "done", nuclei=5),
+            ManifestRow("b", "/x/b.svs", "done", nuclei=1),
+        ],
+    )
+    write_manifest(tmp_path, [ManifestRow("a", "/y/a.svs", "failed", error="duplicate slide id")])
+    rows = read_manifest(tmp_path)
+    assert sorted(rows) == [("a", "/x/a.svs"), ("a", "/y/a.svs"), ("b", "/x/b.svs")]
+    assert rows[("a", "/x/a.svs")].status == "done"
+    assert rows[("a", "/x/a.svs")].nuclei == 5
+    assert rows[("a", "/y/a.svs")].error == "duplicate slide id"
