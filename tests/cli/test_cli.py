@@ -1,0 +1,57 @@
+"""The command line: `nucscale info`, argument errors of `nucscale run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from nucscale.cli import app
+from nucscale.cli import _info, _run  # noqa: F401 - registers the commands
+
+runner = CliRunner()
+
+
+def test_info_on_the_real_svs(cmu1_svs: Path) -> None:
+    res = runner.invoke(app, ["info", str(cmu1_svs)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "backend: openslide" in res.output
+    assert "vendor: aperio" in res.output
+    assert "0.499 µm/px" in res.output
+    assert "2220" in res.output and "2967" in res.output
+
+
+def test_info_on_the_dicom_folder(cmu1_dicom: Path) -> None:
+    res = runner.invoke(app, ["info", str(cmu1_dicom)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "backend: dicom" in res.output
+    assert res.output.count("\n") > 12  # 12 levels listed
+
+
+def test_info_on_a_missing_file(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["info", str(tmp_path / "nope.svs")])
+    assert res.exit_code == 2
+    assert "nope.svs" in res.output
+
+
+def test_run_refuses_a_too_small_halo(cmu1_svs: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app, ["run", str(cmu1_svs), "--out", str(tmp_path / "o"), "--halo", "3"], env={"COLUMNS": "200"}
+    )
+    assert res.exit_code == 2
+    assert "too small" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_with_an_empty_glob(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", str(tmp_path / "*.svs"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "matches no file" in res.output
+
+
+def test_run_with_an_unknown_segmenter(cmu1_svs: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app, ["run", str(cmu1_svs), "--out", str(tmp_path / "o"), "--segmenter", "nope"]
+    )
+    assert res.exit_code == 2
+    assert "baseline" in res.output  # the error lists the known names
