@@ -6,8 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from nucscale.cli import app
-from nucscale.cli import _info, _run  # noqa: F401 - registers the commands
+from nucscale.cli import _info, _run, app  # noqa: F401 - registers the commands
 
 runner = CliRunner()
 
@@ -36,7 +35,9 @@ def test_info_on_a_missing_file(tmp_path: Path) -> None:
 
 def test_run_refuses_a_too_small_halo(cmu1_svs: Path, tmp_path: Path) -> None:
     res = runner.invoke(
-        app, ["run", str(cmu1_svs), "--out", str(tmp_path / "o"), "--halo", "3"], env={"COLUMNS": "200"}
+        app,
+        ["run", str(cmu1_svs), "--out", str(tmp_path / "o"), "--halo", "3"],
+        env={"COLUMNS": "200"},
     )
     assert res.exit_code == 2
     assert "too small" in res.output

@@ -1,0 +1,24 @@
+"""Per-nucleus measurements and the nucleus table schema.
+
+:func:`measure` turns a label window (analysis pixels) and its RGB image into one array per
+measured column of :data:`NUCLEUS_SCHEMA`; identity and class columns are added by the caller.
+"""
+
+from nucscale.features._morphology import MEASURED_COLUMNS, measure
+from nucscale.features._schema import (
+    COLUMNS,
+    INTENSITY,
+    MORPHOLOGY,
+    NUCLEUS_SCHEMA,
+    SCHEMA_VERSION,
+)
+
+__all__ = [
+    "COLUMNS",
+    "INTENSITY",
+    "MEASURED_COLUMNS",
+    "MORPHOLOGY",
+    "NUCLEUS_SCHEMA",
+    "SCHEMA_VERSION",
+    "measure",
+]

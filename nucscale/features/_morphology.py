@@ -1,0 +1,327 @@
+"""Per-nucleus position and morphology: the HoVer-Net measures, equal to scikit-image regionprops.
+
+:func:`measure` is the one entry point: a label window in analysis pixels in, one array per
+measured column of :data:`~nucscale.features._schema.NUCLEUS_SCHEMA` out.
+
+scikit-image's ``regionprops_table`` is the reference, and the tests check equality with it on
+synthetic and real (DSB 2018) labels. Calling it for every measure took 1.6 s for 2,000 nuclei
+in a 1024 x 1024 window (plus 0.2 s for intensity), most of it Python work per region and
+property. So the measures that are sums over pixels are computed for all nuclei at once with
+numpy, and only the convex hull (one Qhull call per nucleus, as regionprops does) and hole
+filling (only for nuclei that have a hole) stay per nucleus:
+
+- area, bbox, centroid, inertia tensor (and from it the axis lengths, eccentricity,
+  orientation): exact integer moments per label (``np.add.reduceat`` over pixels sorted by label,
+  in coordinates local to the bounding box);
+- perimeter: scikit-image's 4-neighbourhood border-pixel weighting, evaluated for all labels on
+  the window, with "same label" in place of "foreground" (regionprops looks at one label alone,
+  so neighbouring labels count as background there too);
+- euler_number: scikit-image's 2 x 2 bit-quad counting (8-connectivity), per label.
+
+Measured on that window (2,000 ellipses, 2 CPU cores): 0.6 s instead of 1.8 s for
+``regionprops_table`` with the same measures and intensities, a 3x speed-up; the hull is 0.5 s
+of it. See ``tests/features/test_timing.py``. Remaining differences to regionprops are float
+rounding (relative ~1e-12; the minor axis of a one-pixel-wide line is 0 here and ~1e-8 there),
+and ``orientation`` of regions whose covariance is exactly zero and whose column variance
+exceeds the row variance: the angle is pi/2 here, while regionprops returns +pi/2 or -pi/2
+depending on the sign of rounding noise in its moments (the same axis; orientation is defined
+modulo pi, and the tests compare it so).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.measure import label as label_components
+from skimage.morphology import convex_hull_image
+
+from nucscale.features._intensity import intensity
+from nucscale.features._schema import COLUMNS, MORPHOLOGY, NUCLEUS_SCHEMA
+
+log = logging.getLogger(__name__)
+
+#: Columns :func:`measure` returns: all but the identity and class columns, in schema order.
+MEASURED_COLUMNS: tuple[str, ...] = tuple(
+    c
+    for c in COLUMNS
+    if c not in {"nucleus_id", "tile_row", "tile_col", "type", "type_name", "type_prob"}
+)
+
+_DTYPES = {name: np.dtype(NUCLEUS_SCHEMA.field(name).type.to_pandas_dtype()) for name in COLUMNS}
+_UNIT_POWER = {"area": 2, "length": 1, "none": 0}
+_FILL_STRUCTURE = np.ones((3, 3), dtype=bool)  # as regionprops' area_filled
+
+# skimage.measure.perimeter(neighborhood=4): weight of a border pixel by its border neighbours.
+_PERIMETER_WEIGHTS = np.zeros(50, dtype=np.float64)
+_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
+_PERIMETER_WEIGHTS[[21, 33]] = math.sqrt(2.0)
+_PERIMETER_WEIGHTS[[13, 23]] = (1.0 + math.sqrt(2.0)) / 2.0
+_NEIGHBOURS = [(dr, dc, 10 if dr and dc else 2) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+_NEIGHBOURS.remove((0, 0, 2))
+
+
+def measure(
+    labels: np.ndarray,
+    rgb: np.ndarray,
+    ids: np.ndarray,
+    *,
+    mpp: float,
+    scale: float = 1.0,
+    origin: tuple[int, int] = (0, 0),
+) -> dict[str, np.ndarray]:
+    """Position, morphology and intensity of the nuclei ``ids`` in a label window.
+
+    Parameters
+    ----------
+    labels:
+        (h, w) integer instance image in analysis pixels; 0 is background. Labels not in ``ids``
+        are ignored (each nucleus is measured on its own mask, as regionprops does).
+    rgb:
+        (h, w, 3) uint8 image of the same window.
+    ids:
+        (n,) distinct non-zero label values to measure; each must occur in ``labels``.
+    mpp:
+        Analysis pixel size in µm.
+    scale:
+        Level-0 pixels per analysis pixel.
+    origin:
+        (x0, y0), the analysis-pixel position of the window's top-left pixel in the slide.
+
+    Returns
+    -------
+    dict
+        One array of length n per name in :data:`MEASURED_COLUMNS`, rows in the order of
+        ``ids``, dtypes as in ``NUCLEUS_SCHEMA``. Conventions:
+
+        - ``centroid_x/_y``: level-0 px, ``(origin + local centroid + 0.5) * scale - 0.5``, where
+          the local centroid is the mean of the pixel indices (pixel-centre convention: a lone
+          pixel in column c has centroid c). An analysis pixel i covers level-0 pixels
+          [i * scale, (i + 1) * scale), whose centre is at (i + 0.5) * scale - 0.5, the same
+          mapping the resampler uses; for ``scale == 1`` it is the identity.
+        - ``centroid_x_um/_y_um``: ``centroid_level0 * mpp / scale`` (level-0 px times the
+          level-0 pixel size).
+        - ``bbox_x0..bbox_y1``: level-0 px, half-open, ``round((origin + bbox) * scale)``.
+        - morphology: regionprops' measures with lengths times ``mpp`` and areas (inertia
+          eigenvalues too) times ``mpp**2``; orientation in radians, euler_number unitless.
+        - intensity: see :mod:`nucscale.features._intensity`.
+
+    Raises
+    ------
+    ValueError
+        Shapes or dtypes do not fit, ``mpp`` or ``scale`` is not positive, or an id is zero,
+        repeated or absent from ``labels``.
+    """
+    ids = _check(labels, rgb, ids, mpp=mpp, scale=scale)
+    n = int(ids.shape[0])
+    if n == 0:
+        return {name: np.zeros(0, dtype=_DTYPES[name]) for name in MEASURED_COLUMNS}
+
+    rows, cols, index = _pixels(labels, ids)
+    geo = _moments(rows, cols, index, n, ids)
+    geo["perimeter"] = _perimeter(labels, ids)
+    geo["euler_number"] = _euler(labels, ids)
+    geo["convex_area"] = _convex_area(labels, ids, geo)
+    geo["filled_area"] = _filled_area(labels, ids, geo, rows, cols, index)
+    geo["solidity"] = geo["area"] / geo["convex_area"]
+
+    x0, y0 = origin
+    out: dict[str, np.ndarray] = {}
+    cx = x0 + geo["centroid_col"]
+    cy = y0 + geo["centroid_row"]
+    out["centroid_x"] = (cx + 0.5) * scale - 0.5
+    out["centroid_y"] = (cy + 0.5) * scale - 0.5
+    out["centroid_x_um"] = out["centroid_x"] * (mpp / scale)
+    out["centroid_y_um"] = out["centroid_y"] * (mpp / scale)
+    out["bbox_x0"] = np.rint((x0 + geo["col0"]) * scale)
+    out["bbox_y0"] = np.rint((y0 + geo["row0"]) * scale)
+    out["bbox_x1"] = np.rint((x0 + geo["col1"]) * scale)
+    out["bbox_y1"] = np.rint((y0 + geo["row1"]) * scale)
+    for name, kind in MORPHOLOGY.items():
+        out[name] = geo[name] * mpp ** _UNIT_POWER[kind] if _UNIT_POWER[kind] else geo[name]
+    out.update(intensity(rgb[rows, cols], index, n))
+    return {
+        name: np.asarray(out[name]).astype(_DTYPES[name], copy=False) for name in MEASURED_COLUMNS
+    }
+
+
+def _check(
+    labels: np.ndarray, rgb: np.ndarray, ids: np.ndarray, *, mpp: float, scale: float
+) -> np.ndarray:
+    """Validate the inputs of :func:`measure`; return ``ids`` as int64."""
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 2-D integer array, got {labels.ndim}-D {labels.dtype}")
+    if rgb.shape != (*labels.shape, 3) or rgb.dtype != np.uint8:
+        raise ValueError(
+            f"rgb must be uint8 of shape {(*labels.shape, 3)} (the labels' window), "
+            f"got {rgb.dtype} {rgb.shape}"
+        )
+    if not (math.isfinite(mpp) and mpp > 0 and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"mpp and scale must be positive, got mpp={mpp}, scale={scale}")
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"ids must be a 1-D integer array, got {arr.ndim}-D {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if np.any(arr == 0) or np.unique(arr).size != arr.size:
+        raise ValueError("ids must be distinct non-zero label values")
+    return arr
+
+
+def _lookup(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Output row of each label value: its index in ``ids``, or -1 if it is not measured."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    pos = np.minimum(np.searchsorted(sorted_ids, values), sorted_ids.size - 1)
+    return np.where(sorted_ids[pos] == values, order[pos], -1)
+
+
+def _pixels(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column and output row of every pixel of a measured label, in raster order."""
+    rows, cols = np.nonzero(labels)
+    index = _lookup(labels[rows, cols].astype(np.int64), ids)
+    keep = index >= 0
+    return rows[keep], cols[keep], index[keep]
+
+
+def _moments(
+    rows: np.ndarray, cols: np.ndarray, index: np.ndarray, n: int, ids: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Area, bbox, centroid and the inertia-tensor measures from exact integer moments."""
+    counts = np.bincount(index, minlength=n)
+    if np.any(counts == 0):
+        missing = ids[counts == 0][:10].tolist()
+        raise ValueError(f"ids not present in labels: {missing}")
+    order = np.argsort(index, kind="stable")
+    r = rows[order].astype(np.int64)
+    c = cols[order].astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    row0, col0 = np.minimum.reduceat(r, starts), np.minimum.reduceat(c, starts)
+    row1, col1 = np.maximum.reduceat(r, starts) + 1, np.maximum.reduceat(c, starts) + 1
+    seg = np.repeat(np.arange(n), counts)
+    lr, lc = r - row0[seg], c - col0[seg]  # local coordinates keep the sums small and exact
+    s_r, s_c = np.add.reduceat(lr, starts), np.add.reduceat(lc, starts)
+    s_rr, s_cc = np.add.reduceat(lr * lr, starts), np.add.reduceat(lc * lc, starts)
+    s_rc = np.add.reduceat(lr * lc, starts)
+    # n^2 times the central second moments over n, as exact Python integers (object arrays:
+    # n * sum(x^2) overflows int64 for regions above ~1,400 px a side; a few thousand nuclei
+    # cost well under a millisecond this way).
+    n_obj = counts.astype(object)
+    n_rr = n_obj * s_rr.astype(object) - s_r.astype(object) ** 2
+    n_cc = n_obj * s_cc.astype(object) - s_c.astype(object) ** 2
+    n_rc = n_obj * s_rc.astype(object) - s_r.astype(object) * s_c.astype(object)
+    equal_variances = np.asarray(n_rr == n_cc, dtype=bool)
+    n2 = counts.astype(np.float64) ** 2
+    # regionprops' inertia tensor [[a, b], [b, c]]: a = col variance, c = row variance.
+    a, b, cc = (
+        n_cc.astype(np.float64) / n2,
+        -(n_rc.astype(np.float64) / n2),
+        n_rr.astype(np.float64) / n2,
+    )  # b is -0.0, not 0.0, as in regionprops
+    root = np.sqrt(((a - cc) / 2.0) ** 2 + b * b)
+    l1 = np.maximum((a + cc) / 2.0 + root, 0.0)
+    l2 = np.maximum((a + cc) / 2.0 - root, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ecc = np.where(l1 == 0, 0.0, np.sqrt(np.maximum(1.0 - l2 / l1, 0.0)))
+    orientation = np.where(
+        equal_variances,
+        np.where(b < 0, math.pi / 4.0, -math.pi / 4.0),
+        0.5 * np.arctan2(-2.0 * b, cc - a),
+    )
+    area = counts.astype(np.float64)
+    bbox_area = ((row1 - row0) * (col1 - col0)).astype(np.float64)
+    return {
+        "row0": row0,
+        "col0": col0,
+        "row1": row1,
+        "col1": col1,
+        "centroid_row": row0 + s_r / area,
+        "centroid_col": col0 + s_c / area,
+        "area": area,
+        "bbox_area": bbox_area,
+        "extent": area / bbox_area,
+        "equivalent_diameter": np.sqrt(4.0 * area / math.pi),
+        "inertia_tensor_eigvals_0": l1,
+        "inertia_tensor_eigvals_1": l2,
+        "major_axis_length": 4.0 * np.sqrt(l1),
+        "minor_axis_length": 4.0 * np.sqrt(l2),
+        "eccentricity": ecc,
+        "orientation": orientation,
+    }
+
+
+def _perimeter(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """skimage.measure.perimeter(mask, 4) of every label, in one pass over the window."""
+    padded = np.pad(labels, 1)
+    core = padded[1:-1, 1:-1]
+    h, w = labels.shape
+
+    def shifted(dr: int, dc: int) -> np.ndarray:
+        return padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+
+    interior = np.ones(labels.shape, dtype=bool)
+    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        interior &= shifted(dr, dc) == core
+    border = (core != 0) & ~interior
+    border_padded = np.pad(border, 1)
+    br, bc = np.nonzero(border)
+    label = core[br, bc]
+    code = np.ones(br.shape, dtype=np.intp)
+    for dr, dc, weight in _NEIGHBOURS:
+        qr, qc = br + 1 + dr, bc + 1 + dc
+        code += weight * ((padded[qr, qc] == label) & border_padded[qr, qc])
+    index = _lookup(label.astype(np.int64), ids)
+    keep = index >= 0
+    return np.bincount(index[keep], weights=_PERIMETER_WEIGHTS[code[keep]], minlength=ids.size)
+
+
+def _euler(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """skimage.measure.euler_number(mask, connectivity=2) of every label, by 2x2 bit quads."""
+    p = np.pad(labels, 1)
+    a, b, c, d = p[:-1, :-1], p[:-1, 1:], p[1:, :-1], p[1:, 1:]
+    # Only three quad configurations have a non-zero coefficient for 8-connectivity (Gray's
+    # bit quads, skimage's EULER_COEFS2D_8): the label alone at top-left (+1), on the
+    # anti-diagonal alone (-1), and everywhere but bottom-right (-1).
+    single = (a != 0) & (b != a) & (c != a) & (d != a)
+    anti = (b != 0) & (c == b) & (a != b) & (d != b)
+    three = (a != 0) & (b == a) & (c == a) & (d != a)
+    euler = np.zeros(ids.size, dtype=np.int64)
+    for mask, values, sign in ((single, a, 1), (anti, b, -1), (three, a, -1)):
+        index = _lookup(values[mask].astype(np.int64), ids)
+        euler += sign * np.bincount(index[index >= 0], minlength=ids.size)
+    return euler
+
+
+def _convex_area(labels: np.ndarray, ids: np.ndarray, geo: dict[str, np.ndarray]) -> np.ndarray:
+    """Convex-hull area of every label (skimage convex_hull_image), one bounding box at a time."""
+    convex = np.empty(ids.size, dtype=np.float64)
+    for i, label in enumerate(ids.tolist()):
+        crop = labels[geo["row0"][i] : geo["row1"][i], geo["col0"][i] : geo["col1"][i]] == label
+        convex[i] = np.count_nonzero(convex_hull_image(crop))
+    return convex
+
+
+def _filled_area(
+    labels: np.ndarray,
+    ids: np.ndarray,
+    geo: dict[str, np.ndarray],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    index: np.ndarray,
+) -> np.ndarray:
+    """Area with holes filled (8-connected background, as regionprops), per label.
+
+    With 8-connected foreground, euler_number = components - holes (4-connected holes), and a
+    label without a 4-connected hole has no 8-connected one either; so only labels with
+    ``components > euler_number`` are filled, one bounding box at a time.
+    """
+    components = label_components(labels, background=0, connectivity=2)
+    owner = np.full(int(components.max()) + 1, -1, dtype=np.int64)
+    owner[components[rows, cols]] = index
+    n_components = np.bincount(owner[owner >= 0], minlength=ids.size)
+    filled = geo["area"].copy()
+    for i in np.flatnonzero(n_components > geo["euler_number"]).tolist():
+        crop = labels[geo["row0"][i] : geo["row1"][i], geo["col0"][i] : geo["col1"][i]] == ids[i]
+        filled[i] = np.count_nonzero(ndi.binary_fill_holes(crop, _FILL_STRUCTURE))
+    return filled

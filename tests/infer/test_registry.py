@@ -1,0 +1,54 @@
+"""get_segmenter: names, parameters, one instance per process."""
+
+from __future__ import annotations
+
+import pytest
+
+import nucscale.infer as infer
+from nucscale.errors import NucscaleError, SegmenterError
+from nucscale.infer import SEGMENTERS, BaselineSegmenter, Segmenter, get_segmenter
+
+
+def test_registry_lists_baseline() -> None:
+    assert SEGMENTERS["baseline"] is BaselineSegmenter
+    assert all(issubclass(cls, Segmenter) and cls.name == name for name, cls in SEGMENTERS.items())
+
+
+def test_same_name_and_params_give_the_same_instance() -> None:
+    a = get_segmenter("baseline", mpp=0.5, min_area_um2=6.0)
+    b = get_segmenter("baseline", min_area_um2=6.0, mpp=0.5)  # order does not matter
+    assert a is b
+    assert isinstance(a, BaselineSegmenter)
+
+
+def test_different_params_give_different_instances() -> None:
+    coarse = get_segmenter("baseline", mpp=0.5)
+    fine = get_segmenter("baseline", mpp=0.25)
+    assert coarse is not fine
+    assert fine.max_nucleus_diameter == 2 * coarse.max_nucleus_diameter
+
+
+def test_unknown_name_lists_known_names() -> None:
+    with pytest.raises(SegmenterError, match=r"unknown segmenter 'hovernet'; known: .*baseline"):
+        get_segmenter("hovernet")
+
+
+def test_bad_params_are_segmenter_errors() -> None:
+    with pytest.raises(SegmenterError, match="bad parameters"):
+        get_segmenter("baseline", weights="x.pt")
+    with pytest.raises(SegmenterError, match="hashable"):
+        get_segmenter("baseline", mpp=[0.5])
+    with pytest.raises(ValueError, match="positive"):  # SegmenterError is also a ValueError
+        get_segmenter("baseline", mpp=-1.0)
+    assert issubclass(SegmenterError, NucscaleError)
+
+
+def test_public_names() -> None:
+    assert set(infer.__all__) == {
+        "Segmenter",
+        "Segmentation",
+        "Calibration",
+        "BaselineSegmenter",
+        "get_segmenter",
+        "SEGMENTERS",
+    }
