@@ -129,8 +129,8 @@ def measure(
 
     x0, y0 = origin
     out: dict[str, np.ndarray] = {}
-    cx = x0 + geo["centroid_col"]
-    cy = y0 + geo["centroid_row"]
+    cx = (x0 + geo["col0"]) + geo["centroid_dcol"]
+    cy = (y0 + geo["row0"]) + geo["centroid_drow"]
     out["centroid_x"] = (cx + 0.5) * scale - 0.5
     out["centroid_y"] = (cy + 0.5) * scale - 0.5
     out["centroid_x_um"] = out["centroid_x"] * (mpp / scale)
@@ -236,8 +236,10 @@ def _moments(
         "col0": col0,
         "row1": row1,
         "col1": col1,
-        "centroid_row": row0 + s_r / area,
-        "centroid_col": col0 + s_c / area,
+        # offset of the centroid from the bbox corner: the same in every window that holds the
+        # nucleus, so adding the (integer) global corner gives bit-identical global centroids
+        "centroid_drow": s_r / area,
+        "centroid_dcol": s_c / area,
         "area": area,
         "bbox_area": bbox_area,
         "extent": area / bbox_area,

@@ -116,6 +116,21 @@ def test_rerun_skips_a_finished_slide(cmu1_run: Path, cmu1_svs: Path) -> None:
     assert before == after
 
 
+def test_new_settings_reuse_the_tile_store(cmu1_run: Path, cmu1_svs: Path) -> None:
+    """A rerun with other segmentation settings recomputes nuclei but not the ingested tiles."""
+    part = cmu1_run / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet"
+    before = pq.read_table(part)
+    slides, rejected = resolve_inputs([str(cmu1_svs)])
+    with get_client(workers=2, dashboard_address=":0") as client:
+        rows = run_cohort(client, slides, rejected, SETTINGS.replace(halo=130), cmu1_run)
+    assert rows[0].status == "done"
+    assert rows[0].ingest_s == 0.0  # every tile chunk was already in the store
+    assert (rows[0].segment_s or 0) > 0
+    assert read_metadata(part)["halo"] == "130"
+    # a halo above the minimum changes nothing: the segmenter is translation consistent
+    assert pq.read_table(part).equals(before)
+
+
 # --- a real scheduler and worker processes -------------------------------------------------
 
 
