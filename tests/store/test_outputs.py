@@ -53,7 +53,7 @@ def test_permission_error_is_an_output_error(tmp_path: Path) -> None:
 def test_output_path_blocked_by_a_file(tmp_path: Path) -> None:
     (tmp_path / "nuclei").write_text("a file where a folder must go")
     target = tmp_path / "nuclei" / "slide_id=a" / "part-0.parquet"
-    with pytest.raises(OutputError, match="part-0.parquet: cannot write"):
+    with pytest.raises(OutputError, match=r"part-0\.parquet: cannot write"):
         atomic_write(target, lambda tmp: tmp.write_bytes(b"x"))
 
 
