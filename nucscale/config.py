@@ -56,8 +56,8 @@ class Settings:
             raise ConfigError(f"halo must be >= 0, got {self.halo}")
 
     def replace(self, **changes: Any) -> Settings:
-        """Copy with some fields changed; ``None`` values are ignored except for ``halo``."""
-        kept = {k: v for k, v in changes.items() if v is not None or k == "halo"}
+        """Copy with the fields given as non-``None`` values changed (``None``: keep as is)."""
+        kept = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, **kept)
 
     @classmethod

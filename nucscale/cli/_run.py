@@ -59,7 +59,7 @@ def run(
         settings = Settings.from_env().replace(
             mpp=analysis_mpp, tile=tile, halo=halo, segmenter=segmenter
         )
-        seg = get_segmenter(settings.segmenter)
+        seg = get_segmenter(settings.segmenter, mpp=settings.mpp)
         if settings.halo is not None and settings.halo < seg.min_halo:
             raise typer.BadParameter(
                 f"{settings.halo} px is too small for segmenter {seg.name!r}: it needs at least "

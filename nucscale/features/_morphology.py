@@ -20,7 +20,7 @@ filling (only for nuclei that have a hole) stay per nucleus:
 
 Measured on that window (2,000 ellipses, 2 CPU cores): 0.6 s instead of 1.8 s for
 ``regionprops_table`` with the same measures and intensities, a 3x speed-up; the hull is 0.5 s
-of it. See ``tests/features/test_timing.py``. Remaining differences to regionprops are float
+of it. See ``benchmarks/features.py``. Remaining differences to regionprops are float
 rounding (relative ~1e-12; the minor axis of a one-pixel-wide line is 0 here and ~1e-8 there),
 and ``orientation`` of regions whose covariance is exactly zero and whose column variance
 exceeds the row variance: the angle is pi/2 here, while regionprops returns +pi/2 or -pi/2

@@ -29,6 +29,7 @@ from nucscale.pipeline._plan import SlidePlan, make_plan, settings_key
 from nucscale.pipeline._tasks import (
     SlideResult,
     finalize_slide,
+    finished_with,
     ingest_tile,
     paint_chunk,
     segment_tile,
@@ -65,32 +66,42 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _submit_slide(client: Client, plan: SlidePlan) -> tuple[list[Future], Future]:
-    """Submit the tile graph of one planned slide; returns (all futures, the finalize future)."""
+def _submit_slide(client: Client, plan: SlidePlan, plan_f: Future) -> tuple[list[Future], Future]:
+    """Submit the tile graph of one planned slide; returns (all futures, the finalize future).
+
+    Tasks receive the plan as its future (``plan_f``), so the plan travels to each worker once
+    instead of being pickled into every task.
+    """
     tag = f"{plan.slide_id}-{plan.key}"
     grid = plan.grid
     tissue = set(plan.tiles)
-    ingest: dict[tuple[int, int], Future] = {
-        t: client.submit(ingest_tile, plan, *t, key=f"ingest-{tag}-{t[0]}-{t[1]}", retries=RETRIES)
+
+    def submit(fn: Any, stage: str, tile: tuple[int, int], *deps: Any) -> Future:
+        key = f"{stage}-{tag}-{tile[0]}-{tile[1]}"
+        return client.submit(fn, plan_f, *tile, *deps, key=key, retries=RETRIES)
+
+    ingest = {t: submit(ingest_tile, "ingest", t) for t in plan.tiles}
+    segment = {
+        t: submit(
+            segment_tile,
+            "segment",
+            t,
+            *[ingest[n] for n in grid.neighbours(*t, grid.reach) if n in tissue],
+        )
         for t in plan.tiles
     }
-    segment: dict[tuple[int, int], Future] = {}
-    for t in plan.tiles:
-        deps = [ingest[n] for n in grid.neighbours(*t, grid.reach) if n in tissue]
-        segment[t] = client.submit(
-            segment_tile, plan, *t, *deps, key=f"segment-{tag}-{t[0]}-{t[1]}", retries=RETRIES
+    paint = [
+        submit(
+            paint_chunk,
+            "paint",
+            t,
+            *[segment[n] for n in grid.neighbours(*t, grid.reach) if n in tissue],
         )
-    paint: list[Future] = []
-    for t in plan.paint_tiles():
-        deps = [segment[n] for n in grid.neighbours(*t, grid.reach) if n in tissue]
-        paint.append(
-            client.submit(
-                paint_chunk, plan, *t, *deps, key=f"paint-{tag}-{t[0]}-{t[1]}", retries=RETRIES
-            )
-        )
+        for t in plan.paint_tiles()
+    ]
     final = client.submit(
         finalize_slide,
-        plan,
+        plan_f,
         list(ingest.values()),
         list(segment.values()),
         paint,
@@ -104,9 +115,18 @@ def _is_done(row: ManifestRow, key: str, out: Path) -> bool:
     return (
         row.status == "done"
         and row.settings_key == key
-        and nuclei_path(out, row.slide_id).exists()
-        and (out / "labels" / f"{row.slide_id}.zarr").exists()
+        and finished_with(
+            nuclei_path(out, row.slide_id), out / "labels" / f"{row.slide_id}.zarr", key
+        )
     )
+
+
+def max_active_slides(client: Client) -> int:
+    """Slides whose graphs may be on the cluster at once: enough to keep every worker busy
+    across slide boundaries, few enough that a 10,000-slide cohort does not put millions of
+    tasks on the scheduler."""
+    workers = len(client.scheduler_info().get("workers", {}))
+    return max(4, 2 * workers)
 
 
 def run_cohort(
@@ -119,7 +139,9 @@ def run_cohort(
 ) -> list[ManifestRow]:
     """Process ``slides`` on ``client``'s cluster; write and return their manifest rows.
 
-    Slides already done with the same settings (manifest row + outputs present) are skipped.
+    Slides already done with the same settings (manifest row, and outputs whose metadata
+    carries the same settings key) are skipped. At most :func:`max_active_slides` slides are
+    on the cluster at once; the next is planned when one finishes.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,58 +152,76 @@ def run_cohort(
     ]
     if rows:
         write_manifest(out, rows)
-    state: dict[str, _Slide] = {}
-    kinds: dict[Any, tuple[str, str]] = {}  # future key -> (kind, slide id)
-    pending = as_completed()
+    queue: list[_Slide] = []
     for inp in slides:
         key = settings_key(inp, settings)
         old = previous.get((inp.slide_id, inp.path))
         if old is not None and _is_done(old, key, out):
             log.info("%s: already done with these settings; skipped", inp.slide_id)
             rows.append(old)
-            continue
-        state[inp.slide_id] = _Slide(inp, key, time.perf_counter(), _now())
-        fut = client.submit(
-            make_plan,
-            inp,
-            settings,
-            str(out),
-            key,
-            key=f"plan-{inp.slide_id}-{key}",
-            retries=RETRIES,
-        )
-        kinds[fut.key] = ("plan", inp.slide_id)
-        pending.add(fut)
-    done_tasks, known = 0, len(kinds)
+        else:
+            queue.append(_Slide(inp, key, 0.0, ""))
+    queue.reverse()  # pop() from the end keeps input order
+    state: dict[str, _Slide] = {}
+    kinds: dict[Any, tuple[str, str]] = {}  # future key -> (kind, slide id)
+    pending = as_completed()
+    limit = max_active_slides(client)
+    finished, known = 0, 0
+
+    def start_next() -> None:
+        nonlocal known
+        while queue and len(state) < limit:
+            s = queue.pop()
+            s.started, s.started_at = time.perf_counter(), _now()
+            state[s.inp.slide_id] = s
+            fut = client.submit(
+                make_plan, s.inp, settings, str(out), s.key, key=f"plan-{s.inp.slide_id}-{s.key}",
+                retries=RETRIES,
+            )  # fmt: skip
+            s.tasks.append(fut)
+            kinds[fut.key] = ("plan", s.inp.slide_id)
+            pending.add(fut)
+            known += 1
+
+    def close(s: _Slide, row: ManifestRow) -> None:
+        rows.append(row)
+        write_manifest(out, [row])
+        for t in s.tasks:
+            t.release()
+        del state[s.inp.slide_id]
+        start_next()
+
+    start_next()
     if progress:
-        progress(done_tasks, known)
+        progress(finished, known + len(queue))
     for fut in pending:
         kind, sid = kinds.get(fut.key, ("tile", ""))
-        done_tasks += 1
-        if kind == "plan":
-            s = state[sid]
-            if fut.status == "error":
-                rows.append(_failed(s, fut.exception()))
-                write_manifest(out, rows[-1:])
-            else:
-                s.plan = fut.result()
-                s.tasks, final = _submit_slide(client, s.plan)
-                kinds[final.key] = ("final", sid)
-                for t in s.tasks:
-                    pending.add(t)
-                known += len(s.tasks)
-        elif kind == "final":
-            s = state[sid]
-            if fut.status == "error":
-                rows.append(_failed(s, fut.exception()))
-            else:
-                rows.append(_done(s, fut.result()))
-            write_manifest(out, rows[-1:])
-            for t in s.tasks:
-                t.release()
+        finished += 1
+        s = state.get(sid) if kind != "tile" else None
+        if s is not None and fut.status != "finished":
+            close(s, _failed(s, _exception(fut)))
+        elif s is not None and kind == "plan":
+            s.plan = fut.result()
+            tasks, final = _submit_slide(client, s.plan, fut)
+            s.tasks.extend(tasks)
+            kinds[final.key] = ("final", sid)
+            for t in tasks:
+                pending.add(t)
+            known += len(tasks)
+        elif s is not None and kind == "final":
+            close(s, _done(s, fut.result()))
         if progress:
-            progress(done_tasks, known)
+            progress(finished, known + len(queue))
     return rows
+
+
+def _exception(fut: Future) -> BaseException:
+    """The error of a failed future, or a CancelledError-like stand-in for a cancelled one."""
+    if fut.status == "error":
+        exc = fut.exception()
+        if exc is not None:
+            return exc
+    return RuntimeError(f"task {fut.key} was {fut.status} (scheduler or worker lost?)")
 
 
 def _failed(s: _Slide, exc: BaseException | None) -> ManifestRow:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import glob
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,22 @@ _FORBIDDEN_ID = re.compile(r"[/\\=\x00-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class SlideInput:
-    """One slide to process: where it is, what to call it, and an optional pixel size."""
+    """One slide to process: where it is, what to call it, and pixel sizes to apply.
+
+    Attributes
+    ----------
+    mpp:
+        Pixel size that *overrides* the file's (a CSV manifest's ``mpp`` column: the user states
+        it for this slide).
+    default_mpp:
+        Pixel size used only when the file records none (the command line's ``--mpp``, which
+        applies to a whole cohort and must not rescale slides that know their own).
+    """
 
     path: str
     slide_id: str
     mpp: float | None = None
+    default_mpp: float | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,11 @@ def default_slide_id(path: Path) -> str:
     return name or "slide"
 
 
+def _abs(path: Path) -> str:
+    """Absolute, normalised path text: one spelling per file, so resume finds its rows."""
+    return os.path.abspath(path)
+
+
 def _from_csv(manifest: Path, default_mpp: float | None) -> list[SlideInput | RejectedInput]:
     try:
         with manifest.open(newline="", encoding="utf-8-sig") as fh:
@@ -74,18 +91,18 @@ def _from_csv(manifest: Path, default_mpp: float | None) -> list[SlideInput | Re
         sid = (row.get("slide_id") or "").strip() or default_slide_id(path)
         mpp_raw = (row.get("mpp") or "").strip()
         try:
-            mpp = float(mpp_raw) if mpp_raw else default_mpp
+            mpp = float(mpp_raw) if mpp_raw else None
             if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
                 raise ValueError(mpp_raw)
         except ValueError:
-            out.append(
-                RejectedInput(str(path), sid, f"line {i}: mpp {mpp_raw!r} is not a positive number")
-            )
+            reason = f"{manifest} line {i}: mpp {mpp_raw!r} is not a positive number"
+            out.append(RejectedInput(_abs(path), sid, reason))
             continue
         try:
-            out.append(SlideInput(str(path), check_slide_id(sid, f"{manifest} line {i}"), mpp))
+            sid = check_slide_id(sid, f"{manifest} line {i}")
+            out.append(SlideInput(_abs(path), sid, mpp, default_mpp))
         except InputError as exc:
-            out.append(RejectedInput(str(path), default_slide_id(path), str(exc)))
+            out.append(RejectedInput(_abs(path), default_slide_id(path), str(exc)))
     return out
 
 
@@ -93,6 +110,9 @@ def resolve_inputs(
     inputs: list[str], mpp: float | None = None
 ) -> tuple[list[SlideInput], list[RejectedInput]]:
     """Expand files, DICOM folders, glob patterns and ``.csv`` manifests into slides.
+
+    ``mpp`` is the fallback pixel size for files that record none; a CSV ``mpp`` column
+    overrides the file's value for its row. Paths come back absolute.
 
     A path that does not exist is kept (it fails later with a clear reason in the manifest); a
     glob that matches nothing is an :class:`InputError`. Duplicate slide ids: the first wins and
@@ -107,9 +127,11 @@ def resolve_inputs(
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise InputError(item, "glob pattern matches no file")
-            found.extend(SlideInput(m, default_slide_id(Path(m)), mpp) for m in matches)
+            found.extend(
+                SlideInput(_abs(Path(m)), default_slide_id(Path(m)), None, mpp) for m in matches
+            )
         else:
-            found.append(SlideInput(str(p), default_slide_id(p), mpp))
+            found.append(SlideInput(_abs(p), default_slide_id(p), None, mpp))
     accepted: list[SlideInput] = []
     rejected: list[RejectedInput] = []
     owner: dict[str, str] = {}

@@ -19,7 +19,7 @@ import zarr
 from nucscale import __version__
 from nucscale.config import Settings
 from nucscale.errors import ConfigError, MissingPixelSizeError, SlideNotFoundError
-from nucscale.infer import Calibration, get_segmenter
+from nucscale.infer import Calibration, Segmenter, get_segmenter
 from nucscale.io import open_slide
 from nucscale.pipeline._inputs import SlideInput
 from nucscale.tiling import (
@@ -52,7 +52,9 @@ class SlidePlan:
     tiles: tuple[tuple[int, int], ...]
     tissue_mm2: float
     segmenter: str
+    segmenter_params: tuple[tuple[str, float], ...]
     calibration: Calibration
+    provenance: tuple[tuple[str, str], ...]
     plan_s: float
 
     @property
@@ -73,6 +75,10 @@ class SlidePlan:
     def labels_store(self) -> Path:
         """The label image being assembled (moved to ``OUT/labels/<id>.zarr`` when complete)."""
         return self.fragments / "labels.zarr"
+
+    def segmenter_instance(self) -> Segmenter:
+        """The slide's segmenter, built once per worker process (registry cache)."""
+        return get_segmenter(self.segmenter, **dict(self.segmenter_params))
 
     @property
     def scale(self) -> float:
@@ -105,12 +111,14 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
     if not os.path.exists(inp.path):
         raise SlideNotFoundError(inp.path, "no such file or directory")
     with open_slide(inp.path, mpp=inp.mpp) as slide:
-        mpp0 = slide.mpp
+        mpp0 = slide.mpp if slide.mpp is not None else inp.default_mpp
         if mpp0 is None:
             raise MissingPixelSizeError(
                 inp.path, "no pixel size in metadata; pass --mpp (or an mpp column in the CSV)"
             )
-        segmenter = get_segmenter(settings.segmenter)
+        choice = choose_level(slide, mpp0, settings.mpp, settings.mpp_tolerance)
+        params = (("mpp", round(choice.mpp, 6)),)
+        segmenter = get_segmenter(settings.segmenter, **dict(params))
         halo = segmenter.min_halo if settings.halo is None else settings.halo
         if halo < segmenter.min_halo:
             raise ConfigError(
@@ -119,12 +127,16 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
                 f"{segmenter.max_nucleus_diameter} px largest nucleus), otherwise nuclei at tile "
                 "borders would differ from whole-image processing"
             )
-        choice = choose_level(slide, mpp0, settings.mpp, settings.mpp_tolerance)
         thumb, thumb_ds = low_res_image(slide, settings.tissue_max_size)
         mask, _ = tissue_mask(thumb)
         grid = TileGrid(choice.width, choice.height, settings.tile, halo)
         mask_scale = thumb_ds * mpp0 / choice.mpp
         tiles = tuple(tissue_tiles(grid, mask, mask_scale))
+        calibration = segmenter.calibrate(thumb, mask)
+        provenance = {
+            **segmenter.describe(),
+            **{f"calibration.{k}": repr(v) for k, v in calibration.values.items()},
+        }
         plan = SlidePlan(
             slide_id=inp.slide_id,
             path=str(inp.path),
@@ -138,7 +150,9 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
             tiles=tiles,
             tissue_mm2=tissue_area_mm2(mask, thumb_ds, mpp0),
             segmenter=segmenter.name,
-            calibration=segmenter.calibrate(thumb, mask),
+            segmenter_params=params,
+            calibration=calibration,
+            provenance=tuple(sorted(provenance.items())),
             plan_s=0.0,
         )
     _prepare_work(plan)
@@ -154,7 +168,16 @@ def _prepare_work(plan: SlidePlan) -> None:
         ):
             shutil.rmtree(old, ignore_errors=True)
     c = plan.choice
-    attrs = {"source": plan.path, "level": c.level, "factor": c.factor, "mpp": c.mpp}
+    st = os.stat(plan.path)
+    tiles_hash = hashlib.sha256(json.dumps(plan.tiles).encode()).hexdigest()[:16]
+    attrs = {
+        "source": plan.path,
+        "source_stamp": [st.st_size, st.st_mtime_ns],
+        "level": c.level,
+        "factor": c.factor,
+        "mpp": c.mpp,
+        "tissue_tiles": tiles_hash,  # a chunk outside today's tissue must read white
+    }
     create_tile_store(plan.tile_store, (c.height, c.width), plan.grid.tile, attrs)
     plan.fragments.mkdir(parents=True, exist_ok=True)
     if not (plan.labels_store / "zarr.json").exists():

@@ -19,10 +19,9 @@ import zarr
 
 from nucscale import __version__
 from nucscale.features import NUCLEUS_SCHEMA, measure
-from nucscale.infer import get_segmenter
 from nucscale.pipeline._plan import SlidePlan
 from nucscale.stitch import crop_to_content, owned_instances, paint, relabel_owned
-from nucscale.store import atomic_write, nuclei_path, replace_dir, write_nuclei
+from nucscale.store import atomic_write, nuclei_path, read_metadata, replace_dir, write_nuclei
 from nucscale.tiling import Box, chunk_exists, read_analysis_region, read_window, write_tile
 
 
@@ -72,7 +71,8 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     grid = plan.grid
     window, core = grid.window(row, col), grid.core(row, col)
     rgb = read_window(plan.tile_store, window)
-    seg = get_segmenter(plan.segmenter).segment(rgb, plan.calibration)
+    segmenter = plan.segmenter_instance()
+    seg = segmenter.segment(rgb, plan.calibration)
     owned = owned_instances(seg.labels, window, core, grid.index(row, col))
     cols = measure(
         seg.labels,
@@ -84,7 +84,7 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     )
     n = owned.labels.size
     types = seg.types[owned.labels - 1] if n else np.zeros(0, np.int16)
-    names = get_segmenter(plan.segmenter).type_names
+    names = segmenter.type_names
     cols.update(
         nucleus_id=owned.nucleus_ids,
         tile_row=np.full(n, row, np.int32),
@@ -133,16 +133,37 @@ def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> N
 def finalize_slide(
     plan: SlidePlan, ingested: list[float], segmented: list[TileStats], painted: list[None]
 ) -> SlideResult:
-    """Assemble the slide's table and labels and move them into place atomically."""
+    """Assemble the slide's table and labels and move them into place atomically.
+
+    Idempotent: when a retry finds the outputs of this very run (same settings key) already in
+    place and the scratch gone, it reports them instead of failing on the missing fragments.
+    """
     t0 = time.perf_counter()
     out = Path(plan.out)
+    final = nuclei_path(out, plan.slide_id)
+    labels = out / "labels" / f"{plan.slide_id}.zarr"
+    stats = {
+        "ingest_s": float(sum(ingested)),
+        "segment_s": float(sum(s.seconds for s in segmented)),
+    }
+    if not plan.fragments.exists() and finished_with(final, labels, plan.key):
+        n = pq.read_metadata(final).num_rows
+        return SlideResult(plan.slide_id, n, write_s=0.0, **stats)
     frags = (plan.fragments / f"{_stem(r, c)}.parquet" for r, c in plan.tiles)
-    metadata = {
+    n = write_nuclei(final, (pq.read_table(f) for f in frags), provenance(plan))
+    replace_dir(plan.labels_store, labels)
+    shutil.rmtree(plan.fragments, ignore_errors=True)
+    return SlideResult(plan.slide_id, n, write_s=time.perf_counter() - t0, **stats)
+
+
+def provenance(plan: SlidePlan) -> dict[str, str]:
+    """Key-value metadata of the slide's Parquet file (prefixed ``nucscale.`` on disk)."""
+    return {
         "version": __version__,
         "slide_id": plan.slide_id,
         "source": Path(plan.path).name,
         "backend": plan.backend,
-        "segmenter": plan.segmenter,
+        "settings_key": plan.key,
         "mpp": f"{plan.choice.mpp:.6g}",
         "mpp_level0": f"{plan.mpp0:.6g}",
         "level": str(plan.choice.level),
@@ -150,14 +171,15 @@ def finalize_slide(
         "tile_size": str(plan.grid.tile),
         "halo": str(plan.grid.halo),
         "tissue_mm2": f"{plan.tissue_mm2:.6g}",
+        **dict(plan.provenance),
     }
-    n = write_nuclei(nuclei_path(out, plan.slide_id), (pq.read_table(f) for f in frags), metadata)
-    replace_dir(plan.labels_store, out / "labels" / f"{plan.slide_id}.zarr")
-    shutil.rmtree(plan.fragments, ignore_errors=True)
-    return SlideResult(
-        slide_id=plan.slide_id,
-        nuclei=n,
-        ingest_s=float(sum(ingested)),
-        segment_s=float(sum(s.seconds for s in segmented)),
-        write_s=time.perf_counter() - t0,
-    )
+
+
+def finished_with(table: Path, labels: Path, key: str) -> bool:
+    """Whether ``table`` and ``labels`` exist and were written by a run with settings ``key``."""
+    if not (table.exists() and (labels / "zarr.json").exists()):
+        return False
+    try:
+        return read_metadata(table).get("settings_key") == key
+    except (OSError, pa.ArrowInvalid):
+        return False

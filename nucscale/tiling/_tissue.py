@@ -18,6 +18,7 @@ from nucscale.io import Slide
 #: OD-sum threshold band: below 0.12 picks up glass noise and JPEG ringing; above 0.3 loses
 #: pale eosin stroma on the CMU-1 slide.
 OD_THRESHOLD_RANGE = (0.12, 0.30)
+_STRIP_BYTES = 64 * 2**20
 
 
 def low_res_image(slide: Slide, max_size: int) -> tuple[np.ndarray, float]:
@@ -40,7 +41,9 @@ def low_res_image(slide: Slide, max_size: int) -> tuple[np.ndarray, float]:
     k = max(1, math.ceil(max(lw, lh) / max_size))
     ow, oh = math.ceil(lw / k), math.ceil(lh / k)
     out = np.empty((oh, ow, 3), np.uint8)
-    strip = max(k, (4096 // k) * k)
+    # rows per strip: ~64 MiB of float32 RGB, a multiple of k (a 100k-px-wide level reads
+    # ~56 rows at a time, not 4096)
+    strip = max(k, (_STRIP_BYTES // (lw * 12) // k) * k)
     for y in range(0, lh, strip):
         h = min(strip, lh - y)
         region = slide.read_region(level, 0, y, ow * k, math.ceil(h / k) * k).astype(np.float32)

@@ -33,7 +33,11 @@ def test_csv_manifest(tmp_path: Path) -> None:
         "sub/x.png,case-3,abc\n"
     )
     slides, rejected = resolve_inputs([str(csv)], mpp=0.5)
-    assert [(s.slide_id, s.mpp) for s in slides] == [("case-1", 0.25), ("case-2", 0.5)]
+    # a CSV mpp overrides the file's; the command-line mpp is only a fallback
+    assert [(s.slide_id, s.mpp, s.default_mpp) for s in slides] == [
+        ("case-1", 0.25, 0.5),
+        ("case-2", None, 0.5),
+    ]
     assert slides[0].path == str(tmp_path / "sub" / "x.png")
     reasons = [r.reason for r in rejected]
     assert len(reasons) == 3
@@ -65,3 +69,11 @@ def test_safe_slide_ids(good: str) -> None:
 def test_default_ids_are_sanitised(tmp_path: Path) -> None:
     slides, _ = resolve_inputs([str(tmp_path / ".x=y.svs")])
     assert slides[0].slide_id == "x_y"
+
+
+def test_settings_from_env_survive_cli_defaults() -> None:
+    from nucscale.config import Settings
+
+    s = Settings.from_env({"NUCSCALE_HALO": "200", "NUCSCALE_TILE": "512"})
+    kept = s.replace(halo=None, tile=None, mpp=0.25)
+    assert (kept.halo, kept.tile, kept.mpp) == (200, 512, 0.25)

@@ -1,0 +1,72 @@
+"""Planning a slide: pixel-size rules, analysis pixel size, tile store staleness, done-check."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import zarr
+
+from nucscale.config import Settings
+from nucscale.errors import ConfigError, MissingPixelSizeError
+from nucscale.infer import get_segmenter
+from nucscale.pipeline import SlideInput, make_plan
+from nucscale.pipeline._plan import _prepare_work
+from nucscale.pipeline._tasks import finished_with
+from nucscale.store import nuclei_path, write_nuclei
+
+
+def test_cli_mpp_is_only_a_fallback(
+    cmu1_svs: Path, openslide_fixtures: Path, tmp_path: Path
+) -> None:
+    svs = make_plan(SlideInput(str(cmu1_svs), "svs", None, 0.25), Settings(), str(tmp_path), "k")
+    assert svs.mpp0 == pytest.approx(0.499)  # the file's own value wins over --mpp
+    png = SlideInput(str(openslide_fixtures / "boxes.png"), "png", None, 0.5)
+    assert make_plan(png, Settings(), str(tmp_path), "k").mpp0 == 0.5
+    forced = SlideInput(str(cmu1_svs), "forced", 0.25, None)  # CSV mpp column: an override
+    assert make_plan(forced, Settings(), str(tmp_path), "k").mpp0 == 0.25
+    with pytest.raises(MissingPixelSizeError, match=r"boxes\.png: no pixel size"):
+        make_plan(SlideInput(png.path, "png2"), Settings(), str(tmp_path), "k")
+
+
+def test_segmenter_is_built_at_the_analysis_pixel_size(cmu1_svs: Path, tmp_path: Path) -> None:
+    plan = make_plan(SlideInput(str(cmu1_svs), "s"), Settings(mpp=1.0), str(tmp_path), "k")
+    assert plan.choice.factor == pytest.approx(1.0 / 0.499)
+    assert plan.choice.width == round(2220 * 0.499)
+    assert dict(plan.segmenter_params) == {"mpp": 1.0}
+    at_1um = get_segmenter("baseline", mpp=1.0)
+    at_half = get_segmenter("baseline", mpp=0.5)
+    assert plan.grid.halo == at_1um.min_halo < at_half.min_halo  # same µm, fewer pixels
+    assert plan.scale == pytest.approx(1.0 / 0.499)
+    assert dict(plan.provenance)["segmenter"] == "baseline"
+    assert "calibration.threshold" in dict(plan.provenance)
+
+
+def test_too_small_halo_is_refused(cmu1_svs: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="too small"):
+        make_plan(SlideInput(str(cmu1_svs), "s"), Settings(halo=5), str(tmp_path), "k")
+
+
+def test_tile_store_is_rebuilt_when_the_tissue_tiles_change(cmu1_svs: Path, tmp_path: Path) -> None:
+    inp = SlideInput(str(cmu1_svs), "s")
+    plan = make_plan(inp, Settings(tile=512), str(tmp_path), "k")
+    arr = zarr.open_array(str(plan.tile_store), mode="r+")
+    arr[0:512, 0:512, :] = 7  # pretend tile (0, 0) was ingested
+    again = make_plan(inp, Settings(tile=512), str(tmp_path), "k2")
+    assert zarr.open_array(str(again.tile_store), mode="r")[0, 0, 0] == 7  # same tissue: reused
+    fewer = replace(plan, tiles=plan.tiles[1:])  # e.g. another tissue detector setting
+    _prepare_work(fewer)
+    assert zarr.open_array(str(fewer.tile_store), mode="r")[0, 0, 0] == 255  # rebuilt, white
+
+
+def test_finished_with_checks_the_settings_key(tmp_path: Path) -> None:
+    table = nuclei_path(tmp_path, "s")
+    labels = tmp_path / "labels" / "s.zarr"
+    assert not finished_with(table, labels, "k1")
+    write_nuclei(table, [], {"settings_key": "k1"})
+    zarr.create_array(str(labels), shape=(4, 4), dtype="int64")
+    assert finished_with(table, labels, "k1")
+    assert not finished_with(table, labels, "k2")  # written by another file or settings
+    table.write_bytes(b"not parquet")
+    assert not finished_with(table, labels, "k1")
