@@ -22,7 +22,8 @@ class Settings:
     Attributes
     ----------
     mpp:
-        Analysis pixel size in µm/px; the slide is resampled to it.
+        Analysis pixel size in µm/px; the slide is resampled to it. ``None``: the segmenter's
+        native pixel size (a trained network's), else 0.5.
     mpp_tolerance:
         Relative difference between a level's pixel size and ``mpp`` below which the level is
         used as it is (no resampling); the recorded analysis pixel size is then the level's own.
@@ -32,6 +33,8 @@ class Settings:
         Context around each core in analysis pixels; ``None`` takes the segmenter's minimum.
     segmenter:
         Name of the segmenter (see :func:`nucscale.infer.get_segmenter`).
+    weights:
+        Weights file of a network segmenter (``None``: its default, if it ships one).
     tissue_max_size:
         Longest side, in pixels, of the low-resolution image used for tissue detection.
     max_pixels:
@@ -39,16 +42,17 @@ class Settings:
         (plain images), instead of exhausting memory.
     """
 
-    mpp: float = 0.5
+    mpp: float | None = None
     mpp_tolerance: float = 0.05
     tile: int = 1024
     halo: int | None = None
     segmenter: str = "baseline"
+    weights: str | None = None
     tissue_max_size: int = 2048
     max_pixels: int = 2_000_000_000
 
     def __post_init__(self) -> None:
-        if not self.mpp > 0:
+        if self.mpp is not None and not self.mpp > 0:
             raise ConfigError(f"mpp must be positive, got {self.mpp}")
         if self.tile < 64:
             raise ConfigError(f"tile must be at least 64 px, got {self.tile}")

@@ -14,8 +14,9 @@ from nucscale.cli._app import app, console
 from nucscale.cluster import get_client
 from nucscale.config import Settings
 from nucscale.errors import NucscaleError
-from nucscale.infer import get_segmenter
 from nucscale.pipeline import resolve_inputs, run_cohort
+from nucscale.pipeline._plan import analysis_mpp as plan_mpp
+from nucscale.pipeline._plan import build_segmenter
 
 
 @app.command()
@@ -47,8 +48,16 @@ def run(
     halo: Annotated[
         int | None, typer.Option(help="Context around each tile (default: segmenter's minimum).")
     ] = None,
-    segmenter: Annotated[
-        str | None, typer.Option(help="Segmenter name (default 'baseline').")
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "--segmenter",
+            help="Segmenter: baseline (weights-free), or a network: unet, hovernet, torchscript.",
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights of a network segmenter (default: shipped ones).")
     ] = None,
     dashboard: Annotated[
         str, typer.Option(help="Dashboard address of the local cluster.")
@@ -57,9 +66,13 @@ def run(
     """Find and measure every nucleus; write OUT/nuclei, OUT/labels and OUT/manifest.parquet."""
     try:
         settings = Settings.from_env().replace(
-            mpp=analysis_mpp, tile=tile, halo=halo, segmenter=segmenter
+            mpp=analysis_mpp,
+            tile=tile,
+            halo=halo,
+            segmenter=model,
+            weights=str(weights.resolve()) if weights else None,
         )
-        seg = get_segmenter(settings.segmenter, mpp=settings.mpp)
+        seg, _ = build_segmenter(settings, plan_mpp(settings))
         if settings.halo is not None and settings.halo < seg.min_halo:
             raise typer.BadParameter(
                 f"{settings.halo} px is too small for segmenter {seg.name!r}: it needs at least "

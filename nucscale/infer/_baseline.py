@@ -187,10 +187,13 @@ class BaselineSegmenter(Segmenter):
         log.info("baseline: tissue Otsu %.4f -> threshold %.4f", otsu, threshold)
         return Calibration({"threshold": threshold, "otsu": otsu, "source": "otsu"})
 
-    def segment(self, rgb: np.ndarray, calibration: Calibration) -> Segmentation:
+    def segment(
+        self, rgb: np.ndarray, calibration: Calibration, origin: tuple[int, int] = (0, 0)
+    ) -> Segmentation:
         """Segment nuclei in ``rgb`` with the slide's ``calibration``; see the module docstring.
 
-        A calibration without ``"threshold"`` uses ``DEFAULT_THRESHOLD``.
+        A calibration without ``"threshold"`` uses ``DEFAULT_THRESHOLD``. ``origin`` is not
+        needed: every step is a neighbourhood operation, equal wherever the window starts.
         """
         _check_rgb(rgb)
         p = self._px

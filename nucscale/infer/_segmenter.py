@@ -28,11 +28,16 @@ class Segmentation:
         (n,) int16, ``types[i]`` is the type of label ``i + 1``.
     probs:
         (n,) float32, probability of that type.
+    valid:
+        (x0, y0, x1, y1) of the part of ``labels`` the segmenter could compute (a dense model
+        only covers whole patches of its global grid); ``None`` means all of it. The pipeline
+        treats the edge of this region as the window's edge for ownership.
     """
 
     labels: np.ndarray
     types: np.ndarray
     probs: np.ndarray
+    valid: tuple[int, int, int, int] | None = None
 
     @property
     def count(self) -> int:
@@ -57,6 +62,9 @@ class Segmenter(abc.ABC):
         Pixels of image around a pixel that its output may depend on.
     max_nucleus_diameter:
         Largest nucleus it can return, in pixels (instances larger than this are dropped).
+    native_mpp:
+        Pixel size the segmenter was built for (a trained network's), or ``None`` when it takes
+        an ``mpp`` parameter and adapts its pixel sizes to the analysis pixel size.
     type_names:
         Names of the instance types it returns.
     """
@@ -65,6 +73,7 @@ class Segmenter(abc.ABC):
     context: int = 0
     max_nucleus_diameter: int = 0
     type_names: Mapping[int, str] = {}  # read-only class default
+    native_mpp: float | None = None
 
     @property
     def min_halo(self) -> int:
@@ -76,8 +85,10 @@ class Segmenter(abc.ABC):
         return Calibration()
 
     @abc.abstractmethod
-    def segment(self, rgb: np.ndarray, calibration: Calibration) -> Segmentation:
-        """Segment ``rgb`` (h, w, 3) uint8; see :class:`Segmentation`."""
+    def segment(
+        self, rgb: np.ndarray, calibration: Calibration, origin: tuple[int, int] = (0, 0)
+    ) -> Segmentation:
+        """Segment ``rgb`` (h, w, 3) uint8 whose top-left is global pixel ``origin`` (x, y)."""
 
     def describe(self) -> dict[str, str]:
         """Key-value provenance recorded in the Parquet metadata."""

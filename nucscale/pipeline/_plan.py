@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import zarr
 
@@ -34,6 +35,28 @@ from nucscale.tiling import (
 )
 
 WORK_DIR = ".work"
+DEFAULT_MPP = 0.5
+
+
+def segmenter_params(settings: Settings) -> tuple[tuple[str, Any], ...]:
+    """Constructor parameters of the segmenter the user asked for (hashable, sorted)."""
+    return (("weights", settings.weights),) if settings.weights else ()
+
+
+def analysis_mpp(settings: Settings) -> float:
+    """The pixel size asked for: ``--analysis-mpp``, else the segmenter's native one, else 0.5."""
+    native = get_segmenter(settings.segmenter, **dict(segmenter_params(settings))).native_mpp
+    return settings.mpp or native or DEFAULT_MPP
+
+
+def build_segmenter(
+    settings: Settings, mpp: float
+) -> tuple[Segmenter, tuple[tuple[str, Any], ...]]:
+    """The segmenter for analysis pixel size ``mpp`` and the parameters that rebuild it."""
+    params = segmenter_params(settings)
+    if get_segmenter(settings.segmenter, **dict(params)).native_mpp is None:
+        params = (*params, ("mpp", round(mpp, 6)))  # adapts its pixel sizes
+    return get_segmenter(settings.segmenter, **dict(params)), params
 
 
 @dataclass(frozen=True)
@@ -52,7 +75,7 @@ class SlidePlan:
     tiles: tuple[tuple[int, int], ...]
     tissue_mm2: float
     segmenter: str
-    segmenter_params: tuple[tuple[str, float], ...]
+    segmenter_params: tuple[tuple[str, Any], ...]
     calibration: Calibration
     provenance: tuple[tuple[str, str], ...]
     plan_s: float
@@ -116,9 +139,8 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
             raise MissingPixelSizeError(
                 inp.path, "no pixel size in metadata; pass --mpp (or an mpp column in the CSV)"
             )
-        choice = choose_level(slide, mpp0, settings.mpp, settings.mpp_tolerance)
-        params = (("mpp", round(choice.mpp, 6)),)
-        segmenter = get_segmenter(settings.segmenter, **dict(params))
+        choice = choose_level(slide, mpp0, analysis_mpp(settings), settings.mpp_tolerance)
+        segmenter, params = build_segmenter(settings, choice.mpp)
         halo = segmenter.min_halo if settings.halo is None else settings.halo
         if halo < segmenter.min_halo:
             raise ConfigError(

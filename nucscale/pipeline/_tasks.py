@@ -72,15 +72,15 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     window, core = grid.window(row, col), grid.core(row, col)
     rgb = read_window(plan.tile_store, window)
     segmenter = plan.segmenter_instance()
-    seg = segmenter.segment(rgb, plan.calibration)
-    owned = owned_instances(seg.labels, window, core, grid.index(row, col))
+    seg = segmenter.segment(rgb, plan.calibration, (window.x0, window.y0))
+    labels, view = seg.labels, window
+    if seg.valid is not None:  # a dense model covers whole patches of its grid only
+        x0, y0, x1, y1 = seg.valid
+        labels, rgb = labels[y0:y1, x0:x1], rgb[y0:y1, x0:x1]
+        view = Box(window.x0 + x0, window.y0 + y0, window.x0 + x1, window.y0 + y1)
+    owned = owned_instances(labels, view, core, grid.index(row, col))
     cols = measure(
-        seg.labels,
-        rgb,
-        owned.labels,
-        mpp=plan.choice.mpp,
-        scale=plan.scale,
-        origin=(window.x0, window.y0),
+        labels, rgb, owned.labels, mpp=plan.choice.mpp, scale=plan.scale, origin=(view.x0, view.y0)
     )
     n = owned.labels.size
     types = seg.types[owned.labels - 1] if n else np.zeros(0, np.int16)
@@ -94,7 +94,7 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
         type_prob=(seg.probs[owned.labels - 1] if n else np.zeros(0)).astype(np.float32),
     )
     table = pa.Table.from_pydict({k: cols[k] for k in NUCLEUS_SCHEMA.names}, schema=NUCLEUS_SCHEMA)
-    box, ids = crop_to_content(window, relabel_owned(seg.labels, owned))
+    box, ids = crop_to_content(view, relabel_owned(labels, owned))
     npz = plan.fragments / f"{_stem(row, col)}.npz"
     atomic_write(
         npz,

@@ -45,7 +45,7 @@ def edge_labels(labels: np.ndarray) -> np.ndarray:
 def owned_instances(labels: np.ndarray, window: Box, core: Box, tile_index: int) -> Owned:
     """Instances of ``labels`` (covering ``window``) owned by the tile with ``core``."""
     n = int(labels.max(initial=0))
-    if n == 0:
+    if n == 0 or labels.size == 0:
         empty = np.zeros(0, np.int64)
         return Owned(empty, empty)
     if n >= 1 << LOCAL_BITS:

@@ -1,0 +1,137 @@
+"""The batched sliding-window engine: dense maps of a window on a global patch grid.
+
+Output patches sit at global positions that are multiples of the model's ``output_size``; each
+reads its input from ``margin`` px around it. A window (tile core + halo) therefore gets maps
+only over the *valid* region where whole patches fit, and every map pixel there is computed from
+exactly the same input pixels whichever window asks (DESIGN invariant 1). The valid region
+shrinks from the window by at most ``margin + output_size - 1`` px on each side; the segmenter's
+``context`` accounts for it, so the halo rule keeps every owned nucleus inside it.
+
+On CUDA the network runs under bf16 autocast with channels-last tensors; on the CPU in float32.
+Patches are batched, always in full batches of the same size (the last one padded), because
+convolution kernels are chosen by batch size and their float rounding differs; while the device
+works on one batch, the next is cut and preprocessed in a background thread.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from nucscale.models._base import DenseModel
+
+_MOVED: dict[int, torch.device] = {}
+_LOCK = threading.Lock()
+
+
+def pick_device() -> torch.device:
+    """CUDA when this worker process sees a GPU, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _ready(model: DenseModel, device: torch.device) -> None:
+    """Move the model to ``device`` once per process (eval mode, channels-last on CUDA)."""
+    with _LOCK:
+        if _MOVED.get(id(model)) == device:
+            return
+        model.module.eval()
+        model.module.to(device)
+        if device.type == "cuda":
+            model.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        _MOVED[id(model)] = device
+
+
+def patch_grid(origin: int, size: int, out: int, margin: int) -> list[int]:
+    """Global starts of output patches whose input lies inside [origin, origin + size)."""
+    first = math.ceil((origin + margin) / out) * out
+    last = math.floor((origin + size - out - margin) / out) * out
+    return list(range(first, last + 1, out)) if last >= first else []
+
+
+def predict_region(
+    model: DenseModel,
+    rgb: np.ndarray,
+    origin: tuple[int, int] = (0, 0),
+    *,
+    batch_size: int = 8,
+    device: torch.device | None = None,
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Maps of ``rgb`` (whose top-left is global pixel ``origin`` = (x, y)).
+
+    Returns
+    -------
+    maps, valid:
+        (K, h, w) float32 maps over the valid region, and that region as local
+        (x0, y0, x1, y1) in ``rgb``'s coordinates (empty when no patch fits).
+    """
+    out, m = model.spec.output_size, model.spec.margin
+    ox, oy = origin
+    h, w = rgb.shape[:2]
+    xs = patch_grid(ox, w, out, m)
+    ys = patch_grid(oy, h, out, m)
+    if not xs or not ys:
+        return np.zeros((0, 0, 0), np.float32), (0, 0, 0, 0)
+    x0, y0 = xs[0] - ox, ys[0] - oy
+    valid = (x0, y0, x0 + len(xs) * out, y0 + len(ys) * out)
+    device = device or pick_device()
+    _ready(model, device)
+    starts = [(py - oy, px - ox) for py in ys for px in xs]
+    maps: np.ndarray | None = None
+    for batch_starts, batch in _batches(model, rgb, starts, batch_size):
+        pred = _run(model, batch, device)
+        if maps is None:
+            maps = np.zeros((pred.shape[1], valid[3] - valid[1], valid[2] - valid[0]), np.float32)
+        for (ly, lx), p in zip(batch_starts, pred, strict=False):
+            maps[:, ly - y0 : ly - y0 + out, lx - x0 : lx - x0 + out] = p
+    assert maps is not None  # at least one patch exists here
+    return maps, valid
+
+
+def predict_image(model: DenseModel, rgb: np.ndarray, **kwargs: object) -> np.ndarray:
+    """Maps of a whole image: padded with white so the patch grid covers every pixel."""
+    out, m = model.spec.output_size, model.spec.margin
+    h, w = rgb.shape[:2]
+    pad = m + out
+    padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+    maps, (x0, y0, _, _) = predict_region(model, padded, (-pad, -pad), **kwargs)  # type: ignore[arg-type]
+    return maps[:, pad - y0 : pad - y0 + h, pad - x0 : pad - x0 + w]
+
+
+def _batches(
+    model: DenseModel, rgb: np.ndarray, starts: list[tuple[int, int]], batch_size: int
+) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
+    """Preprocessed batches; the next one is prepared in a thread while the current one runs."""
+    size, m = model.spec.input_size, model.spec.margin
+
+    def prepare(chunk: list[tuple[int, int]]) -> torch.Tensor:
+        # always a full batch (the last patch repeated): kernels chosen by batch size then
+        # never differ between windows, so a patch's maps are bit-identical in every window
+        full = chunk + [chunk[-1]] * (batch_size - len(chunk))
+        stack = np.stack([rgb[y - m : y - m + size, x - m : x - m + size] for y, x in full])
+        return model.preprocess(stack)
+
+    chunks = [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        nxt = pool.submit(prepare, chunks[0])
+        for i, chunk in enumerate(chunks):
+            batch = nxt.result()
+            if i + 1 < len(chunks):
+                nxt = pool.submit(prepare, chunks[i + 1])
+            yield chunk, batch
+
+
+def _run(model: DenseModel, batch: torch.Tensor, device: torch.device) -> np.ndarray:
+    with torch.inference_mode():
+        x = batch.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                y = model.forward(x)
+        else:
+            y = model.forward(x)
+        return y.float().cpu().numpy()

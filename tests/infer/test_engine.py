@@ -1,0 +1,120 @@
+"""The sliding-window engine with a real (small, seeded) torch network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+from nucscale.infer import Calibration, Segmentation
+from nucscale.infer._dense import DenseSegmenter
+from nucscale.infer._engine import patch_grid, predict_image, predict_region
+from nucscale.models._base import DenseModel, PatchSpec
+from nucscale.stitch import owned_instances
+from nucscale.tiling import Box, TileGrid
+
+
+class TinyNet(DenseModel):
+    """Three valid 3x3 box filters on darkness (margin 3): 38 px in, 32 px out."""
+
+    name = "tiny"
+    mpp = 0.5
+    spec = PatchSpec(38, 32)
+    postprocess_context = 0
+    max_nucleus_diameter = 12
+
+    def __init__(self) -> None:
+        convs = [torch.nn.Conv2d(1, 1, 3, bias=False) for _ in range(3)]
+        with torch.no_grad():
+            for conv in convs:
+                conv.weight.fill_(1 / 9)
+        self.module = torch.nn.Sequential(*convs)
+
+    def preprocess(self, patches: np.ndarray) -> torch.Tensor:
+        grey = torch.from_numpy(patches).float().mean(dim=-1, keepdim=True) / 255.0
+        return 1.0 - grey.permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((self.module(x) - 0.4) * 20.0)
+
+    def postprocess(self, maps: np.ndarray) -> Segmentation:
+        labels, n = ndi.label(maps[0] > 0.5)
+        return Segmentation(labels.astype(np.int32), np.ones(n, np.int16), np.ones(n, np.float32))
+
+
+@pytest.fixture(scope="module")
+def model() -> TinyNet:
+    return TinyNet()
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    """Dark blobs on a light background."""
+    rng = np.random.default_rng(3)
+    img = np.full((300, 340, 3), 230, np.uint8)
+    for _ in range(60):
+        y, x = rng.integers(0, 300), rng.integers(0, 340)
+        img[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4] = rng.integers(20, 90)
+    return img
+
+
+def test_patch_grid_is_global() -> None:
+    assert patch_grid(0, 100, 32, 3) == [32, 64]  # 0 would need input from -3
+    assert patch_grid(-35, 135, 32, 3) == [-32, 0, 32, 64]
+    assert patch_grid(5, 30, 32, 3) == []
+
+
+def test_maps_do_not_depend_on_the_window(model: TinyNet, image: np.ndarray) -> None:
+    a, (ax0, ay0, ax1, ay1) = predict_region(model, image[0:200, 0:220], (0, 0))
+    b, (bx0, by0, bx1, by1) = predict_region(model, image[37:260, 51:300], (51, 37))
+    # overlap of the two valid regions in global coordinates
+    gx0, gy0 = max(ax0, bx0 + 51), max(ay0, by0 + 37)
+    gx1, gy1 = min(ax1, bx1 + 51), min(ay1, by1 + 37)
+    assert gx1 - gx0 >= 64 and gy1 - gy0 >= 64
+    pa = a[:, gy0 - ay0 : gy1 - ay0, gx0 - ax0 : gx1 - ax0]
+    pb = b[:, gy0 - 37 - by0 : gy1 - 37 - by0, gx0 - 51 - bx0 : gx1 - 51 - bx0]
+    assert np.array_equal(pa, pb)
+    assert ax0 % 32 == 0 and (bx0 + 51) % 32 == 0  # patches start on the global grid
+
+
+def test_whole_image_maps_cover_every_pixel(model: TinyNet, image: np.ndarray) -> None:
+    maps = predict_image(model, image, batch_size=5)
+    assert maps.shape == (1, 300, 340)
+    # same numbers as running the network on the padded image in one go
+    padded = np.pad(image, ((3, 3), (3, 3), (0, 0)), constant_values=255)
+    with torch.inference_mode():
+        ref = model.forward(model.preprocess(padded[None]))[0].numpy()
+    np.testing.assert_allclose(maps, ref, atol=1e-5)
+
+
+def _owned_masks(
+    seg: DenseSegmenter, padded: np.ndarray, win: Box, core: Box, index: int
+) -> list[tuple[int, ...]]:
+    """Owned instances of one window, as flat indices into the 300 x 340 image."""
+    rgb = padded[win.y0 + 100 : win.y1 + 100, win.x0 + 100 : win.x1 + 100]
+    out = seg.segment(rgb, Calibration(), (win.x0, win.y0))
+    assert out.valid is not None
+    x0, y0, x1, y1 = out.valid
+    view = Box(win.x0 + x0, win.y0 + y0, win.x0 + x1, win.y0 + y1)
+    labels = out.labels[y0:y1, x0:x1]
+    masks = []
+    for lab in owned_instances(labels, view, core, index).labels:
+        ys, xs = np.nonzero(labels == lab)
+        masks.append(tuple(np.sort((ys + view.y0) * 340 + (xs + view.x0))))
+    return masks
+
+
+def test_tiled_dense_segmentation_equals_whole_image(model: TinyNet, image: np.ndarray) -> None:
+    seg = DenseSegmenter(model, batch_size=4)
+    assert seg.context == 3 + 31
+    padded = np.pad(image, ((100, 100), (100, 100), (0, 0)), constant_values=255)
+    whole = _owned_masks(seg, padded, Box(-100, -100, 440, 400), Box(0, 0, 340, 300), 0)
+    assert len(whole) > 20
+    grid = TileGrid(340, 300, tile=96, halo=seg.min_halo)
+    tiled: list[tuple[int, ...]] = []
+    for r in range(grid.n_rows):
+        for c in range(grid.n_cols):
+            tiled += _owned_masks(seg, padded, grid.window(r, c), grid.core(r, c), grid.index(r, c))
+    assert len(tiled) == len(set(tiled))  # no nucleus twice
+    assert set(tiled) == set(whole)  # none lost, none changed
