@@ -62,6 +62,10 @@ def run(
     dashboard: Annotated[
         str, typer.Option(help="Dashboard address of the local cluster.")
     ] = ":8787",
+    gpu: Annotated[
+        bool,
+        typer.Option(help="Local dask-cuda cluster, one worker per GPU (needs the gpu extra)."),
+    ] = False,
 ) -> None:
     """Find and measure every nucleus; write OUT/nuclei, OUT/labels and OUT/manifest.parquet."""
     try:
@@ -89,7 +93,7 @@ def run(
         raise typer.Exit(2) from None
     t0 = time.perf_counter()
     try:
-        with get_client(scheduler, workers, dashboard_address=dashboard) as client:
+        with get_client(scheduler, workers, dashboard_address=dashboard, gpu=gpu) as client:
             if client.dashboard_link:
                 console.print(f"dashboard: {client.dashboard_link}")
             with Progress(

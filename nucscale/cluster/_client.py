@@ -29,6 +29,7 @@ def get_client(
     *,
     dashboard_address: str | None = ":8787",
     memory_limit: str = "auto",
+    gpu: bool = False,
 ) -> Iterator[Client]:
     """Yield a connected client and close what was started here on exit.
 
@@ -41,6 +42,9 @@ def get_client(
         because numpy/torch kernels inside a task already use the core.
     dashboard_address:
         Where the LocalCluster serves its dashboard; ``None`` disables it.
+    gpu:
+        Start a dask-cuda ``LocalCUDACluster`` (one worker per visible GPU, each advertising a
+        ``GPU=1`` resource) instead of CPU workers; needs the ``gpu`` extra.
     """
     if scheduler is not None:
         if workers is not None:
@@ -56,6 +60,10 @@ def get_client(
         finally:
             client.close()
         return
+    if gpu:
+        with _cuda_cluster(dashboard_address, memory_limit) as cluster, Client(cluster) as client:
+            yield client
+        return
     n = workers if workers is not None else default_workers()
     if n < 1:
         raise ConfigError(f"--workers must be at least 1, got {n}")
@@ -70,3 +78,32 @@ def get_client(
         Client(cluster) as client,
     ):
         yield client
+
+
+def _cuda_cluster(dashboard_address: str | None, memory_limit: str) -> LocalCluster:
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        raise ConfigError(
+            "--gpu needs dask-cuda: pip install 'nucscale[gpu]' on a machine with CUDA"
+        ) from None
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--gpu: torch sees no CUDA device on this machine")
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    cluster: LocalCluster = LocalCUDACluster(
+        threads_per_worker=1,
+        dashboard_address=dashboard_address,
+        memory_limit=memory_limit,
+        resources={"GPU": 1},
+    )
+    return cluster
+
+
+def gpu_workers(client: Client) -> int:
+    """Workers of the cluster that advertise a ``GPU`` resource."""
+    workers = client.scheduler_info().get("workers", {})
+    return sum(1 for w in workers.values() if w.get("resources", {}).get("GPU", 0) >= 1)

@@ -23,6 +23,7 @@ class DenseSegmenter(Segmenter):
         self.batch_size = batch_size
         self.name = model.name
         self.native_mpp = model.mpp
+        self.accelerated = True
         self.type_names = dict(model.type_names)
         spec = model.spec
         # the valid region may start up to margin + output - 1 px inside the window

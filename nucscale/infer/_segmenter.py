@@ -67,6 +67,9 @@ class Segmenter(abc.ABC):
         an ``mpp`` parameter and adapts its pixel sizes to the analysis pixel size.
     type_names:
         Names of the instance types it returns.
+    accelerated:
+        Whether it runs a network that a GPU speeds up (its tasks then ask for a ``GPU``
+        resource on clusters that have GPU workers).
     """
 
     name: str = "abstract"
@@ -74,6 +77,7 @@ class Segmenter(abc.ABC):
     max_nucleus_diameter: int = 0
     type_names: Mapping[int, str] = {}  # read-only class default
     native_mpp: float | None = None
+    accelerated: bool = False
 
     @property
     def min_halo(self) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 
+from nucscale.cluster import gpu_workers
 from nucscale.config import Settings
 from nucscale.errors import NucscaleError
 from nucscale.pipeline._inputs import RejectedInput, SlideInput
@@ -66,11 +67,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _submit_slide(client: Client, plan: SlidePlan, plan_f: Future) -> tuple[list[Future], Future]:
+def _submit_slide(
+    client: Client, plan: SlidePlan, plan_f: Future, gpu: bool = False
+) -> tuple[list[Future], Future]:
     """Submit the tile graph of one planned slide; returns (all futures, the finalize future).
 
     Tasks receive the plan as its future (``plan_f``), so the plan travels to each worker once
-    instead of being pickled into every task.
+    instead of being pickled into every task. With ``gpu``, segment tasks of a network
+    segmenter carry a ``GPU`` resource annotation, so only GPU workers take them.
     """
     tag = f"{plan.slide_id}-{plan.key}"
     grid = plan.grid
@@ -78,7 +82,10 @@ def _submit_slide(client: Client, plan: SlidePlan, plan_f: Future) -> tuple[list
 
     def submit(fn: Any, stage: str, tile: tuple[int, int], *deps: Any) -> Future:
         key = f"{stage}-{tag}-{tile[0]}-{tile[1]}"
-        return client.submit(fn, plan_f, *tile, *deps, key=key, retries=RETRIES)
+        extra: dict[str, Any] = {}
+        if gpu and stage == "segment" and plan.accelerated:
+            extra["resources"] = {"GPU": 1}
+        return client.submit(fn, plan_f, *tile, *deps, key=key, retries=RETRIES, **extra)
 
     ingest = {t: submit(ingest_tile, "ingest", t) for t in plan.tiles}
     segment = {
@@ -166,6 +173,7 @@ def run_cohort(
     kinds: dict[Any, tuple[str, str]] = {}  # future key -> (kind, slide id)
     pending = as_completed()
     limit = max_active_slides(client)
+    use_gpu = gpu_workers(client) > 0
     finished, known = 0, 0
 
     def start_next() -> None:
@@ -202,7 +210,7 @@ def run_cohort(
             close(s, _failed(s, _exception(fut)))
         elif s is not None and kind == "plan":
             s.plan = fut.result()
-            tasks, final = _submit_slide(client, s.plan, fut)
+            tasks, final = _submit_slide(client, s.plan, fut, gpu=use_gpu)
             s.tasks.extend(tasks)
             kinds[final.key] = ("final", sid)
             for t in tasks:

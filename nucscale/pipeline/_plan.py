@@ -76,6 +76,7 @@ class SlidePlan:
     tissue_mm2: float
     segmenter: str
     segmenter_params: tuple[tuple[str, Any], ...]
+    accelerated: bool
     calibration: Calibration
     provenance: tuple[tuple[str, str], ...]
     plan_s: float
@@ -173,6 +174,7 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
             tissue_mm2=tissue_area_mm2(mask, thumb_ds, mpp0),
             segmenter=segmenter.name,
             segmenter_params=params,
+            accelerated=segmenter.accelerated,
             calibration=calibration,
             provenance=tuple(sorted(provenance.items())),
             plan_s=0.0,

@@ -56,3 +56,15 @@ def test_run_with_an_unknown_segmenter(cmu1_svs: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 2
     assert "baseline" in res.output  # the error lists the known names
+
+
+def test_gpu_flag_without_dask_cuda(cmu1_svs: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("dask_cuda") is not None:
+        import pytest
+
+        pytest.skip("dask-cuda is installed here; the error path needs it absent")
+    res = runner.invoke(app, ["run", str(cmu1_svs), "--out", str(tmp_path / "o"), "--gpu"])
+    assert res.exit_code == 2
+    assert "dask-cuda" in res.output

@@ -5,47 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage as ndi
 
-from nucscale.infer import Calibration, Segmentation
+from nucscale.infer import Calibration
 from nucscale.infer._dense import DenseSegmenter
 from nucscale.infer._engine import patch_grid, predict_image, predict_region
-from nucscale.models._base import DenseModel, PatchSpec
+from nucscale.models._base import DenseModel
 from nucscale.stitch import owned_instances
 from nucscale.tiling import Box, TileGrid
-
-
-class TinyNet(DenseModel):
-    """Three valid 3x3 box filters on darkness (margin 3): 38 px in, 32 px out."""
-
-    name = "tiny"
-    mpp = 0.5
-    spec = PatchSpec(38, 32)
-    postprocess_context = 0
-    max_nucleus_diameter = 12
-
-    def __init__(self) -> None:
-        convs = [torch.nn.Conv2d(1, 1, 3, bias=False) for _ in range(3)]
-        with torch.no_grad():
-            for conv in convs:
-                conv.weight.fill_(1 / 9)
-        self.module = torch.nn.Sequential(*convs)
-
-    def preprocess(self, patches: np.ndarray) -> torch.Tensor:
-        grey = torch.from_numpy(patches).float().mean(dim=-1, keepdim=True) / 255.0
-        return 1.0 - grey.permute(0, 3, 1, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid((self.module(x) - 0.4) * 20.0)
-
-    def postprocess(self, maps: np.ndarray) -> Segmentation:
-        labels, n = ndi.label(maps[0] > 0.5)
-        return Segmentation(labels.astype(np.int32), np.ones(n, np.int16), np.ones(n, np.float32))
-
-
-@pytest.fixture(scope="module")
-def model() -> TinyNet:
-    return TinyNet()
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +31,8 @@ def test_patch_grid_is_global() -> None:
     assert patch_grid(5, 30, 32, 3) == []
 
 
-def test_maps_do_not_depend_on_the_window(model: TinyNet, image: np.ndarray) -> None:
+def test_maps_do_not_depend_on_the_window(tiny_model: DenseModel, image: np.ndarray) -> None:
+    model = tiny_model
     a, (ax0, ay0, ax1, ay1) = predict_region(model, image[0:200, 0:220], (0, 0))
     b, (bx0, by0, bx1, by1) = predict_region(model, image[37:260, 51:300], (51, 37))
     # overlap of the two valid regions in global coordinates
@@ -78,7 +45,8 @@ def test_maps_do_not_depend_on_the_window(model: TinyNet, image: np.ndarray) -> 
     assert ax0 % 32 == 0 and (bx0 + 51) % 32 == 0  # patches start on the global grid
 
 
-def test_whole_image_maps_cover_every_pixel(model: TinyNet, image: np.ndarray) -> None:
+def test_whole_image_maps_cover_every_pixel(tiny_model: DenseModel, image: np.ndarray) -> None:
+    model = tiny_model
     maps = predict_image(model, image, batch_size=5)
     assert maps.shape == (1, 300, 340)
     # same numbers as running the network on the padded image in one go
@@ -105,7 +73,10 @@ def _owned_masks(
     return masks
 
 
-def test_tiled_dense_segmentation_equals_whole_image(model: TinyNet, image: np.ndarray) -> None:
+def test_tiled_dense_segmentation_equals_whole_image(
+    tiny_model: DenseModel, image: np.ndarray
+) -> None:
+    model = tiny_model
     seg = DenseSegmenter(model, batch_size=4)
     assert seg.context == 3 + 31
     padded = np.pad(image, ((100, 100), (100, 100), (0, 0)), constant_values=255)
