@@ -35,6 +35,9 @@ class Settings:
         Name of the segmenter (see :func:`nucscale.infer.get_segmenter`).
     weights:
         Weights file of a network segmenter (``None``: its default, if it ships one).
+    tissue:
+        ``auto`` (detect brightfield or fluorescence from the slide), ``brightfield``,
+        ``fluorescence``, or ``none`` (keep every tile).
     tissue_max_size:
         Longest side, in pixels, of the low-resolution image used for tissue detection.
     max_pixels:
@@ -48,6 +51,7 @@ class Settings:
     halo: int | None = None
     segmenter: str = "baseline"
     weights: str | None = None
+    tissue: str = "auto"
     tissue_max_size: int = 2048
     max_pixels: int = 2_000_000_000
 
@@ -56,6 +60,10 @@ class Settings:
             raise ConfigError(f"mpp must be positive, got {self.mpp}")
         if self.tile < 64:
             raise ConfigError(f"tile must be at least 64 px, got {self.tile}")
+        if self.tissue not in ("auto", "brightfield", "fluorescence", "none"):
+            raise ConfigError(
+                f"tissue must be auto, brightfield, fluorescence or none, got {self.tissue!r}"
+            )
         if self.halo is not None and self.halo < 0:
             raise ConfigError(f"halo must be >= 0, got {self.halo}")
 

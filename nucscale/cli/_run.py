@@ -62,6 +62,13 @@ def run(
     dashboard: Annotated[
         str, typer.Option(help="Dashboard address of the local cluster.")
     ] = ":8787",
+    tissue: Annotated[
+        str | None,
+        typer.Option(
+            help="Tissue detection: auto (brightfield or fluorescence, from the slide), "
+            "brightfield, fluorescence, or none (every tile)."
+        ),
+    ] = None,
     gpu: Annotated[
         bool,
         typer.Option(help="Local dask-cuda cluster, one worker per GPU (needs the gpu extra)."),
@@ -74,6 +81,7 @@ def run(
             tile=tile,
             halo=halo,
             segmenter=model,
+            tissue=tissue,
             weights=str(weights.resolve()) if weights else None,
         )
         seg, _ = build_segmenter(settings, plan_mpp(settings))

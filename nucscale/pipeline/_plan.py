@@ -28,9 +28,10 @@ from nucscale.tiling import (
     TileGrid,
     choose_level,
     create_tile_store,
+    detect_modality,
     low_res_image,
     tissue_area_mm2,
-    tissue_mask,
+    tissue_mask_for,
     tissue_tiles,
 )
 
@@ -151,12 +152,14 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
                 "borders would differ from whole-image processing"
             )
         thumb, thumb_ds = low_res_image(slide, settings.tissue_max_size)
-        mask, _ = tissue_mask(thumb)
+        modality = detect_modality(thumb) if settings.tissue == "auto" else settings.tissue
+        mask = tissue_mask_for(thumb, modality)
         grid = TileGrid(choice.width, choice.height, settings.tile, halo)
         mask_scale = thumb_ds * mpp0 / choice.mpp
         tiles = tuple(tissue_tiles(grid, mask, mask_scale))
         calibration = segmenter.calibrate(thumb, mask)
         provenance = {
+            "modality": modality,
             **segmenter.describe(),
             **{f"calibration.{k}": repr(v) for k, v in calibration.values.items()},
         }

@@ -3,21 +3,32 @@
 from nucscale.tiling._grid import Box, LevelChoice, TileGrid, choose_level, tissue_tiles
 from nucscale.tiling._resample import read_analysis_region
 from nucscale.tiling._store import chunk_exists, create_tile_store, read_window, write_tile
-from nucscale.tiling._tissue import low_res_image, optical_density, tissue_area_mm2, tissue_mask
+from nucscale.tiling._tissue import (
+    MODALITIES,
+    detect_modality,
+    low_res_image,
+    optical_density,
+    tissue_area_mm2,
+    tissue_mask,
+    tissue_mask_for,
+)
 
 __all__ = [
+    "MODALITIES",
     "Box",
     "LevelChoice",
     "TileGrid",
     "choose_level",
     "chunk_exists",
     "create_tile_store",
+    "detect_modality",
     "low_res_image",
     "optical_density",
     "read_analysis_region",
     "read_window",
     "tissue_area_mm2",
     "tissue_mask",
+    "tissue_mask_for",
     "tissue_tiles",
     "write_tile",
 ]
