@@ -31,30 +31,35 @@ class Level:
 class Slide(abc.ABC):
     """A whole-slide image or plain image, read as RGB uint8.
 
-    Subclasses set ``backend`` and implement ``levels``, ``mpp``, ``vendor`` and
-    ``_read(level, x, y, w, h)`` for regions fully inside the level; padding is done here.
+    Subclasses set ``backend``, fill ``_levels``, ``_file_mpp`` (and ``_vendor``) when they
+    open the file, and implement ``_read(level, x, y, w, h)`` for regions fully inside the
+    level; padding is done here. ``mpp`` given at construction overrides the file's value.
     """
 
     backend: str = "abstract"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, mpp: float | None = None) -> None:
         self.path = Path(path)
+        self._levels: tuple[Level, ...] = ()
+        self._file_mpp: float | None = None
+        self._mpp_override = mpp
+        self._vendor: str | None = None
 
     # -- metadata -----------------------------------------------------------------------------
     @property
-    @abc.abstractmethod
     def levels(self) -> tuple[Level, ...]:
         """Pyramid levels, largest first."""
+        return self._levels
 
     @property
-    @abc.abstractmethod
     def mpp(self) -> float | None:
         """Pixel size of level 0 in µm/px (mean of x and y), or ``None`` when unknown."""
+        return self._mpp_override if self._mpp_override is not None else self._file_mpp
 
     @property
     def vendor(self) -> str | None:
         """Scanner vendor or format family, when the file says."""
-        return None
+        return self._vendor
 
     @property
     def dimensions(self) -> tuple[int, int]:

@@ -69,7 +69,7 @@ class DicomSlide(Slide):
     backend = "dicom"
 
     def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
-        super().__init__(path)
+        super().__init__(path, mpp)
         series = _gather(self.path)
         volumes = [(p, ds) for p, ds in series if _flavour(ds) == "VOLUME"]
         if not volumes:
@@ -84,19 +84,6 @@ class DicomSlide(Slide):
         ds0 = self._dlevels[0].instances[0].ds
         self._vendor = str(ds0.get("Manufacturer", "") or "").strip() or None
         self._file_mpp = _pixel_spacing_um(ds0)
-        self._mpp_override = mpp
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
-
-    @property
-    def mpp(self) -> float | None:
-        return self._mpp_override if self._mpp_override is not None else self._file_mpp
-
-    @property
-    def vendor(self) -> str | None:
-        return self._vendor
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         lv = self._dlevels[level]

@@ -38,7 +38,7 @@ class OpenSlideSlide(Slide):
     backend = "openslide"
 
     def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
-        super().__init__(path)
+        super().__init__(path, mpp)
         self._lock = threading.Lock()
         self._osr: openslide.OpenSlide | None = self._open()
         osr = self._osr
@@ -51,7 +51,6 @@ class OpenSlideSlide(Slide):
         )
         if not self._levels or self._levels[0].width <= 0 or self._levels[0].height <= 0:
             raise SlideFormatError(self.path, "OpenSlide reports no pixels; check the file")
-        self._mpp_override = mpp
 
     def _open(self) -> openslide.OpenSlide:
         try:
@@ -62,18 +61,6 @@ class OpenSlideSlide(Slide):
             ) from exc
         except openslide.OpenSlideError as exc:
             raise SlideFormatError(self.path, f"OpenSlide cannot open it: {exc}") from exc
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
-
-    @property
-    def mpp(self) -> float | None:
-        return self._mpp_override if self._mpp_override is not None else self._file_mpp
-
-    @property
-    def vendor(self) -> str | None:
-        return self._vendor
 
     @property
     def properties(self) -> dict[str, str]:

@@ -99,7 +99,7 @@ class PlainSlide(Slide):
     backend = "plain"
 
     def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
-        super().__init__(path)
+        super().__init__(path, mpp)
         limit = Settings.from_env().max_pixels
         # Our own size check below replaces Pillow's decompression-bomb guard up to `limit`.
         if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
@@ -109,6 +109,7 @@ class PlainSlide(Slide):
             with Image.open(self.path) as img:
                 width, height = img.size
                 self._format = img.format or "image"
+                self._vendor = self._format.lower()
                 dpi = img.info.get("dpi")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             # (the warning arrives as an exception only where warnings are errors)
@@ -126,7 +127,6 @@ class PlainSlide(Slide):
         self._check_size((width, height), limit)
         self._levels = (Level(width, height, 1.0),)
         self._file_mpp = _mpp_from_dpi(dpi)
-        self._mpp_override = mpp
         self._pixels: np.ndarray | None = None
         self._lock = threading.Lock()
 
@@ -141,18 +141,6 @@ class PlainSlide(Slide):
             f"(max_pixels={limit:,}); convert it to a tiled pyramidal TIFF or raise "
             "NUCSCALE_MAX_PIXELS",
         )
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
-
-    @property
-    def mpp(self) -> float | None:
-        return self._mpp_override if self._mpp_override is not None else self._file_mpp
-
-    @property
-    def vendor(self) -> str | None:
-        return self._format.lower()
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         pixels = self._decoded()

@@ -51,11 +51,12 @@ class TiffSlide(Slide):
     backend = "tifffile"
 
     def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
-        super().__init__(path)
+        super().__init__(path, mpp)
         try:
             self._tif = tifffile.TiffFile(self.path)
         except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as exc:
             raise SlideFormatError(self.path, f"not a readable TIFF ({exc})") from exc
+        self._vendor = "ome-tiff" if self._tif.is_ome else "tiff"
         try:
             self._series_index, series = self._pick_series()
             # Levels shrunk to nothing (a 1-px pyramid top written as 0 px) are dropped.
@@ -68,22 +69,10 @@ class TiffSlide(Slide):
         except Exception:
             self._tif.close()
             raise
-        self._mpp_override = mpp
         self._arrays: dict[int, Any] = {}
         self._lock = threading.Lock()
 
     # -- metadata -----------------------------------------------------------------------------
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
-
-    @property
-    def mpp(self) -> float | None:
-        return self._mpp_override if self._mpp_override is not None else self._file_mpp
-
-    @property
-    def vendor(self) -> str | None:
-        return "ome-tiff" if self._tif.is_ome else "tiff"
 
     def close(self) -> None:
         self._tif.close()
