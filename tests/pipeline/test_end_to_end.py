@@ -134,6 +134,27 @@ def test_new_settings_reuse_the_tile_store(cmu1_run: Path, cmu1_svs: Path, tmp_p
     assert pq.read_table(part).equals(before)
 
 
+def test_resampled_analysis_keeps_physical_units(
+    cmu1_run: Path, cmu1_svs: Path, tmp_path: Path
+) -> None:
+    """At 1 µm/px (level 0 shrunk ~2x) nuclei keep their µm sizes and level-0 positions."""
+    slides, rejected = resolve_inputs([str(cmu1_svs)])
+    with get_client(workers=2, dashboard_address=":0") as client:
+        rows = run_cohort(client, slides, rejected, Settings(tile=512, mpp=1.0), tmp_path)
+    assert rows[0].status == "done", rows[0].error
+    assert rows[0].analysis_mpp == 1.0
+    coarse = pq.read_table(tmp_path / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet")
+    fine = pq.read_table(cmu1_run / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet")
+    c, f = coarse.to_pandas(), fine.to_pandas()
+    labels = zarr.open_array(str(tmp_path / "labels" / "CMU-1-Small-Region.zarr"), mode="r")
+    assert labels.shape == (round(2967 * 0.499), round(2220 * 0.499))
+    assert 0.3 * len(f) < len(c) < 1.5 * len(f)  # small nuclei fall below 6 µm² at 1 µm/px
+    assert c["area"].median() == pytest.approx(f["area"].median(), rel=0.5)  # µm², not px
+    assert c["centroid_x"].max() <= 2220 and c["centroid_y"].max() <= 2967  # level-0 px
+    assert c["centroid_x"].max() > 1800
+    np.testing.assert_allclose(c["centroid_x_um"], c["centroid_x"] * 0.499, rtol=1e-9)
+
+
 # --- a real scheduler and worker processes -------------------------------------------------
 
 
