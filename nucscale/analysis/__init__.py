@@ -1,0 +1,29 @@
+"""Evaluation of instance segmentations: metrics (PQ, mPQ, AJI, Dice, DSB score) and overlays."""
+
+from nucscale.analysis._metrics import (
+    DSB_THRESHOLDS,
+    Overlaps,
+    aggregated_jaccard_index,
+    dice,
+    evaluate,
+    iou_dsb,
+    match_instances,
+    multiclass_pq,
+    overlaps,
+    panoptic_quality,
+)
+from nucscale.analysis._overlay import overlay
+
+__all__ = [
+    "DSB_THRESHOLDS",
+    "Overlaps",
+    "aggregated_jaccard_index",
+    "dice",
+    "evaluate",
+    "iou_dsb",
+    "match_instances",
+    "multiclass_pq",
+    "overlaps",
+    "overlay",
+    "panoptic_quality",
+]
