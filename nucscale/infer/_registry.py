@@ -7,15 +7,47 @@ per worker process"). The cache lives in the process; a Dask worker fills its ow
 
 from __future__ import annotations
 
+import inspect
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from nucscale.errors import SegmenterError
 from nucscale.infer._baseline import BaselineSegmenter
 from nucscale.infer._segmenter import Segmenter
 
-#: Registry name -> segmenter class.
-SEGMENTERS: dict[str, type[Segmenter]] = {BaselineSegmenter.name: BaselineSegmenter}
+
+def _torchscript(
+    weights: str | None = None,
+    card: str = "unet2d-nuclei-broad",
+    modality: str = "fluorescence",
+) -> Segmenter:
+    """A TorchScript dense network described by a model card (``--model torchscript``).
+
+    A network trained on fluorescence (card ``input.invert`` false) sees brightfield slides
+    inverted, so nuclei are bright for it either way.
+    """
+    from nucscale.infer._dense import DenseSegmenter
+    from nucscale.models.torchscript import TorchScriptModel, load_card
+
+    if weights is None:
+        raise SegmenterError("torchscript: pass the network's file with --weights")
+    invert = load_card(card).invert != (modality == "brightfield")
+    return DenseSegmenter(TorchScriptModel(weights, card, invert=invert))
+
+
+#: Registry name -> segmenter class or factory (keyword parameters only).
+SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
+    BaselineSegmenter.name: BaselineSegmenter,
+    "torchscript": _torchscript,
+}
+
+
+def accepts(name: str, param: str) -> bool:
+    """Whether segmenter ``name`` takes the keyword parameter ``param``."""
+    factory = SEGMENTERS.get(name)
+    return factory is not None and param in inspect.signature(factory).parameters
+
 
 _CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], Segmenter] = {}
 _LOCK = threading.Lock()

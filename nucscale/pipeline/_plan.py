@@ -21,9 +21,11 @@ from nucscale import __version__
 from nucscale.config import Settings
 from nucscale.errors import ConfigError, MissingPixelSizeError, SlideNotFoundError
 from nucscale.infer import Calibration, Segmenter, get_segmenter
+from nucscale.infer._registry import accepts
 from nucscale.io import open_slide
 from nucscale.pipeline._inputs import SlideInput
 from nucscale.tiling import (
+    MODALITIES,
     LevelChoice,
     TileGrid,
     choose_level,
@@ -51,10 +53,13 @@ def analysis_mpp(settings: Settings) -> float:
 
 
 def build_segmenter(
-    settings: Settings, mpp: float
+    settings: Settings, mpp: float, modality: str | None = None
 ) -> tuple[Segmenter, tuple[tuple[str, Any], ...]]:
-    """The segmenter for analysis pixel size ``mpp`` and the parameters that rebuild it."""
+    """The segmenter for analysis pixel size ``mpp`` (and the slide's modality, for segmenters
+    that take it) and the parameters that rebuild it on any worker."""
     params = segmenter_params(settings)
+    if modality is not None and accepts(settings.segmenter, "modality"):
+        params = (*params, ("modality", modality))
     if get_segmenter(settings.segmenter, **dict(params)).native_mpp is None:
         params = (*params, ("mpp", round(mpp, 6)))  # adapts its pixel sizes
     return get_segmenter(settings.segmenter, **dict(params)), params
@@ -77,6 +82,7 @@ class SlidePlan:
     tissue_mm2: float
     segmenter: str
     segmenter_params: tuple[tuple[str, Any], ...]
+    modality: str
     accelerated: bool
     calibration: Calibration
     provenance: tuple[tuple[str, str], ...]
@@ -141,8 +147,11 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
             raise MissingPixelSizeError(
                 inp.path, "no pixel size in metadata; pass --mpp (or an mpp column in the CSV)"
             )
+        thumb, thumb_ds = low_res_image(slide, settings.tissue_max_size)
+        modality = settings.tissue if settings.tissue in MODALITIES else detect_modality(thumb)
+        mask = tissue_mask_for(thumb, "none" if settings.tissue == "none" else modality)
         choice = choose_level(slide, mpp0, analysis_mpp(settings), settings.mpp_tolerance)
-        segmenter, params = build_segmenter(settings, choice.mpp)
+        segmenter, params = build_segmenter(settings, choice.mpp, modality)
         halo = segmenter.min_halo if settings.halo is None else settings.halo
         if halo < segmenter.min_halo:
             raise ConfigError(
@@ -151,9 +160,6 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
                 f"{segmenter.max_nucleus_diameter} px largest nucleus), otherwise nuclei at tile "
                 "borders would differ from whole-image processing"
             )
-        thumb, thumb_ds = low_res_image(slide, settings.tissue_max_size)
-        modality = detect_modality(thumb) if settings.tissue == "auto" else settings.tissue
-        mask = tissue_mask_for(thumb, modality)
         grid = TileGrid(choice.width, choice.height, settings.tile, halo)
         mask_scale = thumb_ds * mpp0 / choice.mpp
         tiles = tuple(tissue_tiles(grid, mask, mask_scale))
@@ -175,8 +181,9 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
             grid=grid,
             tiles=tiles,
             tissue_mm2=tissue_area_mm2(mask, thumb_ds, mpp0),
-            segmenter=segmenter.name,
+            segmenter=settings.segmenter,  # registry key: workers rebuild it from this
             segmenter_params=params,
+            modality=modality,
             accelerated=segmenter.accelerated,
             calibration=calibration,
             provenance=tuple(sorted(provenance.items())),
@@ -203,9 +210,10 @@ def _prepare_work(plan: SlidePlan) -> None:
         "level": c.level,
         "factor": c.factor,
         "mpp": c.mpp,
-        "tissue_tiles": tiles_hash,  # a chunk outside today's tissue must read white
+        "tissue_tiles": tiles_hash,  # a chunk outside today's tissue must read as background
     }
-    create_tile_store(plan.tile_store, (c.height, c.width), plan.grid.tile, attrs)
+    fill = 0 if plan.modality == "fluorescence" else 255  # the background of the modality
+    create_tile_store(plan.tile_store, (c.height, c.width), plan.grid.tile, attrs, fill)
     plan.fragments.mkdir(parents=True, exist_ok=True)
     if not (plan.labels_store / "zarr.json").exists():
         zarr.create_array(

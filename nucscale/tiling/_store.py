@@ -1,6 +1,7 @@
 """The Zarr v3 tile store: the slide at analysis resolution, one chunk per tile core.
 
-Only tissue tiles are written; every other chunk reads as the fill value, white. zarr-python
+Only tissue tiles are written; every other chunk reads as the fill value, the background of the
+modality (white glass in brightfield, black in fluorescence). zarr-python
 writes each chunk file atomically (temporary name + rename), so a chunk that exists is complete:
 a rerun skips the tiles whose chunk is present. A store whose geometry or source differs from
 the current run is replaced.
@@ -22,8 +23,15 @@ from nucscale.tiling._grid import Box
 _CONFIG: ArrayConfigParams = {"write_empty_chunks": True}
 
 
-def create_tile_store(path: Path, shape: tuple[int, int], tile: int, attrs: dict[str, Any]) -> None:
-    """Create (or reuse, when ``attrs`` match) the store at ``path``."""
+def create_tile_store(
+    path: Path, shape: tuple[int, int], tile: int, attrs: dict[str, Any], fill: int = PAD_VALUE
+) -> None:
+    """Create (or reuse, when ``attrs`` and ``fill`` match) the store at ``path``.
+
+    ``fill`` is what unwritten chunks and pixels outside the image read as: the modality's
+    background (255 for brightfield glass, 0 for a fluorescence field).
+    """
+    attrs = {**attrs, "fill": fill}
     if (path / "zarr.json").exists():
         try:
             existing = zarr.open_array(str(path), mode="r")
@@ -37,7 +45,7 @@ def create_tile_store(path: Path, shape: tuple[int, int], tile: int, attrs: dict
         shape=(*shape, 3),
         chunks=(tile, tile, 3),
         dtype="uint8",
-        fill_value=PAD_VALUE,
+        fill_value=fill,
         attributes=attrs,
         dimension_names=("y", "x", "c"),
         config=_CONFIG,
@@ -60,7 +68,7 @@ def read_window(path: Path, box: Box) -> np.ndarray:
     arr = zarr.open_array(str(path), mode="r")
     h, w = arr.shape[0], arr.shape[1]
     inner = box.intersect(Box(0, 0, w, h))
-    out = np.full((box.height, box.width, 3), PAD_VALUE, np.uint8)
+    out = np.full((box.height, box.width, 3), arr.fill_value, np.uint8)
     if inner is not None:
         out[inner.y0 - box.y0 : inner.y1 - box.y0, inner.x0 - box.x0 : inner.x1 - box.x0] = arr[
             inner.y0 : inner.y1, inner.x0 : inner.x1, :

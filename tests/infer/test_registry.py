@@ -6,12 +6,18 @@ import pytest
 
 import nucscale.infer as infer
 from nucscale.errors import NucscaleError, SegmenterError
-from nucscale.infer import SEGMENTERS, BaselineSegmenter, Segmenter, get_segmenter
+from nucscale.infer import SEGMENTERS, BaselineSegmenter, get_segmenter
 
 
 def test_registry_lists_baseline() -> None:
     assert SEGMENTERS["baseline"] is BaselineSegmenter
-    assert all(issubclass(cls, Segmenter) and cls.name == name for name, cls in SEGMENTERS.items())
+    assert {"baseline", "torchscript"} <= set(SEGMENTERS)
+    assert all(callable(factory) for factory in SEGMENTERS.values())
+
+
+def test_torchscript_needs_weights() -> None:
+    with pytest.raises(SegmenterError, match="--weights"):
+        get_segmenter("torchscript")
 
 
 def test_same_name_and_params_give_the_same_instance() -> None:
