@@ -24,16 +24,17 @@ def _torchscript(
 ) -> Segmenter:
     """A TorchScript dense network described by a model card (``--model torchscript``).
 
-    A network trained on fluorescence (card ``input.invert`` false) sees brightfield slides
-    inverted, so nuclei are bright for it either way.
+    A network trained on fluorescence (card ``input.invert`` false) sees brightfield slides as
+    their haematoxylin density, so nuclei are bright on dark for it either way.
     """
     from nucscale.infer._dense import DenseSegmenter
     from nucscale.models.torchscript import TorchScriptModel, load_card
 
     if weights is None:
         raise SegmenterError("torchscript: pass the network's file with --weights")
-    invert = load_card(card).invert != (modality == "brightfield")
-    return DenseSegmenter(TorchScriptModel(weights, card, invert=invert))
+    fluorescence_model = not load_card(card).invert
+    stain = fluorescence_model and modality == "brightfield"
+    return DenseSegmenter(TorchScriptModel(weights, card, haematoxylin=stain))
 
 
 #: Registry name -> segmenter class or factory (keyword parameters only).

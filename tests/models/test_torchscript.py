@@ -86,7 +86,7 @@ def test_preprocess_is_grey_zero_mean_unit_variance(unet: TorchScriptModel) -> N
         np.testing.assert_allclose(x[i, 0].numpy(), ref, atol=1e-5)
         assert abs(float(x[i].mean())) < 1e-5 and float(x[i].std(correction=0)) == pytest.approx(1)
     inverted = TorchScriptModel.__new__(TorchScriptModel)
-    inverted.card, inverted.invert = unet.card, True
+    inverted.card, inverted.invert, inverted.haematoxylin = unet.card, True, False
     np.testing.assert_allclose(inverted.preprocess(patches).numpy(), -x.numpy(), atol=1e-5)
 
 
@@ -134,3 +134,18 @@ def test_bad_card_and_bad_weights(tmp_path: Path, unet_dir: Path) -> None:
     with pytest.raises(SegmenterError, match=r"missing\.pt: weights file not found"):
         TorchScriptModel(tmp_path / "missing.pt")
     assert issubclass(SegmenterError, ValueError)
+
+
+def test_haematoxylin_input_shows_nuclei_bright(shared_data: Path, cmu1_svs: Path) -> None:
+    """Brightfield through a fluorescence-trained card: nuclei bright, stroma and glass dark."""
+    from nucscale.io import open_slide
+    from nucscale.tiling import optical_density
+
+    weights = shared_data / "models" / "unet2d-nuclei-broad" / "weights.pt"
+    model = TorchScriptModel(weights, haematoxylin=True)
+    with open_slide(cmu1_svs) as s:
+        rgb = s.read_region(0, 1000, 500, 512, 512)
+    x = model.preprocess(rgb[None]).numpy()[0, 0]
+    darkest = optical_density(rgb).sum(-1) > 1.2  # nuclei: dark purple
+    glass = rgb.mean(-1) > 225
+    assert x[darkest].mean() > x[glass].mean() + 1.0  # in units of the patch's std
