@@ -37,10 +37,34 @@ def _torchscript(
     return DenseSegmenter(TorchScriptModel(weights, card, haematoxylin=stain))
 
 
+def _hovernet(weights: str | None = None, mode: str = "fast") -> Segmenter:
+    """HoVer-Net from an official-format checkpoint (``--model hovernet --weights CKPT``).
+
+    The number of types comes from the checkpoint's type branch (``decoder.tp.u0.conv``): 6 is
+    read as PanNuke's label set, 5 as CoNSeP's; none means a segmentation-only model.
+    """
+    from nucscale.infer._dense import DenseSegmenter
+    from nucscale.models._checkpoint import load_checkpoint
+    from nucscale.models.hovernet import HoVerNet
+
+    if weights is None:
+        raise SegmenterError(
+            "hovernet: pass a checkpoint with --weights (e.g. the released PanNuke or CoNSeP "
+            "hovernet_*_pytorch.tar)"
+        )
+    if mode not in ("fast", "original"):
+        raise SegmenterError(f"hovernet: mode must be fast or original, got {mode!r}")
+    tp = load_checkpoint(weights).get("decoder.tp.u0.conv.weight")
+    nr_types = None if tp is None else int(tp.shape[0])
+    type_set = {6: "pannuke", 5: "consep"}.get(nr_types) if nr_types else None
+    return DenseSegmenter(HoVerNet(mode, nr_types, type_set, weights))  # type: ignore[arg-type]
+
+
 #: Registry name -> segmenter class or factory (keyword parameters only).
 SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
     BaselineSegmenter.name: BaselineSegmenter,
     "torchscript": _torchscript,
+    "hovernet": _hovernet,
 }
 
 
