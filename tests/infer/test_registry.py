@@ -35,7 +35,14 @@ def test_different_params_give_different_instances() -> None:
 
 
 def test_unknown_name_lists_known_names() -> None:
-    with pytest.raises(SegmenterError, match=r"unknown segmenter 'hovernet'; known: .*baseline"):
+    with pytest.raises(
+        SegmenterError, match=r"unknown segmenter 'cellpose'; known: baseline, hovernet, torch"
+    ):
+        get_segmenter("cellpose")
+
+
+def test_hovernet_needs_a_checkpoint() -> None:
+    with pytest.raises(SegmenterError, match="hovernet: pass a checkpoint with --weights"):
         get_segmenter("hovernet")
 
 
