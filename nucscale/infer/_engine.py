@@ -92,12 +92,18 @@ def predict_region(
     return maps, valid
 
 
-def predict_image(model: DenseModel, rgb: np.ndarray, **kwargs: object) -> np.ndarray:
-    """Maps of a whole image: padded with white so the patch grid covers every pixel."""
+def predict_image(
+    model: DenseModel, rgb: np.ndarray, *, background: int = 255, **kwargs: object
+) -> np.ndarray:
+    """Maps of a whole image, padded with ``background`` so the patch grid covers every pixel.
+
+    ``background`` is what lies beyond the image: 255 (glass) for brightfield, 0 for
+    fluorescence, as the pipeline's tile store pads.
+    """
     out, m = model.spec.output_size, model.spec.margin
     h, w = rgb.shape[:2]
     pad = m + out
-    padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+    padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), constant_values=background)
     maps, (x0, y0, _, _) = predict_region(model, padded, (-pad, -pad), **kwargs)  # type: ignore[arg-type]
     return maps[:, pad - y0 : pad - y0 + h, pad - x0 : pad - x0 + w]
 
