@@ -16,7 +16,7 @@ from nucscale.config import Settings
 from nucscale.errors import NucscaleError
 from nucscale.pipeline import resolve_inputs, run_cohort
 from nucscale.pipeline._plan import analysis_mpp as plan_mpp
-from nucscale.pipeline._plan import build_segmenter
+from nucscale.pipeline._plan import build_segmenter, check_halo
 
 
 @app.command()
@@ -85,14 +85,8 @@ def run(
             weights=str(weights.resolve()) if weights else None,
         )
         seg, _ = build_segmenter(settings, plan_mpp(settings))
-        if settings.halo is not None and settings.halo < seg.min_halo:
-            raise typer.BadParameter(
-                f"{settings.halo} px is too small for segmenter {seg.name!r}: it needs at least "
-                f"{seg.min_halo} px ({seg.context} px of model context + "
-                f"{seg.max_nucleus_diameter} px largest nucleus) so that nuclei at tile borders "
-                "come out as in one piece",
-                param_hint="--halo",
-            )
+        if settings.halo is not None:
+            check_halo(seg, settings.halo, settings.tile)
         if mpp is not None and not mpp > 0:
             raise typer.BadParameter("must be positive", param_hint="--mpp")
         slides, rejected = resolve_inputs(inputs, mpp)

@@ -29,6 +29,32 @@ class DenseSegmenter(Segmenter):
         # the valid region may start up to margin + output - 1 px inside the window
         self.context = spec.margin + spec.output_size - 1 + model.postprocess_context
         self.max_nucleus_diameter = model.max_nucleus_diameter
+        self.grid_alignment = (spec.output_size, spec.margin)
+        # valid maps must reach this far beyond a core: an owned nucleus extends up to its
+        # diameter past the core, and its labels depend on maps postprocess_context around it
+        self._needed = model.postprocess_context + model.max_nucleus_diameter
+
+    def _reach(self, halo: int, tile: int) -> int:
+        """How far beyond its core a tile's valid maps extend, in the worst case.
+
+        When ``tile`` is a multiple of the output size, every core starts on the patch grid and
+        the window's first patch sits ``(halo - margin) mod output`` px later than it could; in
+        general it may sit up to ``output - 1`` px later. Window ends are snapped to the grid
+        (:class:`~nucscale.tiling.TileGrid` ``align``), so the far side reaches as far.
+        """
+        out, m = self.model.spec.output_size, self.model.spec.margin
+        if tile % out == 0:
+            return (halo - m) // out * out
+        return halo - m - out + 1
+
+    def halo_suffices(self, halo: int, tile: int) -> bool:
+        return self._reach(halo, tile) >= self._needed
+
+    def halo_for(self, tile: int) -> int:
+        out, m = self.model.spec.output_size, self.model.spec.margin
+        if tile % out == 0:
+            return m + -(-self._needed // out) * out
+        return self.min_halo
 
     def segment(
         self, rgb: np.ndarray, calibration: Calibration, origin: tuple[int, int] = (0, 0)

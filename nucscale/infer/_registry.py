@@ -37,6 +37,14 @@ def _torchscript(
     return DenseSegmenter(TorchScriptModel(weights, card, haematoxylin=stain))
 
 
+def _unet(weights: str | None = None) -> Segmenter:
+    """nucscale's own U-Net (``--model unet``); without ``--weights`` the shipped default model."""
+    from nucscale.infer._dense import DenseSegmenter
+    from nucscale.models.unet import UNetModel
+
+    return DenseSegmenter(UNetModel(weights))
+
+
 def _hovernet(weights: str | None = None, mode: str = "fast") -> Segmenter:
     """HoVer-Net from an official-format checkpoint (``--model hovernet --weights CKPT``).
 
@@ -63,6 +71,7 @@ def _hovernet(weights: str | None = None, mode: str = "fast") -> Segmenter:
 #: Registry name -> segmenter class or factory (keyword parameters only).
 SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
     BaselineSegmenter.name: BaselineSegmenter,
+    "unet": _unet,
     "torchscript": _torchscript,
     "hovernet": _hovernet,
 }

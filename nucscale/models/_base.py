@@ -51,6 +51,8 @@ class DenseModel(abc.ABC):
         Pixels of map around a pixel that post-processing may look at.
     max_nucleus_diameter:
         Largest instance post-processing returns, px.
+    channels_last_cpu:
+        Run channels-last on the CPU too (always on CUDA).
     weights_sha256:
         Hash of the weights file, for provenance ("" for none).
     """
@@ -62,6 +64,7 @@ class DenseModel(abc.ABC):
     type_names: Mapping[int, str] = {1: "nucleus"}
     postprocess_context: int = 0
     max_nucleus_diameter: int = 40
+    channels_last_cpu: bool = False
     weights_sha256: str = ""
 
     @abc.abstractmethod

@@ -65,6 +65,19 @@ def build_segmenter(
     return get_segmenter(settings.segmenter, **dict(params)), params
 
 
+def check_halo(segmenter: Segmenter, halo: int, tile: int) -> None:
+    """Refuse a halo too small for tiled output to equal whole-image output, saying why."""
+    if segmenter.halo_suffices(halo, tile):
+        return
+    raise ConfigError(
+        f"--halo {halo} is too small for segmenter {segmenter.name!r} with --tile {tile}: it "
+        f"needs at least {segmenter.halo_for(tile)} px ({segmenter.context} px of context + "
+        f"{segmenter.max_nucleus_diameter} px largest nucleus, less what tiles aligned to its "
+        "patch grid save), otherwise nuclei at tile borders would differ from whole-image "
+        "processing"
+    )
+
+
 @dataclass(frozen=True)
 class SlidePlan:
     """Everything the tile tasks of one slide need, as plain values."""
@@ -152,15 +165,10 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
         mask = tissue_mask_for(thumb, "none" if settings.tissue == "none" else modality)
         choice = choose_level(slide, mpp0, analysis_mpp(settings), settings.mpp_tolerance)
         segmenter, params = build_segmenter(settings, choice.mpp, modality)
-        halo = segmenter.min_halo if settings.halo is None else settings.halo
-        if halo < segmenter.min_halo:
-            raise ConfigError(
-                f"--halo {halo} is too small for segmenter {segmenter.name!r}: it needs at least "
-                f"{segmenter.min_halo} px ({segmenter.context} px of context + "
-                f"{segmenter.max_nucleus_diameter} px largest nucleus), otherwise nuclei at tile "
-                "borders would differ from whole-image processing"
-            )
-        grid = TileGrid(choice.width, choice.height, settings.tile, halo)
+        halo = segmenter.halo_for(settings.tile) if settings.halo is None else settings.halo
+        check_halo(segmenter, halo, settings.tile)
+        step, offset = segmenter.grid_alignment
+        grid = TileGrid(choice.width, choice.height, settings.tile, halo, step, offset)
         mask_scale = thumb_ds * mpp0 / choice.mpp
         tiles = tuple(tissue_tiles(grid, mask, mask_scale))
         calibration = segmenter.calibrate(thumb, mask)

@@ -73,16 +73,28 @@ def _owned_masks(
     return masks
 
 
+@pytest.mark.parametrize(
+    ("tile", "halo"),
+    [
+        (96, 46),  # min_halo: any tile size
+        (100, 46),  # not a multiple of the 32 px output: the general rule
+        (96, 35),  # a multiple: cores start on the patch grid, 3 + 32 px suffice
+    ],
+)
 def test_tiled_dense_segmentation_equals_whole_image(
-    tiny_model: DenseModel, image: np.ndarray
+    tiny_model: DenseModel, image: np.ndarray, tile: int, halo: int
 ) -> None:
     model = tiny_model
     seg = DenseSegmenter(model, batch_size=4)
     assert seg.context == 3 + 31
+    assert seg.min_halo == 46
+    assert seg.halo_for(tile) == halo or halo == seg.min_halo
+    assert seg.halo_suffices(halo, tile)
     padded = np.pad(image, ((100, 100), (100, 100), (0, 0)), constant_values=255)
     whole = _owned_masks(seg, padded, Box(-100, -100, 440, 400), Box(0, 0, 340, 300), 0)
     assert len(whole) > 20
-    grid = TileGrid(340, 300, tile=96, halo=seg.min_halo)
+    step, offset = seg.grid_alignment
+    grid = TileGrid(340, 300, tile=tile, halo=halo, align=step, align_offset=offset)
     tiled: list[tuple[int, ...]] = []
     for r in range(grid.n_rows):
         for c in range(grid.n_cols):

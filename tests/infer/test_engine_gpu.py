@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -32,3 +34,22 @@ def test_cuda_maps_do_not_depend_on_the_window(tiny_model: DenseModel) -> None:
     pa = a[:, 64 - va[1] : 160 - va[1], 64 - va[0] : 160 - va[0]]
     pb = b[:, 32 - vb[1] : 128 - vb[1], 32 - vb[0] : 128 - vb[0]]
     assert np.array_equal(pa, pb)
+
+
+def test_shipped_unet_on_cuda_matches_cpu(dsb2018: Path) -> None:
+    """The default U-Net under bf16 autocast finds the same nuclei as in float32 on the CPU."""
+    from PIL import Image
+
+    from nucscale.analysis import panoptic_quality
+    from nucscale.models.unet import UNetModel
+
+    img = np.asarray(Image.open(dsb2018 / "519dc0d672d1_image.png").convert("RGB"))
+    cpu_model, gpu_model = UNetModel(), UNetModel()  # separate instances: one per device
+    cpu = cpu_model.postprocess(
+        predict_image(cpu_model, img, background=0, device=torch.device("cpu"))
+    )
+    gpu = gpu_model.postprocess(
+        predict_image(gpu_model, img, background=0, device=torch.device("cuda"))
+    )
+    assert abs(gpu.count - cpu.count) <= max(2, cpu.count // 20)
+    assert panoptic_quality(cpu.labels, gpu.labels)["pq"] > 0.9

@@ -65,3 +65,25 @@ def test_public_names() -> None:
         "get_segmenter",
         "SEGMENTERS",
     }
+
+
+def test_unet_defaults_to_the_shipped_weights() -> None:
+    from nucscale.models._checkpoint import sha256_file
+    from nucscale.models.unet import default_weights
+
+    seg = get_segmenter("unet")
+    assert seg.name == "unet"
+    assert seg.native_mpp == 0.5
+    assert seg.describe()["weights_sha256"] == sha256_file(default_weights())
+    # halo rule: 32 margin + 255 grid slack + 128 post-processing, plus the largest nucleus
+    assert (seg.context, seg.min_halo) == (415, 543)
+    # tiles that are multiples of the 256 px output start on the patch grid: no slack
+    assert [seg.halo_for(t) for t in (256, 1024, 4096)] == [288, 288, 288]
+    assert seg.halo_for(1000) == 543
+    assert seg.halo_suffices(288, 1024) and not seg.halo_suffices(287, 1024)
+    assert seg.halo_suffices(543, 1000) and not seg.halo_suffices(542, 1000)
+
+
+def test_unet_with_a_missing_weights_file() -> None:
+    with pytest.raises(SegmenterError, match="weights file not found"):
+        get_segmenter("unet", weights="/nonexistent/unet.pt")

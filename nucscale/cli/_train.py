@@ -1,0 +1,99 @@
+"""``nucscale train DATA --out CKPT``: train the U-Net on image + instance-label pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from nucscale.cli._app import app, console
+from nucscale.errors import NucscaleError
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Folder of <id>_image.png + <id>_labels.png pairs.")],
+    out: Annotated[Path, typer.Option("--out", help="Checkpoint file (written every N steps).")],
+    steps: Annotated[int, typer.Option(help="Total optimizer steps.")] = 2000,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from --out.")] = False,
+    patch: Annotated[int, typer.Option(help="Training patch side, px.")] = 256,
+    batch: Annotated[int, typer.Option(help="Patches per step.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and patch sampling.")] = 0,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
+    scale_min: Annotated[float, typer.Option(help="Smallest zoom of a training patch.")] = 0.5,
+    scale_max: Annotated[float, typer.Option(help="Largest zoom of a training patch.")] = 1.6,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 2,
+    export: Annotated[
+        Path | None, typer.Option(help="Also write slim weights (no optimizer) here at the end.")
+    ] = None,
+    evaluate: Annotated[
+        bool, typer.Option(help="Score the held-out images (PQ, AJI, Dice) at the end.")
+    ] = True,
+) -> None:
+    """Train the U-Net (foreground + boundary maps) on a folder of labelled images."""
+    from nucscale.train import TrainConfig, export_weights
+    from nucscale.train import train as run_training
+
+    if steps < 1 or batch < 1 or patch < 16 or checkpoint_every < 1 or threads < 1:
+        console.print("[red]error:[/red] --steps, --batch, --checkpoint-every, --threads >= 1")
+        raise typer.Exit(2)
+    if not 0 < scale_min <= scale_max:
+        console.print("[red]error:[/red] need 0 < --scale-min <= --scale-max")
+        raise typer.Exit(2)
+    cfg = TrainConfig(
+        steps=steps,
+        patch=patch,
+        batch=batch,
+        seed=seed,
+        lr=lr,
+        checkpoint_every=checkpoint_every,
+        threads=threads,
+        scale_min=scale_min,
+        scale_max=scale_max,
+    )
+    columns = (
+        TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("train", total=steps, loss=float("nan"))
+
+            def report(step: int, loss: float) -> None:
+                bar.update(task, completed=step, loss=loss)
+
+            ck = run_training(data, out, cfg, resume=resume, progress=report)
+        if export is not None:
+            export_weights(out, export)
+        held = list(ck["split"]["heldout"])
+        if evaluate and held:
+            _report_heldout(data, out, held)
+    except (NucscaleError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"checkpoint {out} at step {ck['step']}" + (f"; weights {export}" if export else "")
+    )
+
+
+def _report_heldout(data: Path, weights: Path, held: list[str]) -> None:
+    """Print the per-modality means of the trained model on the held-out images."""
+    from rich.table import Table
+
+    from nucscale.models.unet import UNetModel
+    from nucscale.train._evaluate import evaluate_heldout
+
+    result = evaluate_heldout(UNetModel(weights), data, held)
+    table = Table(title=f"held-out images ({len(held)})")
+    for col in ("modality", "images", "pq", "dq", "sq", "aji", "dice"):
+        table.add_column(col)
+    for mod, m in result["per_modality"].items():
+        cells = [f"{m[k]:.3f}" for k in ("pq", "dq", "sq", "aji", "dice")]
+        table.add_row(mod, f"{m['images']:.0f}", *cells)
+    console.print(table)

