@@ -29,12 +29,16 @@ def train(
     export: Annotated[
         Path | None, typer.Option(help="Also write slim weights (no optimizer) here at the end.")
     ] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(help="Tune the post-processing thresholds on the training images at the end."),
+    ] = True,
     evaluate: Annotated[
         bool, typer.Option(help="Score the held-out images (PQ, AJI, Dice) at the end.")
     ] = True,
 ) -> None:
     """Train the U-Net (foreground + boundary maps) on a folder of labelled images."""
-    from nucscale.train import TrainConfig, export_weights
+    from nucscale.train import TrainConfig, export_weights, tune_checkpoint
     from nucscale.train import train as run_training
 
     if steps < 1 or batch < 1 or patch < 16 or checkpoint_every < 1 or threads < 1:
@@ -69,6 +73,12 @@ def train(
                 bar.update(task, completed=step, loss=loss)
 
             ck = run_training(data, out, cfg, resume=resume, progress=report)
+        if tune:
+            tuned = tune_checkpoint(data, out)
+            console.print(
+                f"post-processing: foreground >= {tuned['fg_threshold']}, boundary >= "
+                f"{tuned['boundary_threshold']} (training-image PQ {tuned['train_pq']:.3f})"
+            )
         if export is not None:
             export_weights(out, export)
         held = list(ck["split"]["heldout"])

@@ -146,7 +146,9 @@ class UNetModel(DenseModel):
         Nominal pixel size. DSB 2018, the default model's data, has none; its nuclei are
         roughly 10-60 px across, as at 0.5 µm/px.
     fg_threshold, boundary_threshold, min_area:
-        Post-processing parameters (:func:`nucscale.models._unet_post.unet_instances`).
+        Post-processing parameters (:func:`nucscale.models._unet_post.unet_instances`);
+        the thresholds default to those tuned on the training images and stored in the
+        weights file (``"postprocess"``), else 0.5.
     """
 
     name = "unet"
@@ -163,15 +165,14 @@ class UNetModel(DenseModel):
         mpp: float = 0.5,
         *,
         random_init: bool = False,
-        fg_threshold: float = 0.5,
-        boundary_threshold: float = 0.5,
+        fg_threshold: float | None = None,
+        boundary_threshold: float | None = None,
         min_area: int = 10,
     ) -> None:
         self.mpp = float(mpp)
-        self.fg_threshold = fg_threshold
-        self.boundary_threshold = boundary_threshold
         self.min_area = min_area
         self.weights_sha256 = ""
+        tuned: dict[str, float] = {}
         if weights is None and random_init:
             self.module = UNet(**DEFAULT_CONFIG)
             log.info("unet: randomly initialised")
@@ -186,6 +187,13 @@ class UNetModel(DenseModel):
             except RuntimeError as exc:
                 raise SegmenterError(f"{path}: weights do not match the config ({exc})") from None
             self.weights_sha256 = sha256_file(path)
+            tuned = {k: float(v) for k, v in data.get("postprocess", {}).items()}
+        self.fg_threshold = tuned.get("fg_threshold", 0.5) if fg_threshold is None else fg_threshold
+        self.boundary_threshold = (
+            tuned.get("boundary_threshold", 0.5)
+            if boundary_threshold is None
+            else boundary_threshold
+        )
         if self.module.config["in_channels"] != 3:
             raise SegmenterError("unet: UNetModel takes RGB; in_channels must be 3")
         self.module.eval()

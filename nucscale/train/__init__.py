@@ -1,7 +1,14 @@
 """Training the U-Net: data folders, augmentation, the loop, held-out evaluation."""
 
 from nucscale.train._data import Sample, list_ids, load_samples, load_split, split_ids, targets
-from nucscale.train._loop import TrainConfig, export_weights, loss_fn, make_batch, train
+from nucscale.train._loop import (
+    TrainConfig,
+    export_weights,
+    loss_fn,
+    make_batch,
+    train,
+    tune_checkpoint,
+)
 
 __all__ = [
     "Sample",
@@ -15,4 +22,5 @@ __all__ = [
     "split_ids",
     "targets",
     "train",
+    "tune_checkpoint",
 ]

@@ -9,6 +9,8 @@ A checkpoint is a plain dict (loadable with ``torch.load(weights_only=True)``)::
     {"state_dict", "config", "normalisation", "optimizer", "step", "steps", "seed",
      "patch", "batch", "lr", "scale", "split": {"train": [...], "heldout": [...]}}
 
+plus ``"postprocess"`` (thresholds) once :func:`tune_checkpoint` has run.
+
 :func:`export_weights` strips it to ``{"state_dict", "config", "normalisation", "step",
 "split"}``, the file :class:`nucscale.models.unet.UNetModel` ships.
 """
@@ -209,10 +211,26 @@ def train(
     return checkpoint()
 
 
+def tune_checkpoint(data: str | PathLike[str], checkpoint: str | PathLike[str]) -> dict[str, float]:
+    """Tune the post-processing thresholds on the checkpoint's training images; store them."""
+    from nucscale.models.unet import UNetModel
+    from nucscale.train._evaluate import tune_postprocess
+
+    path = Path(checkpoint)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    _, _, modality = load_split(data)
+    samples = load_samples(data, list(ck["split"]["train"]), modality)
+    tuned = tune_postprocess(UNetModel(path), samples)
+    ck["postprocess"] = tuned
+    _save(path, ck)
+    return tuned
+
+
 def export_weights(checkpoint: str | PathLike[str], dest: str | PathLike[str]) -> Path:
     """Write the slim weights file (no optimizer state) of a training checkpoint."""
     ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    slim = {k: ck[k] for k in ("state_dict", "config", "normalisation", "step", "split")}
+    keys = ("state_dict", "config", "normalisation", "step", "split", "postprocess", "scale")
+    slim = {k: ck[k] for k in keys if k in ck}
     dest_path = Path(dest)
     _save(dest_path, slim)
     return dest_path

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from nucscale.cli import _train  # noqa: F401 - registers the command
 from nucscale.cli._app import app
+from nucscale.models.unet import UNetModel
 
 
 def test_missing_folder_is_one_line_error(tmp_path: Path) -> None:
@@ -29,8 +30,20 @@ def test_train_command_writes_checkpoint_and_weights(dsb2018: Path, tmp_path: Pa
     args = ["train", str(data), "--out", str(ck), "--steps", "2", "--patch", "64"]
     res = CliRunner().invoke(app, [*args, "--batch", "2", "--threads", "1", "--export", str(w)])
     assert res.exit_code == 0, res.output
-    assert torch.load(ck, weights_only=True)["step"] == 2
-    assert "optimizer" not in torch.load(w, weights_only=True)
+    checkpoint = torch.load(ck, weights_only=True)
+    assert checkpoint["step"] == 2
+    tuned = checkpoint["postprocess"]  # thresholds tuned on the training image
+    assert tuned["fg_threshold"] in (0.4, 0.5, 0.6)
+    assert tuned["boundary_threshold"] in (0.3, 0.4, 0.5, 0.6, 0.7)
+    assert 0.0 <= tuned["train_pq"] <= 1.0
+    slim = torch.load(w, weights_only=True)
+    assert "optimizer" not in slim
+    assert slim["postprocess"] == tuned
+    model = UNetModel(w)  # the exported file carries its thresholds
+    assert (model.fg_threshold, model.boundary_threshold) == (
+        tuned["fg_threshold"],
+        tuned["boundary_threshold"],
+    )
 
 
 def test_train_scores_the_heldout_images(dsb2018: Path, tmp_path: Path) -> None:
