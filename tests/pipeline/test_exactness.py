@@ -1,0 +1,97 @@
+"""Tiled = whole-image on real pixels: every tile size gives the nuclei of one single tile.
+
+Tissue detection is off (``tissue="none"``) so every tile is processed: what is compared is
+the stitching, not which tiles count as tissue at each tile size.
+
+A single 4096 px tile holds all of CMU-1-Small-Region (2220 x 2967 px) and all of the crop, so
+its output *is* whole-image processing through the same code. Each smaller tile size must give
+the same nuclei: the same label partition (pixel for pixel, up to the ids, which encode the
+owning tile) and the same feature rows. That is stricter than the PQ >= 0.99 / count within
+0.5 % the project asks for; the PQ is asserted as well, as the measured figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import zarr
+
+from nucscale.analysis import panoptic_quality
+from nucscale.cluster import get_client
+from nucscale.config import Settings
+from nucscale.io import open_slide, write_flat_tiff
+from nucscale.pipeline import resolve_inputs, run_cohort
+
+pytestmark = pytest.mark.slow
+
+#: Columns that name the owning tile (they differ by design between tile sizes).
+TILE_COLUMNS = ("nucleus_id", "tile_row", "tile_col")
+
+
+def _run(slide: Path, settings: Settings, out: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    slides, rejected = resolve_inputs([str(slide)])
+    with get_client(workers=2, dashboard_address=":0") as client:
+        rows = run_cohort(client, slides, rejected, settings, out)
+    assert rows[0].status == "done", rows[0].error
+    sid = slides[0].slide_id
+    labels = np.asarray(zarr.open_array(str(out / "labels" / f"{sid}.zarr"), mode="r")[:])
+    table = pq.read_table(out / "nuclei" / f"slide_id={sid}" / "part-0.parquet")
+    order = np.lexsort((table.column("centroid_x"), table.column("centroid_y")))
+    cols = {
+        name: np.asarray(table.column(name).to_numpy(zero_copy_only=False))[order]
+        for name in table.column_names
+        if name not in TILE_COLUMNS
+    }
+    return labels, cols
+
+
+def assert_same_nuclei(
+    a: tuple[np.ndarray, dict[str, np.ndarray]], b: tuple[np.ndarray, dict[str, np.ndarray]]
+) -> float:
+    """Same partition of the pixels into nuclei, same feature rows; returns the matched PQ."""
+    la, lb = a[0], b[0]
+    assert la.shape == lb.shape
+    assert np.array_equal(la > 0, lb > 0)
+    fg = la > 0
+    pairs = np.unique(np.stack([la[fg], lb[fg]]), axis=1)
+    n_a, n_b = len(np.unique(la[fg])), len(np.unique(lb[fg]))
+    assert pairs.shape[1] == n_a == n_b  # a bijection between the two label sets
+    for name, col in a[1].items():
+        assert np.array_equal(col, b[1][name]), name
+    pq_value = float(panoptic_quality(la, lb)["pq"])
+    assert pq_value >= 0.99
+    return pq_value
+
+
+@pytest.fixture(scope="module")
+def cmu1_crop(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1200 x 1000 px piece of CMU-1 (dense tissue) as a flat TIFF with its pixel size."""
+    with open_slide(cmu1_svs) as s:
+        rgb = s.read_region(0, 600, 1200, 1200, 1000)
+    path = tmp_path_factory.mktemp("crop") / "cmu1-crop.tif"
+    write_flat_tiff(rgb, path, mpp=0.499)
+    return path
+
+
+@pytest.mark.parametrize("segmenter", ["baseline", "unet"])
+def test_every_tile_size_gives_the_whole_image_nuclei(
+    segmenter: str, cmu1_crop: Path, tmp_path: Path
+) -> None:
+    def settings(tile: int) -> Settings:
+        return Settings(segmenter=segmenter, tile=tile, tissue="none")
+
+    whole = _run(cmu1_crop, settings(4096), tmp_path / "4096")
+    assert len(whole[1]["area"]) > 300
+    for tile in (256, 512, 1024, 2048):
+        assert_same_nuclei(_run(cmu1_crop, settings(tile), tmp_path / str(tile)), whole)
+
+
+def test_baseline_on_the_whole_cmu1_region(cmu1_svs: Path, tmp_path: Path) -> None:
+    whole = _run(cmu1_svs, Settings(tile=4096, tissue="none"), tmp_path / "4096")
+    assert len(whole[1]["area"]) > 1500
+    for tile in (256, 1024):
+        tiled = _run(cmu1_svs, Settings(tile=tile, tissue="none"), tmp_path / str(tile))
+        assert_same_nuclei(tiled, whole)
