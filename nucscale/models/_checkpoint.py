@@ -41,6 +41,31 @@ def _looks_like_torch(path: Path) -> bool:
         return f.read(1) == b"\x80"
 
 
+def safe_load(path: str | PathLike[str]) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, every failure a one-line error.
+
+    Raises
+    ------
+    SegmenterError
+        Missing file, not a torch file, or pickled objects other than tensors and plain
+        containers (code is never unpickled).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SegmenterError(f"{p}: weights file not found; check the --weights path")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not _looks_like_torch(p):
+            raise SegmenterError(f"{p}: not a torch checkpoint ({exc})") from exc
+        raise SegmenterError(
+            f"{p}: refuses to load pickled code or non-tensor objects (weights_only=True): "
+            f"{str(exc).splitlines()[0]}; re-save the checkpoint as a plain state dict"
+        ) from exc
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise SegmenterError(f"{p}: not a readable torch checkpoint ({exc})") from exc
+
+
 def load_checkpoint(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state dict from a torch checkpoint file, never unpickling code.
 
@@ -60,19 +85,7 @@ def load_checkpoint(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
         Missing file, not a torch file, pickled objects other than tensors, or no state dict.
     """
     p = Path(path)
-    if not p.is_file():
-        raise SegmenterError(f"{p}: weights file not found; check the --weights path")
-    try:
-        obj: Any = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not _looks_like_torch(p):
-            raise SegmenterError(f"{p}: not a torch checkpoint ({exc})") from exc
-        raise SegmenterError(
-            f"{p}: refuses to load pickled code or non-tensor objects (weights_only=True): "
-            f"{str(exc).splitlines()[0]}; re-save the checkpoint as a plain state dict"
-        ) from exc
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise SegmenterError(f"{p}: not a readable torch checkpoint ({exc})") from exc
+    obj = safe_load(p)
     state = obj.get("desc", obj) if isinstance(obj, Mapping) else None
     if not isinstance(state, Mapping) or not state:
         raise SegmenterError(f"{p}: no state dict in checkpoint (expected a 'desc' entry)")

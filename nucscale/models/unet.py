@@ -39,7 +39,7 @@ from torch import nn
 from nucscale.errors import SegmenterError
 from nucscale.infer._segmenter import Segmentation
 from nucscale.models._base import DenseModel, PatchSpec
-from nucscale.models._checkpoint import sha256_file
+from nucscale.models._checkpoint import safe_load, sha256_file
 from nucscale.models._unet_post import unet_instances
 
 log = logging.getLogger(__name__)
@@ -119,12 +119,7 @@ class UNet(nn.Module):
 def read_weights(path: str | PathLike[str]) -> dict[str, Any]:
     """Load a U-Net weights or training-checkpoint file (``weights_only=True``)."""
     p = Path(path)
-    if not p.is_file():
-        raise SegmenterError(f"{p}: U-Net weights file not found; train one with nucscale train")
-    try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError) as exc:  # pickle errors subclass these
-        raise SegmenterError(f"{p}: not a loadable U-Net weights file ({exc})") from None
+    data = safe_load(p)
     if not isinstance(data, dict) or "state_dict" not in data or "config" not in data:
         raise SegmenterError(f"{p}: expected a dict with 'state_dict' and 'config' (U-Net format)")
     norm = data.get("normalisation", NORMALISATION)

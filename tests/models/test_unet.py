@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,14 @@ def test_missing_weights_is_a_clear_error(tmp_path: Path) -> None:
     torch.save({"weights": 1}, bad)
     with pytest.raises(SegmenterError, match="state_dict"):
         UNetModel(bad)
+    evil = tmp_path / "evil.pt"  # a pickled callable: refused, never called
+    torch.save({"state_dict": {}, "config": {}, "hook": os.getcwd}, evil)
+    with pytest.raises(SegmenterError, match=r"evil\.pt: refuses to load pickled code"):
+        UNetModel(evil)
+    text = tmp_path / "notes.pt"
+    text.write_text("not weights")
+    with pytest.raises(SegmenterError, match="not a torch checkpoint"):
+        UNetModel(text)
 
 
 def _read(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
