@@ -261,6 +261,7 @@ def _done(s: _Slide, result: SlideResult) -> ManifestRow:
         ingest_s=result.ingest_s,
         segment_s=result.segment_s,
         write_s=result.write_s,
+        tiles_reused=result.tiles_reused,
         **_plan_fields(s.plan),
     )
 

@@ -27,10 +27,12 @@ from nucscale.tiling import Box, chunk_exists, read_analysis_region, read_window
 
 @dataclass(frozen=True)
 class TileStats:
-    """What a segment task reports: nuclei owned and seconds spent (0 when reused)."""
+    """What a segment task reports: nuclei owned, seconds spent, whether an earlier
+    (interrupted) run had finished the tile already."""
 
     nuclei: int
     seconds: float
+    reused: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class SlideResult:
     ingest_s: float
     segment_s: float
     write_s: float
+    tiles_reused: int = 0
 
 
 def _stem(row: int, col: int) -> str:
@@ -66,7 +69,7 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     """
     frag = plan.fragments / f"{_stem(row, col)}.parquet"
     if frag.exists():
-        return TileStats(pq.read_metadata(frag).num_rows, 0.0)
+        return TileStats(pq.read_metadata(frag).num_rows, 0.0, reused=True)
     t0 = time.perf_counter()
     grid = plan.grid
     window, core = grid.window(row, col), grid.core(row, col)
@@ -146,14 +149,16 @@ def finalize_slide(
         "ingest_s": float(sum(ingested)),
         "segment_s": float(sum(s.seconds for s in segmented)),
     }
+    reused = sum(s.reused for s in segmented)
     if not plan.fragments.exists() and finished_with(final, labels, plan.key):
         n = pq.read_metadata(final).num_rows
-        return SlideResult(plan.slide_id, n, write_s=0.0, **stats)
+        return SlideResult(plan.slide_id, n, write_s=0.0, tiles_reused=reused, **stats)
     frags = (plan.fragments / f"{_stem(r, c)}.parquet" for r, c in plan.tiles)
     n = write_nuclei(final, (pq.read_table(f) for f in frags), provenance(plan))
     replace_dir(plan.labels_store, labels)
     shutil.rmtree(plan.fragments, ignore_errors=True)
-    return SlideResult(plan.slide_id, n, write_s=time.perf_counter() - t0, **stats)
+    write_s = time.perf_counter() - t0
+    return SlideResult(plan.slide_id, n, write_s=write_s, tiles_reused=reused, **stats)
 
 
 def provenance(plan: SlidePlan) -> dict[str, str]:

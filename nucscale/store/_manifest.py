@@ -24,6 +24,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("nuclei", pa.int64()),
         ("tissue_mm2", pa.float64()),
         ("tiles", pa.int64()),
+        ("tiles_reused", pa.int64()),
         ("mpp", pa.float64()),
         ("analysis_mpp", pa.float64()),
         ("backend", pa.string()),
@@ -51,6 +52,7 @@ class ManifestRow:
     nuclei: int | None = None
     tissue_mm2: float | None = None
     tiles: int | None = None
+    tiles_reused: int | None = None  # segmented tiles found finished by an interrupted run
     mpp: float | None = None
     analysis_mpp: float | None = None
     backend: str | None = None

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +24,9 @@ from nucscale.tiling import low_res_image, tissue_mask
 
 pytestmark = pytest.mark.slow
 
+CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
+
 SETTINGS = Settings(tile=512)
-
-
-@pytest.fixture(scope="module")
-def cmu1_run(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CMU-1 processed once with a 2-process LocalCluster, 512 px tiles (30 tiles)."""
-    out = tmp_path_factory.mktemp("cmu1")
-    slides, rejected = resolve_inputs([str(cmu1_svs)])
-    with get_client(workers=2, dashboard_address=":0") as client:
-        rows = run_cohort(client, slides, rejected, SETTINGS, out)
-    assert [(r.slide_id, r.status) for r in rows] == [("CMU-1-Small-Region", "done")], rows
-    return out
 
 
 def test_table_is_complete_and_plausible(cmu1_run: Path, cmu1_svs: Path) -> None:
@@ -155,105 +142,11 @@ def test_resampled_analysis_keeps_physical_units(
     np.testing.assert_allclose(c["centroid_x_um"], c["centroid_x"] * 0.499, rtol=1e-9)
 
 
-# --- a real scheduler and worker processes -------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _dask_bin(name: str) -> str:
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not found next to {sys.executable}")
-    return found
-
-
-@pytest.fixture
-def dask_cluster(tmp_path: Path) -> Iterator[str]:
-    """`dask scheduler` + 2 `dask worker` processes on 127.0.0.1; yields the address."""
-    port = _free_port()
-    addr = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    dask = _dask_bin("dask")
-    procs = [
-        subprocess.Popen(
-            [
-                dask,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dashboard-address",
-                ":0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-    ]
-    try:
-        for i in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        dask,
-                        "worker",
-                        addr,
-                        "--nthreads",
-                        "1",
-                        "--name",
-                        f"w{i}",
-                        "--local-directory",
-                        str(tmp_path / f"w{i}"),
-                        "--no-dashboard",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=env,
-                )
-            )
-        from distributed import Client
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with Client(addr, timeout="5s") as c:
-                    c.wait_for_workers(2, timeout=30)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        yield addr
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nucscale", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"},
-    )
-
-
 def test_cli_on_a_real_scheduler_matches_local_run(
-    dask_cluster: str, cmu1_svs: Path, cmu1_run: Path, tmp_path: Path
+    dask_cluster: str, cmu1_svs: Path, cmu1_run: Path, tmp_path: Path, nucscale_cli: CliRunner
 ) -> None:
     out = tmp_path / "remote"
-    res = _cli(
+    res = nucscale_cli(
         "run", str(cmu1_svs), "--out", str(out), "--scheduler", dask_cluster, "--tile", "512"
     )
     assert res.returncode == 0, res.stderr
@@ -267,7 +160,9 @@ def test_cli_on_a_real_scheduler_matches_local_run(
     assert np.array_equal(a, b)
 
 
-def test_cohort_with_bad_files(openslide_fixtures: Path, cmu1_svs: Path, tmp_path: Path) -> None:
+def test_cohort_with_bad_files(
+    openslide_fixtures: Path, cmu1_svs: Path, tmp_path: Path, nucscale_cli: CliRunner
+) -> None:
     cohort = tmp_path / "in"
     cohort.mkdir()
     (cohort / "empty.svs").write_bytes(b"")
@@ -286,7 +181,7 @@ def test_cohort_with_bad_files(openslide_fixtures: Path, cmu1_svs: Path, tmp_pat
     lines += [f"{cohort / 'missing.svs'},missing", f"{openslide_fixtures / 'small.svs'},../escape"]
     csv.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    res = _cli("run", str(csv), "--out", str(out), "--workers", "2", "--dashboard", ":0")
+    res = nucscale_cli("run", str(csv), "--out", str(out), "--workers", "2", "--dashboard", ":0")
     assert res.returncode == 1, res.stderr
     rows = {sid: r for (sid, _), r in read_manifest(out).items()}
     assert rows["good-small"].status == "done", rows["good-small"].error

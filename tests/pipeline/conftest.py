@@ -1,0 +1,132 @@
+"""Pipeline fixtures: CMU-1 processed once per session, a real scheduler + worker processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nucscale.cluster import get_client
+from nucscale.config import Settings
+from nucscale.pipeline import resolve_inputs, run_cohort
+
+#: Settings of the reference CMU-1 run (the CLI's defaults but 512 px tiles).
+SETTINGS = Settings(tile=512)
+
+
+@pytest.fixture(scope="session")
+def cmu1_run(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CMU-1 processed once with a 2-process LocalCluster, 512 px tiles (30 tiles)."""
+    out = tmp_path_factory.mktemp("cmu1")
+    slides, rejected = resolve_inputs([str(cmu1_svs)])
+    with get_client(workers=2, dashboard_address=":0") as client:
+        rows = run_cohort(client, slides, rejected, SETTINGS, out)
+    assert [(r.slide_id, r.status) for r in rows] == [("CMU-1-Small-Region", "done")], rows
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _dask_bin(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found next to {sys.executable}")
+    return found
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    """`dask scheduler` + 2 `dask worker` processes on 127.0.0.1; yields the address."""
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    dask = _dask_bin("dask")
+    procs = [
+        subprocess.Popen(
+            [
+                dask,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                ":0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
+    try:
+        for i in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        dask,
+                        "worker",
+                        addr,
+                        "--nthreads",
+                        "1",
+                        "--name",
+                        f"w{i}",
+                        "--local-directory",
+                        str(tmp_path / f"w{i}"),
+                        "--no-dashboard",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
+        from distributed import Client
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(addr, timeout="5s") as c:
+                    c.wait_for_workers(2, timeout=30)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield addr
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def nucscale_cli() -> CliRunner:
+    """Runs ``python -m nucscale ARGS...`` in a subprocess; returns the completed process."""
+
+    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nucscale", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"},
+        )
+
+    return run
