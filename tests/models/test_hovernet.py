@@ -209,3 +209,32 @@ def test_type_sets() -> None:
         HoVerNet(nr_types=5, type_set="lizard")
     with pytest.raises(SegmenterError, match="mode"):
         HoVerNet(mode="slow", nr_types=None, type_set=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_tiled_maps_equal_whole_image_maps(loaded: HoVerNet, cmu1_svs: Path) -> None:
+    """NP / HV / NC maps computed window by window equal the whole region's maps.
+
+    Fixed seeded weights (the released ones cannot be had here). The region's 2 x 2 output
+    patches sit on the global 164 px grid; two windows with other extents, each holding one
+    of those patches, must reproduce the region's maps there.
+    """
+    from nucscale.infer._engine import predict_region
+    from nucscale.io import open_slide
+
+    out, m = loaded.spec.output_size, loaded.spec.margin  # 164, 46
+    ox, oy = 6 * out - m, 5 * out - m  # region origin: its first patch starts at 6*164, 5*164
+    size = 2 * out + 2 * m
+    with open_slide(cmu1_svs) as s:
+        rgb = s.read_region(0, ox, oy, size, size)
+    whole, wv = predict_region(loaded, rgb, (ox, oy), batch_size=1)
+    assert whole.shape == (1 + 2 + 6, 2 * out, 2 * out)
+    assert wv[:2] == (m, m)
+    # (x0, y0, x1, y1) of each window inside the region, and the patch (col, row) it holds
+    windows = (((0, 0, 261, 259), (0, 0)), ((157, 156, size, size), (1, 1)))
+    for (x0, y0, x1, y1), (pc, pr) in windows:
+        maps, v = predict_region(loaded, rgb[y0:y1, x0:x1], (ox + x0, oy + y0), batch_size=1)
+        assert maps.shape == (9, out, out)  # exactly that one patch fits
+        assert (x0 + v[0], y0 + v[1]) == (m + pc * out, m + pr * out)
+        ref = whole[:, pr * out : (pr + 1) * out, pc * out : (pc + 1) * out]
+        np.testing.assert_allclose(maps, ref, rtol=0, atol=1e-6)
