@@ -1,5 +1,6 @@
 """Evaluation of instance segmentations: metrics (PQ, mPQ, AJI, Dice, DSB score) and overlays."""
 
+from nucscale.analysis._compare import compare_runs, read_run
 from nucscale.analysis._metrics import (
     DSB_THRESHOLDS,
     Overlaps,
@@ -18,6 +19,7 @@ __all__ = [
     "DSB_THRESHOLDS",
     "Overlaps",
     "aggregated_jaccard_index",
+    "compare_runs",
     "dice",
     "evaluate",
     "iou_dsb",
@@ -26,4 +28,5 @@ __all__ = [
     "overlaps",
     "overlay",
     "panoptic_quality",
+    "read_run",
 ]

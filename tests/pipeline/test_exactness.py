@@ -15,11 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
-import zarr
 
-from nucscale.analysis import panoptic_quality
+from nucscale.analysis import compare_runs, read_run
 from nucscale.cluster import get_client
 from nucscale.config import Settings
 from nucscale.io import open_slide, write_flat_tiff
@@ -27,43 +25,23 @@ from nucscale.pipeline import resolve_inputs, run_cohort
 
 pytestmark = pytest.mark.slow
 
-#: Columns that name the owning tile (they differ by design between tile sizes).
-TILE_COLUMNS = ("nucleus_id", "tile_row", "tile_col")
-
 
 def _run(slide: Path, settings: Settings, out: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     slides, rejected = resolve_inputs([str(slide)])
     with get_client(workers=2, dashboard_address=":0") as client:
         rows = run_cohort(client, slides, rejected, settings, out)
     assert rows[0].status == "done", rows[0].error
-    sid = slides[0].slide_id
-    labels = np.asarray(zarr.open_array(str(out / "labels" / f"{sid}.zarr"), mode="r")[:])
-    table = pq.read_table(out / "nuclei" / f"slide_id={sid}" / "part-0.parquet")
-    order = np.lexsort((table.column("centroid_x"), table.column("centroid_y")))
-    cols = {
-        name: np.asarray(table.column(name).to_numpy(zero_copy_only=False))[order]
-        for name in table.column_names
-        if name not in TILE_COLUMNS
-    }
-    return labels, cols
+    return read_run(out, slides[0].slide_id)
 
 
 def assert_same_nuclei(
     a: tuple[np.ndarray, dict[str, np.ndarray]], b: tuple[np.ndarray, dict[str, np.ndarray]]
-) -> float:
-    """Same partition of the pixels into nuclei, same feature rows; returns the matched PQ."""
-    la, lb = a[0], b[0]
-    assert la.shape == lb.shape
-    assert np.array_equal(la > 0, lb > 0)
-    fg = la > 0
-    pairs = np.unique(np.stack([la[fg], lb[fg]]), axis=1)
-    n_a, n_b = len(np.unique(la[fg])), len(np.unique(lb[fg]))
-    assert pairs.shape[1] == n_a == n_b  # a bijection between the two label sets
-    for name, col in a[1].items():
-        assert np.array_equal(col, b[1][name]), name
-    pq_value = float(panoptic_quality(la, lb)["pq"])
-    assert pq_value >= 0.99
-    return pq_value
+) -> None:
+    """Same partition of the pixels into nuclei, same feature rows, PQ 1."""
+    diff = compare_runs(a, b)
+    assert diff["same_partition"], diff
+    assert diff["same_features"], diff
+    assert diff["count_diff_pct"] == 0.0 and diff["pq"] == 1.0, diff
 
 
 @pytest.fixture(scope="module")
