@@ -119,3 +119,25 @@ def test_worker_killed_mid_run(
             proc.kill()
     assert proc.returncode == 0, err.decode()[-2000:]
     _assert_same_as_reference(out, cmu1_run)
+
+
+def test_unwritable_output_fails_that_slide_only(
+    openslide_fixtures: Path, tmp_path: Path, nucscale_cli: CliRunner
+) -> None:
+    """A slide whose output cannot be written (here: a file where its folder must go, as a
+    full disk or a permission error would) fails with the path and reason; the rest is done."""
+    small = openslide_fixtures / "small.svs"
+    csv = tmp_path / "cohort.csv"
+    csv.write_text(f"path,slide_id\n{small},blocked\n{small},fine\n")
+    out = tmp_path / "out"
+    (out / "nuclei").mkdir(parents=True)
+    (out / "nuclei" / "slide_id=blocked").write_text("in the way\n")
+    res = nucscale_cli("run", str(csv), "--out", str(out), "--workers", "1", "--dashboard", ":0")
+    assert res.returncode == 1, res.stderr
+    rows = {sid: r for (sid, _), r in read_manifest(out).items()}
+    assert rows["fine"].status == "done", rows["fine"].error
+    assert rows["blocked"].status == "failed"
+    error = rows["blocked"].error or ""
+    assert "slide_id=blocked" in error and "\n" not in error and "Traceback" not in error
+    assert not (out / "labels" / "blocked.zarr").exists()  # nothing half-written in place
+    assert not list(out.rglob("*.tmp"))
