@@ -9,6 +9,9 @@ dark, by design: the mapping does not depend on the image content).
 Pixel size: OME ``PhysicalSizeX/Y`` (with units) first, then the TIFF resolution tags, accepted
 only with a centimetre or inch unit and a result between 0.01 and 50 µm/px (a 72-dpi default
 is not a pixel size).
+
+Multi-channel fluorescence (OME ``CYX`` stacks, or minisblack pages with several samples that
+are not grey + alpha) is read as its first channel, the nuclear stain by convention, in grey.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class TiffSlide(Slide):
             self._axes = [lv.axes for lv in self._series]
             self._levels = self._make_levels()
             self._check_decodable()
+            self._nuclear_only = self._is_multichannel_fluorescence()
             self._file_mpp = self._ome_mpp() or self._tag_mpp()
         except Exception:
             self._tif.close()
@@ -111,6 +115,23 @@ class TiffSlide(Slide):
                 )
             if page.dtype is None or page.dtype.kind not in "uifb":
                 raise SlideFormatError(self.path, f"TIFF sample type {page.dtype} not supported")
+
+    def _is_multichannel_fluorescence(self) -> bool:
+        """Several channels that are not RGB(A): a fluorescence stack (OME ``CYX``, or
+        multi-sample minisblack). Only its first channel, by convention the nuclear stain
+        (DAPI / Hoechst), is read, as grey; reading four channels as RGBA would be wrong."""
+        page = self._series[0].keyframe
+        axes, shape = self._axes[0], self._series[0].shape
+        channels = next((n for ax, n in zip(axes, shape, strict=True) if ax in "SC"), 1)
+        if channels < 2:
+            return False
+        photometric = int(page.photometric)
+        if photometric not in (0, 1):  # MINISWHITE / MINISBLACK: else RGB, YCbCr, palette...
+            return False
+        alpha = channels == 2 and any(int(e) in (1, 2) for e in (page.extrasamples or ()))
+        if not alpha:
+            log.info("%s: %d fluorescence channels; reading channel 0", self.path, channels)
+        return not alpha
 
     def _ome_mpp(self) -> float | None:
         if not self._tif.is_ome or not self._tif.ome_metadata:
@@ -175,6 +196,8 @@ class TiffSlide(Slide):
             i for i, ax in enumerate(kept) if ax not in "YX"
         ]
         region = np.transpose(region, order)
+        if self._nuclear_only and region.ndim == 3:
+            region = region[:, :, 0]
         try:
             return to_rgb8(region)
         except ValueError as exc:
