@@ -73,3 +73,18 @@ def test_baseline_on_the_whole_cmu1_region(cmu1_svs: Path, tmp_path: Path) -> No
     for tile in (256, 1024):
         tiled = _run(cmu1_svs, Settings(tile=tile, tissue="none"), tmp_path / str(tile))
         assert_same_nuclei(tiled, whole)
+
+
+def test_baseline_on_a_generated_mosaic(cmu1_svs: Path, tmp_path: Path) -> None:
+    """A 2 x 2 mirrored mosaic (2400 x 2000 px) of a CMU-1 piece, as a pyramidal TIFF."""
+    from nucscale.io import mosaic, write_pyramidal_tiff
+
+    with open_slide(cmu1_svs) as s:
+        rgb = s.read_region(0, 600, 1200, 1200, 1000)
+    slide = tmp_path / "mosaic.tif"
+    write_pyramidal_tiff(mosaic(rgb, 2, 2), slide, mpp=0.499)
+    whole = _run(slide, Settings(tile=4096, tissue="none"), tmp_path / "4096")
+    assert len(whole[1]["area"]) > 1500
+    for tile in (512, 1024):
+        tiled = _run(slide, Settings(tile=tile, tissue="none"), tmp_path / str(tile))
+        assert_same_nuclei(tiled, whole)
