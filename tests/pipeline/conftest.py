@@ -17,8 +17,8 @@ from nucscale.cluster import get_client
 from nucscale.config import Settings
 from nucscale.pipeline import resolve_inputs, run_cohort
 
-#: Settings of the reference CMU-1 run (the CLI's defaults but 512 px tiles).
-SETTINGS = Settings(tile=512)
+#: Settings of the reference CMU-1 run: the weights-free baseline, 512 px tiles.
+SETTINGS = Settings(segmenter="baseline", tile=512)
 
 
 @pytest.fixture(scope="session")

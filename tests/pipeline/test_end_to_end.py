@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
-SETTINGS = Settings(tile=512)
+SETTINGS = Settings(segmenter="baseline", tile=512)
 
 
 def test_table_is_complete_and_plausible(cmu1_run: Path, cmu1_svs: Path) -> None:
@@ -127,7 +127,9 @@ def test_resampled_analysis_keeps_physical_units(
     """At 1 µm/px (level 0 shrunk ~2x) nuclei keep their µm sizes and level-0 positions."""
     slides, rejected = resolve_inputs([str(cmu1_svs)])
     with get_client(workers=2, dashboard_address=":0") as client:
-        rows = run_cohort(client, slides, rejected, Settings(tile=512, mpp=1.0), tmp_path)
+        rows = run_cohort(
+            client, slides, rejected, Settings(segmenter="baseline", tile=512, mpp=1.0), tmp_path
+        )
     assert rows[0].status == "done", rows[0].error
     assert rows[0].analysis_mpp == 1.0
     coarse = pq.read_table(tmp_path / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet")
@@ -147,7 +149,16 @@ def test_cli_on_a_real_scheduler_matches_local_run(
 ) -> None:
     out = tmp_path / "remote"
     res = nucscale_cli(
-        "run", str(cmu1_svs), "--out", str(out), "--scheduler", dask_cluster, "--tile", "512"
+        "run",
+        str(cmu1_svs),
+        "--out",
+        str(out),
+        "--scheduler",
+        dask_cluster,
+        "--tile",
+        "512",
+        "--model",
+        "baseline",
     )
     assert res.returncode == 0, res.stderr
     assert "1 done, 0 failed" in res.stderr
@@ -181,7 +192,18 @@ def test_cohort_with_bad_files(
     lines += [f"{cohort / 'missing.svs'},missing", f"{openslide_fixtures / 'small.svs'},../escape"]
     csv.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    res = nucscale_cli("run", str(csv), "--out", str(out), "--workers", "2", "--dashboard", ":0")
+    res = nucscale_cli(
+        "run",
+        str(csv),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--dashboard",
+        ":0",
+        "--model",
+        "baseline",
+    )
     assert res.returncode == 1, res.stderr
     rows = {sid: r for (sid, _), r in read_manifest(out).items()}
     assert rows["good-small"].status == "done", rows["good-small"].error

@@ -68,10 +68,14 @@ def test_every_tile_size_gives_the_whole_image_nuclei(
 
 
 def test_baseline_on_the_whole_cmu1_region(cmu1_svs: Path, tmp_path: Path) -> None:
-    whole = _run(cmu1_svs, Settings(tile=4096, tissue="none"), tmp_path / "4096")
+    whole = _run(
+        cmu1_svs, Settings(segmenter="baseline", tile=4096, tissue="none"), tmp_path / "4096"
+    )
     assert len(whole[1]["area"]) > 1500
     for tile in (256, 1024):
-        tiled = _run(cmu1_svs, Settings(tile=tile, tissue="none"), tmp_path / str(tile))
+        tiled = _run(
+            cmu1_svs, Settings(segmenter="baseline", tile=tile, tissue="none"), tmp_path / str(tile)
+        )
         assert_same_nuclei(tiled, whole)
 
 
@@ -83,8 +87,10 @@ def test_baseline_on_a_generated_mosaic(cmu1_svs: Path, tmp_path: Path) -> None:
         rgb = s.read_region(0, 600, 1200, 1200, 1000)
     slide = tmp_path / "mosaic.tif"
     write_pyramidal_tiff(mosaic(rgb, 2, 2), slide, mpp=0.499)
-    whole = _run(slide, Settings(tile=4096, tissue="none"), tmp_path / "4096")
+    whole = _run(slide, Settings(segmenter="baseline", tile=4096, tissue="none"), tmp_path / "4096")
     assert len(whole[1]["area"]) > 1500
     for tile in (512, 1024):
-        tiled = _run(slide, Settings(tile=tile, tissue="none"), tmp_path / str(tile))
+        tiled = _run(
+            slide, Settings(segmenter="baseline", tile=tile, tissue="none"), tmp_path / str(tile)
+        )
         assert_same_nuclei(tiled, whole)

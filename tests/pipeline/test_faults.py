@@ -51,7 +51,10 @@ def _assert_same_as_reference(out: Path, reference: Path) -> None:
 
 
 def _run_args(slide: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", str(slide), "--out", str(out), "--tile", "512", "--dashboard", ":0", *extra]
+    return [
+        "run", str(slide), "--out", str(out), "--tile", "512", "--dashboard", ":0",
+        "--model", "baseline", *extra,
+    ]  # fmt: skip
 
 
 def test_sigkill_of_the_process_tree_then_resume(
@@ -132,7 +135,18 @@ def test_unwritable_output_fails_that_slide_only(
     out = tmp_path / "out"
     (out / "nuclei").mkdir(parents=True)
     (out / "nuclei" / "slide_id=blocked").write_text("in the way\n")
-    res = nucscale_cli("run", str(csv), "--out", str(out), "--workers", "1", "--dashboard", ":0")
+    res = nucscale_cli(
+        "run",
+        str(csv),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--dashboard",
+        ":0",
+        "--model",
+        "baseline",
+    )
     assert res.returncode == 1, res.stderr
     rows = {sid: r for (sid, _), r in read_manifest(out).items()}
     assert rows["fine"].status == "done", rows["fine"].error

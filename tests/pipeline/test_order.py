@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 def _run(slide: Path, out: Path, tile: int, seed: int | None) -> dict[str, bytes]:
     """Process ``slide`` task by task, each stage in a shuffled order (``None``: in order)."""
     inp = resolve_inputs([str(slide)])[0][0]
-    cfg = Settings(tile=tile, tissue="none")
+    cfg = Settings(segmenter="baseline", tile=tile, tissue="none")
     plan = make_plan(inp, cfg, str(out), settings_key(inp, cfg))
     rng = random.Random(seed)
 

@@ -31,7 +31,9 @@ def test_cli_mpp_is_only_a_fallback(
 
 
 def test_segmenter_is_built_at_the_analysis_pixel_size(cmu1_svs: Path, tmp_path: Path) -> None:
-    plan = make_plan(SlideInput(str(cmu1_svs), "s"), Settings(mpp=1.0), str(tmp_path), "k")
+    plan = make_plan(
+        SlideInput(str(cmu1_svs), "s"), Settings(segmenter="baseline", mpp=1.0), str(tmp_path), "k"
+    )
     assert plan.choice.factor == pytest.approx(1.0 / 0.499)
     assert plan.choice.width == round(2220 * 0.499)
     assert dict(plan.segmenter_params) == {"mpp": 1.0}
