@@ -77,7 +77,8 @@ def train(
             tuned = tune_checkpoint(data, out)
             console.print(
                 f"post-processing: foreground >= {tuned['fg_threshold']}, boundary >= "
-                f"{tuned['boundary_threshold']} (training-image PQ {tuned['train_pq']:.3f})"
+                f"{tuned['boundary_threshold']}, markers >= {tuned['min_marker']:.0f} px "
+                f"(training-image PQ {tuned['train_pq']:.3f})"
             )
         if export is not None:
             export_weights(out, export)

@@ -2,7 +2,8 @@
 
 1. foreground mask: ``fg >= fg_threshold``;
 2. markers: connected components (4-connectivity) of foreground minus boundary
-   (``boundary >= boundary_threshold``), markers smaller than ``min_area // 4`` px ignored;
+   (``boundary >= boundary_threshold``), markers smaller than ``min_marker`` px (default
+   ``min_area // 4``) ignored, so chromatin texture inside a large nucleus does not split it;
 3. watershed of the boundary map from the markers, restricted to the foreground mask (pixels
    flow to the marker they reach through the lowest boundary values);
 4. foreground components no marker reached (thin nuclei whose interior is all boundary)
@@ -54,6 +55,7 @@ def unet_instances(
     boundary_threshold: float = 0.5,
     min_area: int = 10,
     max_diameter: int = 0,
+    min_marker: int | None = None,
 ) -> Segmentation:
     """Instances from foreground and boundary probability maps.
 
@@ -67,6 +69,8 @@ def unet_instances(
         Smallest instance kept, px.
     max_diameter:
         Instances with a bounding-box side longer than this are dropped (0: keep all).
+    min_marker:
+        Smallest marker (seed) kept, px; ``None``: ``min_area // 4``.
 
     Returns
     -------
@@ -80,7 +84,7 @@ def unet_instances(
     markers, n = ndi.label(seeds, structure=_FOUR)
     if n:
         sizes = np.bincount(markers.ravel(), minlength=n + 1)
-        small = sizes < max(1, min_area // 4)
+        small = sizes < max(1, min_area // 4 if min_marker is None else min_marker)
         small[0] = False
         markers[small[markers]] = 0
     labels = watershed(boundary, markers, mask=mask, connectivity=1).astype(np.int32)

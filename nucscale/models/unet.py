@@ -142,8 +142,9 @@ class UNetModel(DenseModel):
         roughly 10-60 px across, as at 0.5 µm/px.
     fg_threshold, boundary_threshold, min_area:
         Post-processing parameters (:func:`nucscale.models._unet_post.unet_instances`);
-        the thresholds default to those tuned on the training images and stored in the
-        weights file (``"postprocess"``), else 0.5.
+        the thresholds (and the smallest marker) default to those tuned on the training
+        images and stored in the weights file (``"postprocess"``), else 0.5 (and
+        ``min_area // 4``).
     """
 
     name = "unet"
@@ -189,6 +190,8 @@ class UNetModel(DenseModel):
             if boundary_threshold is None
             else boundary_threshold
         )
+        marker = tuned.get("min_marker")
+        self.min_marker = int(marker) if marker is not None else None
         if self.module.config["in_channels"] != 3:
             raise SegmenterError("unet: UNetModel takes RGB; in_channels must be 3")
         self.module.eval()
@@ -214,6 +217,7 @@ class UNetModel(DenseModel):
             boundary_threshold=self.boundary_threshold,
             min_area=self.min_area,
             max_diameter=self.max_nucleus_diameter,
+            min_marker=self.min_marker,
         )
 
 

@@ -21,6 +21,7 @@ from nucscale.train._data import Sample, load_samples, load_split
 #: Post-processing thresholds :func:`tune_postprocess` tries (foreground, boundary).
 FG_THRESHOLDS = (0.4, 0.5, 0.6)
 BOUNDARY_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+MIN_MARKERS = (2, 8, 24)
 
 
 def background_of(modality: str) -> int:
@@ -61,19 +62,19 @@ def evaluate_heldout(
 
 
 def tune_postprocess(model: Any, samples: list[Sample]) -> dict[str, float]:
-    """Foreground and boundary thresholds that maximise PQ on ``samples``.
+    """Foreground and boundary thresholds and smallest marker that maximise PQ on ``samples``.
 
     Meant for the *training* images (the held-out ones stay unseen). The score is the mean
     over modalities of the mean PQ per image, so a rare modality (H&E is 8 of 49 DSB images)
     weighs as much as a common one. Maps are computed once per image; ties keep the first
-    pair in (``FG_THRESHOLDS`` x ``BOUNDARY_THRESHOLDS``) order.
+    setting in ``FG_THRESHOLDS`` x ``BOUNDARY_THRESHOLDS`` x ``MIN_MARKERS`` order.
     """
     from nucscale.models._unet_post import unet_instances
 
     maps = [predict_image(model, s.image, background=background_of(s.modality)) for s in samples]
     modalities = sorted({s.modality for s in samples})
     best: tuple[float, dict[str, float]] = (-1.0, {})
-    for fg_t, bd_t in itertools.product(FG_THRESHOLDS, BOUNDARY_THRESHOLDS):
+    for fg_t, bd_t, marker in itertools.product(FG_THRESHOLDS, BOUNDARY_THRESHOLDS, MIN_MARKERS):
         pqs: dict[str, list[float]] = {m: [] for m in modalities}
         for s, mp in zip(samples, maps, strict=True):
             pred = unet_instances(
@@ -83,9 +84,18 @@ def tune_postprocess(model: Any, samples: list[Sample]) -> dict[str, float]:
                 boundary_threshold=bd_t,
                 min_area=model.min_area,
                 max_diameter=model.max_nucleus_diameter,
+                min_marker=marker,
             ).labels
             pqs[s.modality].append(float(panoptic_quality(s.labels, pred)["pq"]))
         score = float(np.mean([np.mean(v) for v in pqs.values()]))
         if score > best[0]:
-            best = (score, {"fg_threshold": fg_t, "boundary_threshold": bd_t, "train_pq": score})
+            best = (
+                score,
+                {
+                    "fg_threshold": fg_t,
+                    "boundary_threshold": bd_t,
+                    "min_marker": float(marker),
+                    "train_pq": score,
+                },
+            )
     return best[1]

@@ -129,3 +129,15 @@ def test_shipped_weights_load_and_segment_heldout(dsb2018: Path) -> None:
         scores = score_image(model, img, gt, modality[prefix])
         assert scores["dice"] > floor, (prefix, scores)
         assert dice(gt, gt) == 1.0
+
+
+def test_small_markers_do_not_split_a_nucleus() -> None:
+    fg = np.zeros((40, 60), np.float32)
+    fg[10:30, 10:50] = 1
+    bd = np.where(fg > 0, 0.9, 0.0).astype(np.float32)
+    bd[14:24, 14:24] = 0.1  # a 100 px seed
+    bd[18:20, 40:42] = 0.1  # a 4 px speck of "interior" (chromatin texture)
+    assert unet_instances(fg, bd, min_area=10, min_marker=2).count == 2
+    one = unet_instances(fg, bd, min_area=10, min_marker=8)
+    assert one.count == 1
+    assert (one.labels == 1).sum() == 800  # the whole blob floods from the big seed

@@ -35,14 +35,16 @@ def test_train_command_writes_checkpoint_and_weights(dsb2018: Path, tmp_path: Pa
     tuned = checkpoint["postprocess"]  # thresholds tuned on the training image
     assert tuned["fg_threshold"] in (0.4, 0.5, 0.6)
     assert tuned["boundary_threshold"] in (0.3, 0.4, 0.5, 0.6, 0.7)
+    assert tuned["min_marker"] in (2, 8, 24)
     assert 0.0 <= tuned["train_pq"] <= 1.0
     slim = torch.load(w, weights_only=True)
     assert "optimizer" not in slim
     assert slim["postprocess"] == tuned
     model = UNetModel(w)  # the exported file carries its thresholds
-    assert (model.fg_threshold, model.boundary_threshold) == (
+    assert (model.fg_threshold, model.boundary_threshold, model.min_marker) == (
         tuned["fg_threshold"],
         tuned["boundary_threshold"],
+        tuned["min_marker"],
     )
 
 
