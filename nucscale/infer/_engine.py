@@ -103,10 +103,11 @@ def predict_image(
     """
     out, m = model.spec.output_size, model.spec.margin
     h, w = rgb.shape[:2]
-    pad = m + out
-    padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), constant_values=background)
-    maps, (x0, y0, _, _) = predict_region(model, padded, (-pad, -pad), **kwargs)  # type: ignore[arg-type]
-    return maps[:, pad - y0 : pad - y0 + h, pad - x0 : pad - x0 + w]
+    # just enough padding for the ceil(side / out) patches that cover the image, no more
+    pad_y, pad_x = (m, -(-h // out) * out - h + m), (m, -(-w // out) * out - w + m)
+    padded = np.pad(rgb, (pad_y, pad_x, (0, 0)), constant_values=background)
+    maps, (x0, y0, _, _) = predict_region(model, padded, (-m, -m), **kwargs)  # type: ignore[arg-type]
+    return maps[:, m - y0 : m - y0 + h, m - x0 : m - x0 + w]
 
 
 def _batches(

@@ -116,6 +116,33 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+def fold_batchnorm(net: UNet) -> UNet:
+    """Fold every BatchNorm into the convolution before it, in place; for inference only.
+
+    In eval mode BatchNorm is an affine map per channel, so ``conv -> bn`` equals one conv with
+    rescaled weights and a bias (``torch.nn.utils.fusion.fuse_conv_bn_eval``). At width 8 the
+    BatchNorm passes were a fifth of the CPU forward time (memory-bound over thin tensors);
+    folded, they cost nothing. The result differs from the unfolded net only by float
+    rounding, and is the same computation for every patch, so tiles still equal whole images.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net.eval()
+    for blocks in (net.down, net.dec):
+        for i, block in enumerate(blocks):
+            layers = list(block.children())
+            folded: list[nn.Module] = []
+            for layer in layers:
+                if isinstance(layer, nn.BatchNorm2d):
+                    conv = folded.pop()
+                    assert isinstance(conv, nn.Conv2d)
+                    folded.append(fuse_conv_bn_eval(conv, layer))
+                else:
+                    folded.append(layer)
+            blocks[i] = nn.Sequential(*folded)
+    return net
+
+
 def read_weights(path: str | PathLike[str]) -> dict[str, Any]:
     """Load a U-Net weights or training-checkpoint file (``weights_only=True``)."""
     p = Path(path)
@@ -194,7 +221,7 @@ class UNetModel(DenseModel):
         self.min_marker = int(marker) if marker is not None else None
         if self.module.config["in_channels"] != 3:
             raise SegmenterError("unet: UNetModel takes RGB; in_channels must be 3")
-        self.module.eval()
+        fold_batchnorm(self.module)
 
     def preprocess(self, patches: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 ``rgb / 255`` (fixed, per pixel)."""
