@@ -3,7 +3,7 @@
 Wall time of the whole command, peak resident memory summed over the process tree (client,
 scheduler, workers: sampled every 0.1 s with psutil), nuclei count and throughput.
 
-    python benchmarks/run_slide.py [SLIDE] [--workers N] [--tile N]
+    python benchmarks/run_slide.py [SLIDE] [--workers N] [--tile N] [--model unet|baseline|...]
 
 SLIDE defaults to ../shared/data/slides/CMU-1-Small-Region.svs.
 """
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("slide", nargs="?", default=str(DEFAULT))
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--tile", type=int, default=None)
+    ap.add_argument("--model", default=None, help="segmenter (default: nucscale run's, unet)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
@@ -60,6 +61,8 @@ def main() -> None:
             cmd += ["--workers", str(args.workers)]
         if args.tile:
             cmd += ["--tile", str(args.tile)]
+        if args.model:
+            cmd += ["--model", args.model]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         ps = psutil.Process(proc.pid)
@@ -89,6 +92,7 @@ def main() -> None:
                 {
                     "benchmark": "run_slide",
                     "slide": Path(args.slide).name,
+                    "model": args.model or "unet",
                     "exit_code": proc.returncode,
                     "workers": args.workers or psutil.cpu_count(),
                     "tile": args.tile or 1024,

@@ -49,7 +49,7 @@ class Settings:
     mpp_tolerance: float = 0.05
     tile: int = 1024
     halo: int | None = None
-    segmenter: str = "baseline"
+    segmenter: str = "unet"
     weights: str | None = None
     tissue: str = "auto"
     tissue_max_size: int = 2048

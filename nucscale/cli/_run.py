@@ -53,7 +53,8 @@ def run(
         typer.Option(
             "--model",
             "--segmenter",
-            help="Segmenter: baseline (weights-free), or a network: unet, hovernet, torchscript.",
+            help="Segmenter: unet (default, shipped weights), baseline (weights-free H&E), "
+            "hovernet or torchscript (with --weights).",
         ),
     ] = None,
     weights: Annotated[

@@ -19,11 +19,12 @@ from nucscale.store import read_metadata
 
 pytestmark = pytest.mark.slow
 
-#: Held-out images (never trained on), the PQ the shipped model reaches on them through
-#: ``nucscale run`` (measured with benchmarks/heldout.py), and the floor the test asserts.
+#: Held-out images (never trained on) and the PQ floor the test asserts; the shipped model
+#: reaches 0.290 and 0.796 on them through ``nucscale run`` (benchmarks/heldout.py), the
+#: weights-free baseline 0.0 on both.
 HELD_OUT = {
-    "f5effed21f67": ("brightfield_he", 0.0),
-    "519dc0d672d1": ("fluorescence", 0.0),
+    "f5effed21f67": ("brightfield_he", 0.25),
+    "519dc0d672d1": ("fluorescence", 0.7),
 }
 
 
