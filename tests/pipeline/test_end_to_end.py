@@ -172,7 +172,7 @@ def test_cli_on_a_real_scheduler_matches_local_run(
 
 
 def test_cohort_with_bad_files(
-    openslide_fixtures: Path, cmu1_svs: Path, tmp_path: Path, nucscale_cli: CliRunner
+    openslide_fixtures: Path, cmu1_svs: Path, tmp_path: Path, baseline_cli: CliRunner
 ) -> None:
     cohort = tmp_path / "in"
     cohort.mkdir()
@@ -192,18 +192,7 @@ def test_cohort_with_bad_files(
     lines += [f"{cohort / 'missing.svs'},missing", f"{openslide_fixtures / 'small.svs'},../escape"]
     csv.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    res = nucscale_cli(
-        "run",
-        str(csv),
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-        "--dashboard",
-        ":0",
-        "--model",
-        "baseline",
-    )
+    res = baseline_cli(csv, out, 2)
     assert res.returncode == 1, res.stderr
     rows = {sid: r for (sid, _), r in read_manifest(out).items()}
     assert rows["good-small"].status == "done", rows["good-small"].error

@@ -12,6 +12,7 @@ owning tile) and the same feature rows. That is stricter than the PQ >= 0.99 / c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 from nucscale.analysis import compare_runs, read_run
 from nucscale.cluster import get_client
 from nucscale.config import Settings
-from nucscale.io import open_slide, write_flat_tiff
+from nucscale.io import open_slide
 from nucscale.pipeline import resolve_inputs, run_cohort
 
 pytestmark = pytest.mark.slow
@@ -45,13 +46,12 @@ def assert_same_nuclei(
 
 
 @pytest.fixture(scope="module")
-def cmu1_crop(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cmu1_crop(
+    cmu1_crop_tiff: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A 1200 x 1000 px piece of CMU-1 (dense tissue) as a flat TIFF with its pixel size."""
-    with open_slide(cmu1_svs) as s:
-        rgb = s.read_region(0, 600, 1200, 1200, 1000)
-    path = tmp_path_factory.mktemp("crop") / "cmu1-crop.tif"
-    write_flat_tiff(rgb, path, mpp=0.499)
-    return path
+    dest = tmp_path_factory.mktemp("crop") / "cmu1-crop.tif"
+    return cmu1_crop_tiff(dest, 600, 1200, 1200, 1000)
 
 
 @pytest.mark.parametrize("segmenter", ["baseline", "unet"])

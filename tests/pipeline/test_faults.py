@@ -125,7 +125,7 @@ def test_worker_killed_mid_run(
 
 
 def test_unwritable_output_fails_that_slide_only(
-    openslide_fixtures: Path, tmp_path: Path, nucscale_cli: CliRunner
+    openslide_fixtures: Path, tmp_path: Path, baseline_cli: CliRunner
 ) -> None:
     """A slide whose output cannot be written (here: a file where its folder must go, as a
     full disk or a permission error would) fails with the path and reason; the rest is done."""
@@ -135,18 +135,7 @@ def test_unwritable_output_fails_that_slide_only(
     out = tmp_path / "out"
     (out / "nuclei").mkdir(parents=True)
     (out / "nuclei" / "slide_id=blocked").write_text("in the way\n")
-    res = nucscale_cli(
-        "run",
-        str(csv),
-        "--out",
-        str(out),
-        "--workers",
-        "1",
-        "--dashboard",
-        ":0",
-        "--model",
-        "baseline",
-    )
+    res = baseline_cli(csv, out, 1)
     assert res.returncode == 1, res.stderr
     rows = {sid: r for (sid, _), r in read_manifest(out).items()}
     assert rows["fine"].status == "done", rows["fine"].error

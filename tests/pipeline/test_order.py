@@ -9,6 +9,7 @@ must equal those of the natural order byte for byte: the Parquet file and every 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nucscale.config import Settings
-from nucscale.io import open_slide, write_flat_tiff
 from nucscale.pipeline import resolve_inputs
 from nucscale.pipeline._plan import make_plan, settings_key
 from nucscale.pipeline._tasks import finalize_slide, ingest_tile, paint_chunk, segment_tile
@@ -48,12 +48,8 @@ def _run(slide: Path, out: Path, tile: int, seed: int | None) -> dict[str, bytes
 
 
 @pytest.fixture(scope="module")
-def crop(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with open_slide(cmu1_svs) as s:
-        rgb = s.read_region(0, 700, 1300, 700, 520)
-    path = tmp_path_factory.mktemp("order") / "crop.tif"
-    write_flat_tiff(rgb, path, mpp=0.499)
-    return path
+def crop(cmu1_crop_tiff: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cmu1_crop_tiff(tmp_path_factory.mktemp("order") / "crop.tif", 700, 1300, 700, 520)
 
 
 @pytest.fixture(scope="module")
