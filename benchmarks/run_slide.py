@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 
+from nucscale.config import Settings
 from nucscale.store import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def main() -> None:
                 {
                     "benchmark": "run_slide",
                     "slide": Path(args.slide).name,
-                    "model": args.model or "unet",
+                    "model": args.model or Settings().segmenter,
                     "exit_code": proc.returncode,
                     "workers": args.workers or psutil.cpu_count(),
                     "tile": args.tile or 1024,
