@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 from PIL import Image
 
 from nucscale.analysis import evaluate
 from nucscale.cluster import get_client
 from nucscale.config import Settings
 from nucscale.pipeline import resolve_inputs, run_cohort
+from nucscale.store import open_labels
 from nucscale.train import load_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def run_model(name: str, ids: list[str], workers: int, out: Path) -> dict[str, d
         raise SystemExit(f"{name}: {failed[0].slide_id} failed: {failed[0].error}")
     scores = {}
     for i in ids:
-        pred = np.asarray(zarr.open_array(str(out / "labels" / f"{i}_image.zarr"), mode="r")[:])
+        pred = np.asarray(open_labels(out, f"{i}_image")[:])
         gt = np.asarray(Image.open(DSB / f"{i}_labels.png")).astype(np.int32)
         scores[i] = {k: float(v) for k, v in evaluate(gt, pred).items()}
     return scores

@@ -43,6 +43,8 @@ class Settings:
     max_pixels:
         Refuse a slide level whose pixel count exceeds this when it must be decoded whole
         (plain images), instead of exhausting memory.
+    save_image:
+        Also write the analysed image as OME-Zarr (``OUT/images/<id>.zarr``) beside the labels.
     """
 
     mpp: float | None = None
@@ -54,6 +56,7 @@ class Settings:
     tissue: str = "auto"
     tissue_max_size: int = 2048
     max_pixels: int = 2_000_000_000
+    save_image: bool = False
 
     def __post_init__(self) -> None:
         if self.mpp is not None and not self.mpp > 0:
@@ -83,7 +86,9 @@ class Settings:
                 continue
             kind = str(f.type)
             try:
-                if "int" in kind:
+                if "bool" in kind:
+                    values[f.name] = _bool(raw)
+                elif "int" in kind:
                     values[f.name] = int(raw)
                 elif "float" in kind:
                     values[f.name] = float(raw)
@@ -92,3 +97,12 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"NUCSCALE_{f.name.upper()}={raw!r} is not a {kind}") from None
         return cls(**values)
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)

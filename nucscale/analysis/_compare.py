@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
-import zarr
 
 from nucscale.analysis._metrics import panoptic_quality
+from nucscale.store import nuclei_path, open_labels, read_nuclei
 
 #: Columns that name the owning tile; they differ between tile sizes by design.
 TILE_COLUMNS = ("nucleus_id", "tile_row", "tile_col")
@@ -24,8 +23,8 @@ TILE_COLUMNS = ("nucleus_id", "tile_row", "tile_col")
 def read_run(out: str | Path, slide_id: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Label image and feature columns (rows sorted by centroid y, x) of one slide's output."""
     root = Path(out)
-    labels = np.asarray(zarr.open_array(str(root / "labels" / f"{slide_id}.zarr"), mode="r")[:])
-    table = pq.read_table(root / "nuclei" / f"slide_id={slide_id}" / "part-0.parquet")
+    labels = np.asarray(open_labels(root, slide_id)[:])
+    table = read_nuclei(nuclei_path(root, slide_id))
     order = np.lexsort((table.column("centroid_x"), table.column("centroid_y")))
     cols = {
         name: np.asarray(table.column(name).to_numpy(zero_copy_only=False))[order]

@@ -74,8 +74,13 @@ def run(
         bool,
         typer.Option(help="Local dask-cuda cluster, one worker per GPU (needs the gpu extra)."),
     ] = False,
+    save_image: Annotated[
+        bool,
+        typer.Option(help="Also write the analysed image as OME-Zarr (OUT/images/<id>.zarr)."),
+    ] = False,
 ) -> None:
-    """Find and measure every nucleus; write OUT/nuclei, OUT/labels and OUT/manifest.parquet."""
+    """Find and measure every nucleus; write OUT/nuclei (GeoParquet), OUT/labels (OME-Zarr),
+    OUT/slides.parquet and OUT/manifest.parquet."""
     try:
         settings = Settings.from_env().replace(
             mpp=analysis_mpp,
@@ -84,6 +89,7 @@ def run(
             segmenter=model,
             tissue=tissue,
             weights=str(weights.resolve()) if weights else None,
+            save_image=save_image or None,
         )
         seg, _ = build_segmenter(settings, plan_mpp(settings))
         if settings.halo is not None:

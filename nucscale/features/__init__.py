@@ -6,19 +6,27 @@ measured column of :data:`NUCLEUS_SCHEMA`; identity and class columns are added 
 
 from nucscale.features._morphology import MEASURED_COLUMNS, measure
 from nucscale.features._schema import (
+    COLUMN_INFO,
     COLUMNS,
+    GEOMETRY,
     INTENSITY,
+    KNOWN_VERSIONS,
     MORPHOLOGY,
     NUCLEUS_SCHEMA,
     SCHEMA_VERSION,
+    schema_markdown,
 )
 
 __all__ = [
     "COLUMNS",
+    "COLUMN_INFO",
+    "GEOMETRY",
     "INTENSITY",
+    "KNOWN_VERSIONS",
     "MEASURED_COLUMNS",
     "MORPHOLOGY",
     "NUCLEUS_SCHEMA",
     "SCHEMA_VERSION",
     "measure",
+    "schema_markdown",
 ]

@@ -13,6 +13,8 @@ its slide; the error (one line naming the file) goes into the manifest and the r
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +37,14 @@ from nucscale.pipeline._tasks import (
     paint_chunk,
     segment_tile,
 )
-from nucscale.store import ManifestRow, nuclei_path, read_manifest, write_manifest
+from nucscale.store import (
+    ManifestRow,
+    labels_path,
+    nuclei_path,
+    read_manifest,
+    write_manifest,
+    write_slides_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +131,7 @@ def _is_done(row: ManifestRow, key: str, out: Path) -> bool:
     return (
         row.status == "done"
         and row.settings_key == key
-        and finished_with(
-            nuclei_path(out, row.slide_id), out / "labels" / f"{row.slide_id}.zarr", key
-        )
+        and finished_with(nuclei_path(out, row.slide_id), labels_path(out, row.slide_id), key)
     )
 
 
@@ -143,13 +150,17 @@ def run_cohort(
     settings: Settings,
     out: Path,
     progress: ProgressFn | None = None,
+    command: str | None = None,
 ) -> list[ManifestRow]:
     """Process ``slides`` on ``client``'s cluster; write and return their manifest rows.
 
     Slides already done with the same settings (manifest row, and outputs whose metadata
     carries the same settings key) are skipped. At most :func:`max_active_slides` slides are
-    on the cluster at once; the next is planned when one finishes.
+    on the cluster at once; the next is planned when one finishes. At the end the cohort table
+    ``OUT/slides.parquet`` is rewritten from the whole manifest. ``command`` (default: this
+    process's command line) is recorded in each slide's provenance.
     """
+    command = shlex.join(sys.argv) if command is None else command
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     previous = read_manifest(out)
@@ -182,9 +193,10 @@ def run_cohort(
             s = queue.pop()
             s.started, s.started_at = time.perf_counter(), _now()
             state[s.inp.slide_id] = s
+            info = {"command": command, "started": s.started_at}
             fut = client.submit(
-                make_plan, s.inp, settings, str(out), s.key, key=f"plan-{s.inp.slide_id}-{s.key}",
-                retries=RETRIES,
+                make_plan, s.inp, settings, str(out), s.key, info,
+                key=f"plan-{s.inp.slide_id}-{s.key}", retries=RETRIES,
             )  # fmt: skip
             s.tasks.append(fut)
             kinds[fut.key] = ("plan", s.inp.slide_id)
@@ -220,6 +232,7 @@ def run_cohort(
             close(s, _done(s, fut.result()))
         if progress:
             progress(finished, known + len(queue))
+    write_slides_table(out, read_manifest(out).values())
     return rows
 
 

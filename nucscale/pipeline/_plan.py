@@ -11,11 +11,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import zarr
 
 from nucscale import __version__
 from nucscale.config import Settings
@@ -24,6 +23,7 @@ from nucscale.infer import Calibration, Segmenter, get_segmenter
 from nucscale.infer._registry import accepts
 from nucscale.io import open_slide
 from nucscale.pipeline._inputs import SlideInput
+from nucscale.store import create_label_image
 from nucscale.tiling import (
     MODALITIES,
     LevelChoice,
@@ -100,6 +100,7 @@ class SlidePlan:
     calibration: Calibration
     provenance: tuple[tuple[str, str], ...]
     plan_s: float
+    save_image: bool = False
 
     @property
     def work(self) -> Path:
@@ -149,8 +150,17 @@ def settings_key(inp: SlideInput, settings: Settings) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlidePlan:
-    """Open the slide at ``inp.path`` and plan its tiles (see module docstring)."""
+def make_plan(
+    inp: SlideInput,
+    settings: Settings,
+    out: str,
+    key: str,
+    run_info: Mapping[str, str] | None = None,
+) -> SlidePlan:
+    """Open the slide at ``inp.path`` and plan its tiles (see module docstring).
+
+    ``run_info`` (e.g. the command line and start time) is added to the provenance.
+    """
     t0 = time.perf_counter()
     if not os.path.exists(inp.path):
         raise SlideNotFoundError(inp.path, "no such file or directory")
@@ -174,8 +184,12 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
         calibration = segmenter.calibrate(thumb, mask)
         provenance = {
             "modality": modality,
+            "vendor": slide.vendor or "",
+            "model": segmenter.name,
+            "weights_sha256": "",
             **segmenter.describe(),
             **{f"calibration.{k}": repr(v) for k, v in calibration.values.items()},
+            **dict(run_info or {}),
         }
         plan = SlidePlan(
             slide_id=inp.slide_id,
@@ -196,6 +210,7 @@ def make_plan(inp: SlideInput, settings: Settings, out: str, key: str) -> SlideP
             calibration=calibration,
             provenance=tuple(sorted(provenance.items())),
             plan_s=0.0,
+            save_image=settings.save_image,
         )
     _prepare_work(plan)
     return _with_time(plan, time.perf_counter() - t0)
@@ -223,15 +238,12 @@ def _prepare_work(plan: SlidePlan) -> None:
     fill = 0 if plan.modality == "fluorescence" else 255  # the background of the modality
     create_tile_store(plan.tile_store, (c.height, c.width), plan.grid.tile, attrs, fill)
     plan.fragments.mkdir(parents=True, exist_ok=True)
-    if not (plan.labels_store / "zarr.json").exists():
-        zarr.create_array(
-            str(plan.labels_store),
-            shape=(c.height, c.width),
-            chunks=(plan.grid.tile, plan.grid.tile),
-            dtype="int64",
-            fill_value=0,
-            dimension_names=("y", "x"),
-            attributes={"slide_id": plan.slide_id, "mpp": c.mpp, "scale_to_level0": plan.scale},
+    if not (plan.labels_store / "0" / "zarr.json").exists():
+        create_label_image(
+            plan.labels_store,
+            (c.height, c.width),
+            plan.grid.tile,
+            {"slide_id": plan.slide_id, "mpp": c.mpp, "scale_to_level0": plan.scale},
         )
 
 

@@ -7,9 +7,11 @@ only unfinished work. Outputs are written under temporary names and renamed.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,19 @@ from nucscale import __version__
 from nucscale.features import NUCLEUS_SCHEMA, measure
 from nucscale.pipeline._plan import SlidePlan
 from nucscale.stitch import crop_to_content, owned_instances, paint, relabel_owned
-from nucscale.store import atomic_write, nuclei_path, read_metadata, replace_dir, write_nuclei
+from nucscale.store import (
+    atomic_write,
+    finish_label_image,
+    image_path,
+    labels_path,
+    level0,
+    nuclei_path,
+    read_metadata,
+    replace_dir,
+    summarize,
+    write_image,
+    write_nuclei,
+)
 from nucscale.tiling import Box, chunk_exists, read_analysis_region, read_window, write_tile
 
 
@@ -81,6 +95,7 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
         x0, y0, x1, y1 = seg.valid
         labels, rgb = labels[y0:y1, x0:x1], rgb[y0:y1, x0:x1]
         view = Box(window.x0 + x0, window.y0 + y0, window.x0 + x1, window.y0 + y1)
+    labels = _clip_to_image(labels, view, grid.width, grid.height)
     owned = owned_instances(labels, view, core, grid.index(row, col))
     cols = measure(
         labels, rgb, owned.labels, mpp=plan.choice.mpp, scale=plan.scale, origin=(view.x0, view.y0)
@@ -107,6 +122,20 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     return TileStats(n, time.perf_counter() - t0)
 
 
+def _clip_to_image(labels: np.ndarray, view: Box, width: int, height: int) -> np.ndarray:
+    """``labels`` with pixels outside the image set to 0: a nucleus at the slide's edge may be
+    predicted a pixel into the padding, which is not the slide (and not in the label image)."""
+    inner = view.intersect(Box(0, 0, width, height))
+    if inner == view:
+        return labels
+    clipped = np.zeros_like(labels)
+    if inner is not None:
+        ys = slice(inner.y0 - view.y0, inner.y1 - view.y0)
+        xs = slice(inner.x0 - view.x0, inner.x1 - view.x0)
+        clipped[ys, xs] = labels[ys, xs]
+    return clipped
+
+
 def _save_npz(tmp: Path, box: Box, ids: np.ndarray) -> None:
     with tmp.open("wb") as fh:
         np.savez_compressed(fh, box=np.array([box.x0, box.y0, box.x1, box.y1]), ids=ids)
@@ -129,22 +158,22 @@ def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> N
     chunk = grid.core(row, col)
     labels = paint(chunk, pieces)
     if labels.any():
-        arr = zarr.open_array(str(plan.labels_store), mode="r+")
-        arr[chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
+        level0(plan.labels_store)[chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
 
 
 def finalize_slide(
     plan: SlidePlan, ingested: list[float], segmented: list[TileStats], painted: list[None]
 ) -> SlideResult:
-    """Assemble the slide's table and labels and move them into place atomically.
+    """Assemble the slide's table, label pyramid (and image) and move them into place.
 
+    The nucleus table is written last, atomically: it is what marks the outputs as complete.
     Idempotent: when a retry finds the outputs of this very run (same settings key) already in
     place and the scratch gone, it reports them instead of failing on the missing fragments.
     """
     t0 = time.perf_counter()
     out = Path(plan.out)
     final = nuclei_path(out, plan.slide_id)
-    labels = out / "labels" / f"{plan.slide_id}.zarr"
+    labels = labels_path(out, plan.slide_id)
     stats = {
         "ingest_s": float(sum(ingested)),
         "segment_s": float(sum(s.seconds for s in segmented)),
@@ -153,16 +182,33 @@ def finalize_slide(
     if not plan.fragments.exists() and finished_with(final, labels, plan.key):
         n = pq.read_metadata(final).num_rows
         return SlideResult(plan.slide_id, n, write_s=0.0, tiles_reused=reused, **stats)
-    frags = (plan.fragments / f"{_stem(r, c)}.parquet" for r, c in plan.tiles)
-    n = write_nuclei(final, (pq.read_table(f) for f in frags), provenance(plan))
+    frags = [plan.fragments / f"{_stem(r, c)}.parquet" for r, c in plan.tiles]
+    summary, bbox = summarize(frags)
+    source = None
+    if plan.save_image:
+        image = image_path(out, plan.slide_id)
+        staged = plan.fragments / "image.zarr"
+        src = zarr.open_array(str(plan.tile_store), mode="r")
+        write_image(staged, src, plan.choice.mpp, plan.slide_id)
+        replace_dir(staged, image)
+        source = f"../../images/{plan.slide_id}.zarr"
+    finish_label_image(plan.labels_store, plan.choice.mpp, source)
     replace_dir(plan.labels_store, labels)
+    meta = {
+        **provenance(plan),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "summary": json.dumps(summary, sort_keys=True),
+    }
+    n = write_nuclei(final, (pq.read_table(f) for f in frags), meta, bbox)
     shutil.rmtree(plan.fragments, ignore_errors=True)
     write_s = time.perf_counter() - t0
     return SlideResult(plan.slide_id, n, write_s=write_s, tiles_reused=reused, **stats)
 
 
 def provenance(plan: SlidePlan) -> dict[str, str]:
-    """Key-value metadata of the slide's Parquet file (prefixed ``nucscale.`` on disk)."""
+    """Key-value metadata of the slide's Parquet file (prefixed ``nucscale.`` on disk): the
+    nucscale version, the source, the pixel sizes, tile and halo, the model and its weights
+    hash, the command line and start time (``plan.provenance``)."""
     return {
         "version": __version__,
         "slide_id": plan.slide_id,

@@ -1,4 +1,5 @@
-"""Outputs: the nucleus Parquet tables, the run manifest, atomic write helpers."""
+"""Outputs: the nucleus (Geo)Parquet tables, the cohort table, OME-Zarr labels and images, the
+run manifest, atomic write helpers."""
 
 from nucscale.store._atomic import atomic_write, replace_dir, tmp_sibling
 from nucscale.store._manifest import (
@@ -8,19 +9,60 @@ from nucscale.store._manifest import (
     read_manifest,
     write_manifest,
 )
-from nucscale.store._parquet import nuclei_path, read_metadata, with_metadata, write_nuclei
+from nucscale.store._omezarr import (
+    create_label_image,
+    finish_label_image,
+    image_path,
+    labels_path,
+    level0,
+    open_labels,
+    write_image,
+)
+from nucscale.store._parquet import (
+    SchemaVersionError,
+    geo_metadata,
+    nuclei_path,
+    read_metadata,
+    read_nuclei,
+    schema_version,
+    with_metadata,
+    write_nuclei,
+)
+from nucscale.store._slides import (
+    KEY_FEATURES,
+    SLIDES_SCHEMA,
+    slides_path,
+    summarize,
+    write_slides_table,
+)
 
 __all__ = [
+    "KEY_FEATURES",
     "MANIFEST_SCHEMA",
+    "SLIDES_SCHEMA",
     "ManifestRow",
+    "SchemaVersionError",
     "atomic_write",
+    "create_label_image",
+    "finish_label_image",
+    "geo_metadata",
+    "image_path",
+    "labels_path",
+    "level0",
     "manifest_path",
     "nuclei_path",
+    "open_labels",
     "read_manifest",
     "read_metadata",
+    "read_nuclei",
     "replace_dir",
+    "schema_version",
+    "slides_path",
+    "summarize",
     "tmp_sibling",
     "with_metadata",
+    "write_image",
     "write_manifest",
     "write_nuclei",
+    "write_slides_table",
 ]

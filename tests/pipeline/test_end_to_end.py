@@ -12,14 +12,13 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-import zarr
 from skimage.measure import regionprops_table
 
 from nucscale.cluster import get_client
 from nucscale.config import Settings
 from nucscale.io import open_slide
 from nucscale.pipeline import resolve_inputs, run_cohort
-from nucscale.store import read_manifest, read_metadata
+from nucscale.store import open_labels, read_manifest, read_metadata
 from nucscale.tiling import low_res_image, tissue_mask
 
 pytestmark = pytest.mark.slow
@@ -64,7 +63,7 @@ def test_centroids_lie_in_tissue(cmu1_run: Path, cmu1_svs: Path) -> None:
 
 def test_features_equal_scikit_image_on_written_labels(cmu1_run: Path) -> None:
     df = pq.read_table(next((cmu1_run / "nuclei").rglob("part-0.parquet"))).to_pandas()
-    labels = zarr.open_array(str(cmu1_run / "labels" / "CMU-1-Small-Region.zarr"), mode="r")[:]
+    labels = open_labels(cmu1_run, "CMU-1-Small-Region")[:]
     assert labels.shape == (2967, 2220)
     present = np.unique(labels[labels > 0])
     # owned nuclei never overlap (translation-consistent segmenter), so painting loses none
@@ -135,7 +134,7 @@ def test_resampled_analysis_keeps_physical_units(
     coarse = pq.read_table(tmp_path / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet")
     fine = pq.read_table(cmu1_run / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet")
     c, f = coarse.to_pandas(), fine.to_pandas()
-    labels = zarr.open_array(str(tmp_path / "labels" / "CMU-1-Small-Region.zarr"), mode="r")
+    labels = open_labels(tmp_path, "CMU-1-Small-Region")
     assert labels.shape == (round(2967 * 0.499), round(2220 * 0.499))
     assert 0.3 * len(f) < len(c) < 1.5 * len(f)  # small nuclei fall below 6 µm² at 1 µm/px
     assert c["area"].median() == pytest.approx(f["area"].median(), rel=0.5)  # µm², not px
@@ -166,8 +165,8 @@ def test_cli_on_a_real_scheduler_matches_local_run(
     remote = pq.read_table(out / part)
     local = pq.read_table(cmu1_run / part)
     assert remote.equals(local)  # same graph, same numbers, whatever the cluster
-    a = zarr.open_array(str(out / "labels" / "CMU-1-Small-Region.zarr"), mode="r")[:]
-    b = zarr.open_array(str(cmu1_run / "labels" / "CMU-1-Small-Region.zarr"), mode="r")[:]
+    a = open_labels(out, "CMU-1-Small-Region")[:]
+    b = open_labels(cmu1_run, "CMU-1-Small-Region")[:]
     assert np.array_equal(a, b)
 
 

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import zarr
 
-from nucscale.store import ManifestRow, read_manifest
+from nucscale.store import ManifestRow, open_labels, read_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +44,8 @@ def _wait_for_tiles(proc: subprocess.Popen[bytes], out: Path, n: int, timeout: f
 
 def _assert_same_as_reference(out: Path, reference: Path) -> None:
     assert pq.read_table(out / PART).equals(pq.read_table(reference / PART))
-    a = zarr.open_array(str(out / "labels" / f"{SLIDE}.zarr"), mode="r")[:]
-    b = zarr.open_array(str(reference / "labels" / f"{SLIDE}.zarr"), mode="r")[:]
+    a = open_labels(out, f"{SLIDE}")[:]
+    b = open_labels(reference, f"{SLIDE}")[:]
     assert np.array_equal(a, b)
 
 

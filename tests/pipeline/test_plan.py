@@ -14,7 +14,7 @@ from nucscale.infer import get_segmenter
 from nucscale.pipeline import SlideInput, make_plan
 from nucscale.pipeline._plan import _prepare_work
 from nucscale.pipeline._tasks import finished_with
-from nucscale.store import nuclei_path, write_nuclei
+from nucscale.store import create_label_image, nuclei_path, write_nuclei
 
 
 def test_cli_mpp_is_only_a_fallback(
@@ -67,7 +67,7 @@ def test_finished_with_checks_the_settings_key(tmp_path: Path) -> None:
     labels = tmp_path / "labels" / "s.zarr"
     assert not finished_with(table, labels, "k1")
     write_nuclei(table, [], {"settings_key": "k1"})
-    zarr.create_array(str(labels), shape=(4, 4), dtype="int64")
+    create_label_image(labels, (4, 4), 4, {})
     assert finished_with(table, labels, "k1")
     assert not finished_with(table, labels, "k2")  # written by another file or settings
     table.write_bytes(b"not parquet")

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import zarr
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -15,7 +14,7 @@ from nucscale.analysis import panoptic_quality
 from nucscale.cli._app import app
 from nucscale.models._checkpoint import sha256_file
 from nucscale.models.unet import default_weights
-from nucscale.store import read_metadata
+from nucscale.store import open_labels, read_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +42,7 @@ def test_default_model_on_a_plain_image_of_either_modality(
     meta = read_metadata(tmp_path / "nuclei" / f"slide_id={prefix}_image" / "part-0.parquet")
     assert meta["segmenter"] == "unet"
     assert meta["modality"] == modality.split("_")[0]
-    labels = zarr.open_array(str(tmp_path / "labels" / f"{prefix}_image.zarr"), mode="r")[:]
+    labels = open_labels(tmp_path, f"{prefix}_image")[:]
     gt = np.asarray(Image.open(dsb2018 / f"{prefix}_labels.png")).astype(np.int32)
     assert labels.shape == gt.shape
     assert panoptic_quality(gt, labels)["pq"] > floor
@@ -63,6 +62,6 @@ def test_model_unet_on_cmu1(cmu1_svs: Path, tmp_path: Path) -> None:
     assert len(set(table.column("nucleus_id").to_pylist())) == n
     area = np.asarray(table.column("area"))  # µm²
     assert 5 < np.median(area) < 80  # nuclei, not speckle or clumps (µm²)
-    labels = zarr.open_array(str(tmp_path / "labels" / "CMU-1-Small-Region.zarr"), mode="r")
+    labels = open_labels(tmp_path, "CMU-1-Small-Region")
     assert labels.shape == (2967, 2220)
     assert len(np.unique(labels[:])) - 1 == n

@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import shapely
 
 from nucscale.errors import OutputError
 from nucscale.features import NUCLEUS_SCHEMA, SCHEMA_VERSION
@@ -82,6 +83,8 @@ def _fragment(n: int, tile: int) -> pa.Table:
     for f in NUCLEUS_SCHEMA:
         if pa.types.is_string(f.type):
             cols[f.name] = pa.array(["nucleus"] * n, f.type)
+        elif pa.types.is_binary(f.type):
+            cols[f.name] = pa.array([shapely.box(i, tile, i + 1, tile + 1).wkb for i in range(n)])
         else:
             cols[f.name] = pa.array([tile * 100 + i for i in range(n)], f.type)
     return pa.table(cols, schema=NUCLEUS_SCHEMA)
@@ -98,6 +101,7 @@ def test_write_nuclei_schema_metadata_and_row_groups(tmp_path: Path) -> None:
     assert f.read().column("nucleus_id").to_pylist() == [0, 1, 2, 200, 201]
     meta = read_metadata(path)
     assert meta == {"segmenter": "x", "schema_version": SCHEMA_VERSION}
+    assert b"geo" in f.schema_arrow.metadata
 
 
 def test_write_nuclei_empty_slide(tmp_path: Path) -> None:

@@ -1,0 +1,185 @@
+"""OME-NGFF 0.5 (Zarr v3) outputs: the nucleus label image and, optionally, the analysed image.
+
+``OUT/labels/<id>.zarr`` is a multiscale label image: a group whose ``ome`` attributes hold
+``multiscales`` (axes y, x in micrometres; level k is level 0 subsampled by 2**k, nearest
+neighbour, so a label value never blends into another) and ``image-label``; arrays ``0``, ``1``,
+... are int64 with 0 as background and each nucleus painted with its ``nucleus_id``. ome-zarr-py
+and napari (napari-ome-zarr) open it as a labels layer.
+
+``OUT/images/<id>.zarr`` (``nucscale run --save-image``) is the RGB image the segmenter saw, at
+the analysis pixel size, as an NGFF image (axes c, y, x; level k the 2**k x 2**k mean); the label
+image's ``image-label.source.image`` then points to it.
+
+The pyramids are built after the slide's level 0 is complete, one output chunk at a time from
+the level below, so memory stays at a few chunks whatever the slide size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+NGFF_VERSION = "0.5"
+#: Smallest side worth another pyramid level.
+MIN_LEVEL_SIDE = 256
+
+
+def labels_path(out: Path, slide_id: str) -> Path:
+    return Path(out) / "labels" / f"{slide_id}.zarr"
+
+
+def image_path(out: Path, slide_id: str) -> Path:
+    return Path(out) / "images" / f"{slide_id}.zarr"
+
+
+def create_label_image(
+    path: Path, shape: tuple[int, int], chunk: int, attrs: dict[str, Any]
+) -> zarr.Array:
+    """The group at ``path`` with an empty level-0 label array ``0`` (NGFF metadata is added
+    by :func:`finish_label_image` once level 0 is painted)."""
+    group = zarr.open_group(str(path), mode="w", attributes={"nucscale": attrs})
+    return group.create_array(
+        "0",
+        shape=shape,
+        chunks=(chunk, chunk),
+        dtype="int64",
+        fill_value=0,
+        dimension_names=("y", "x"),
+    )
+
+
+def level0(path: Path) -> zarr.Array:
+    """Level 0 of the label (or image) pyramid at ``path``, writable."""
+    return zarr.open_array(str(path / "0"), mode="r+")
+
+
+def open_labels(out: Path, slide_id: str, level: int = 0) -> zarr.Array:
+    """Read-only label array of a finished slide at pyramid ``level``."""
+    return zarr.open_array(str(labels_path(out, slide_id) / str(level)), mode="r")
+
+
+def _levels(shape: tuple[int, ...]) -> int:
+    """Number of pyramid levels: halve until the smaller spatial side would drop below
+    :data:`MIN_LEVEL_SIDE` (at least one level)."""
+    n, side = 1, min(shape[-2:])
+    while side // 2 >= MIN_LEVEL_SIDE:
+        side //= 2
+        n += 1
+    return n
+
+
+def _build_levels(
+    group: zarr.Group, reduce: Callable[[np.ndarray], np.ndarray], levels: int
+) -> None:
+    """Write arrays ``1..levels-1`` of ``group``, each from the one below, chunk by chunk."""
+    for k in range(1, levels):
+        src = group[str(k - 1)]
+        assert isinstance(src, zarr.Array)
+        lead = src.shape[:-2]
+        h, w = (src.shape[-2] + 1) // 2, (src.shape[-1] + 1) // 2
+        chunk = src.chunks[-1]
+        dst = group.create_array(
+            str(k),
+            shape=(*lead, h, w),
+            chunks=src.chunks,
+            dtype=src.dtype,
+            fill_value=src.fill_value,
+            dimension_names=src.metadata.dimension_names,  # type: ignore[union-attr]
+            overwrite=True,
+        )
+        for y in range(0, h, chunk):
+            for x in range(0, w, chunk):
+                block = src[..., 2 * y : 2 * (y + chunk), 2 * x : 2 * (x + chunk)]
+                small = reduce(np.asarray(block))
+                if np.any(small != src.fill_value):
+                    dst[..., y : y + small.shape[-2], x : x + small.shape[-1]] = small
+
+
+def _subsample(block: np.ndarray) -> np.ndarray:
+    return block[..., ::2, ::2]
+
+
+def _mean2(block: np.ndarray) -> np.ndarray:
+    """2 x 2 mean over the last two axes (an odd edge averages what it has)."""
+    h, w = block.shape[-2:]
+    ph, pw = h % 2, w % 2
+    b = np.pad(block.astype(np.float32), [(0, 0)] * (block.ndim - 2) + [(0, ph), (0, pw)],
+               mode="edge")  # fmt: skip
+    m = (b[..., 0::2, 0::2] + b[..., 1::2, 0::2] + b[..., 0::2, 1::2] + b[..., 1::2, 1::2]) / 4
+    return np.rint(m).astype(block.dtype)
+
+
+def _multiscales(name: str, axes: list[dict[str, str]], mpp: float, levels: int) -> list[dict]:
+    datasets = []
+    for k in range(levels):
+        scale = [1.0] * (len(axes) - 2) + [mpp * 2**k] * 2
+        datasets.append({"path": str(k), "coordinateTransformations": [
+            {"type": "scale", "scale": scale}]})  # fmt: skip
+    return [{"name": name, "axes": axes, "datasets": datasets}]
+
+
+_YX = [
+    {"name": "y", "type": "space", "unit": "micrometer"},
+    {"name": "x", "type": "space", "unit": "micrometer"},
+]
+
+
+def finish_label_image(path: Path, mpp: float, source_image: str | None = None) -> int:
+    """Build the pyramid of the painted label image at ``path`` and write its NGFF metadata;
+    returns the number of levels. ``source_image`` is the relative path of the image the
+    labels belong to, when one was written."""
+    group = zarr.open_group(str(path), mode="r+")
+    levels = _levels(level0(path).shape)
+    _build_levels(group, _subsample, levels)
+    label: dict[str, Any] = {"version": NGFF_VERSION}
+    if source_image is not None:
+        label["source"] = {"image": source_image}
+    group.attrs["ome"] = {
+        "version": NGFF_VERSION,
+        "multiscales": _multiscales("nuclei", _YX, mpp, levels),
+        "image-label": label,
+    }
+    return levels
+
+
+def write_image(path: Path, src: zarr.Array, mpp: float, name: str) -> int:
+    """Copy the (h, w, 3) uint8 array ``src`` (the tile store) into a multiscale NGFF image
+    at ``path``, chunk by chunk; returns the number of levels."""
+    h, w = src.shape[0], src.shape[1]
+    chunk = src.chunks[0]
+    group = zarr.open_group(str(path), mode="w")
+    arr = group.create_array(
+        "0",
+        shape=(3, h, w),
+        chunks=(3, chunk, chunk),
+        dtype="uint8",
+        fill_value=0,
+        dimension_names=("c", "y", "x"),
+    )
+    for y in range(0, h, chunk):
+        for x in range(0, w, chunk):
+            block = np.asarray(src[y : y + chunk, x : x + chunk, :])
+            arr[:, y : y + block.shape[0], x : x + block.shape[1]] = np.moveaxis(block, -1, 0)
+    levels = _levels((h, w))
+    _build_levels(group, _mean2, levels)
+    axes = [{"name": "c", "type": "channel"}, *_YX]
+    group.attrs["ome"] = {
+        "version": NGFF_VERSION,
+        "multiscales": _multiscales(name, axes, mpp, levels),
+        "omero": {
+            "channels": [
+                {
+                    "label": c,
+                    "color": col,
+                    "active": True,
+                    "window": {"start": 0, "end": 255, "min": 0, "max": 255},
+                }
+                for c, col in (("R", "FF0000"), ("G", "00FF00"), ("B", "0000FF"))
+            ]
+        },
+    }
+    return levels

@@ -1,0 +1,127 @@
+"""The cohort table ``OUT/slides.parquet``: one row per slide, for the questions asked per slide.
+
+Each finished slide's nucleus table carries a summary (``nucscale.summary``, JSON: counts per
+type and mean/median of the key features), computed from its tile fragments before the table is
+written. The cohort table joins those summaries with the manifest (status, error, timings), so
+building it reads one Parquet footer per slide, never the nuclei themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from nucscale.store._atomic import atomic_write
+from nucscale.store._manifest import ManifestRow
+from nucscale.store._parquet import nuclei_path, read_metadata
+
+#: Features summarised per slide (mean and median of each).
+KEY_FEATURES = (
+    "area",
+    "perimeter",
+    "equivalent_diameter",
+    "major_axis_length",
+    "minor_axis_length",
+    "eccentricity",
+    "solidity",
+    "od_haematoxylin",
+)
+
+_BBOX = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
+SCAN_COLUMNS = ("type_name", *KEY_FEATURES, *_BBOX)
+
+
+def slides_path(out: Path) -> Path:
+    return Path(out) / "slides.parquet"
+
+
+def summarize(paths: Sequence[Path]) -> tuple[dict[str, Any], tuple[float, ...] | None]:
+    """Summary (counts per type, mean/median of :data:`KEY_FEATURES`) and bounding box
+    (x0, y0, x1, y1, level-0 px; None without nuclei) of a slide's tile fragment files."""
+    parts = [pq.read_table(p, columns=list(SCAN_COLUMNS)) for p in paths]
+    parts = [t for t in parts if t.num_rows]
+    if not parts:
+        return {"nuclei": 0, "nuclei_by_type": {}}, None
+    table = pa.concat_tables(parts)
+    by_type = pc.value_counts(table.column("type_name").combine_chunks()).to_pylist()
+    summary: dict[str, Any] = {
+        "nuclei": table.num_rows,
+        "nuclei_by_type": {d["values"]: d["counts"] for d in sorted(by_type, key=str)},
+    }
+    for name in KEY_FEATURES:
+        values = table.column(name).to_numpy().astype(np.float64)
+        summary[f"mean_{name}"] = float(values.mean())
+        summary[f"median_{name}"] = float(np.median(values))
+    x0, y0 = (float(table.column(c).to_numpy().min()) for c in _BBOX[:2])
+    x1, y1 = (float(table.column(c).to_numpy().max()) for c in _BBOX[2:])
+    return summary, (x0, y0, x1, y1)
+
+
+SLIDES_SCHEMA = pa.schema(
+    [
+        pa.field("slide_id", pa.string(), nullable=False),
+        pa.field("path", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("nuclei", pa.int64()),
+        pa.field("nuclei_by_type", pa.map_(pa.string(), pa.int64())),
+        pa.field("tissue_mm2", pa.float64()),
+        pa.field("nuclei_per_mm2", pa.float64()),
+        *[
+            pa.field(f"{stat}_{name}", pa.float64())
+            for name in KEY_FEATURES
+            for stat in ("mean", "median")
+        ],
+        pa.field("mpp", pa.float64()),
+        pa.field("analysis_mpp", pa.float64()),
+        pa.field("vendor", pa.string()),
+        pa.field("backend", pa.string()),
+        pa.field("segmenter", pa.string()),
+        pa.field("tiles", pa.int64()),
+        pa.field("started", pa.string()),
+        pa.field("finished", pa.string()),
+        pa.field("wall_s", pa.float64()),
+        pa.field("plan_s", pa.float64()),
+        pa.field("ingest_s", pa.float64()),
+        pa.field("segment_s", pa.float64()),
+        pa.field("write_s", pa.float64()),
+    ]
+)
+
+
+def slide_row(out: Path, row: ManifestRow) -> dict[str, Any]:
+    """One cohort-table row: the manifest row plus the summary in the slide's table."""
+    rec = {k: v for k, v in asdict(row).items() if k in SLIDES_SCHEMA.names}
+    if row.status == "done":
+        meta = read_metadata(nuclei_path(out, row.slide_id))
+        summary = json.loads(meta.get("summary", "{}"))
+        rec.update(summary)
+        rec["vendor"] = meta.get("vendor") or None
+        by_type = summary.get("nuclei_by_type", {})
+        rec["nuclei_by_type"] = sorted(by_type.items())
+        if row.tissue_mm2 and row.nuclei is not None:
+            rec["nuclei_per_mm2"] = row.nuclei / row.tissue_mm2
+    return {name: rec.get(name) for name in SLIDES_SCHEMA.names}
+
+
+def write_slides_table(out: Path, rows: Iterable[ManifestRow]) -> Path:
+    """Write ``OUT/slides.parquet`` from manifest rows (one per slide id: a done row wins over
+    a failed one with the same id, e.g. a rejected duplicate)."""
+    best: dict[str, ManifestRow] = {}
+    for row in rows:
+        held = best.get(row.slide_id)
+        if held is None or (held.status != "done" and row.status == "done"):
+            best[row.slide_id] = row
+    records = [slide_row(out, best[k]) for k in sorted(best)]
+    table = pa.Table.from_pylist(records, schema=SLIDES_SCHEMA)
+    path = slides_path(out)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return path

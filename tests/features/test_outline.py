@@ -1,0 +1,74 @@
+"""Nucleus outlines: WKB polygons in level-0 pixel-edge coordinates, exact under translation."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from skimage.draw import ellipse
+from skimage.measure import regionprops
+
+from nucscale.features._outline import outline_wkb
+
+
+def _outlines(labels: np.ndarray, **kw: object) -> np.ndarray:
+    props = regionprops(labels)
+    ids = np.array([p.label for p in props])
+    box = tuple(np.array([p.bbox[j] for p in props]) for j in range(4))
+    return shapely.from_wkb(outline_wkb(labels, ids, box, **kw))  # type: ignore[arg-type]
+
+
+def test_lone_pixel_is_a_diamond_around_its_square() -> None:
+    labels = np.zeros((3, 4), np.int32)
+    labels[1, 2] = 9
+    (poly,) = _outlines(labels)
+    assert poly.equals(shapely.Polygon([(2.5, 1), (3, 1.5), (2.5, 2), (2, 1.5)]))
+    assert shapely.bounds(poly).tolist() == [2.0, 1.0, 3.0, 2.0]  # pixel (2, 1) is [2,3)x[1,2)
+
+
+def test_rectangle_keeps_only_its_corners_and_orientation() -> None:
+    labels = np.zeros((8, 8), np.int32)
+    labels[2:6, 1:4] = 1  # rows 2..5, cols 1..3
+    (poly,) = _outlines(labels)
+    assert shapely.get_num_coordinates(poly) == 9  # 8 corner-cut vertices + closing point
+    assert poly.area == 12 - 4 * 0.125  # the four corners are cut by half a pixel triangle
+    assert shapely.bounds(poly).tolist() == [1.0, 2.0, 4.0, 6.0]
+    assert shapely.is_ccw(poly.exterior)
+    assert poly.is_valid
+
+
+def test_scale_and_origin_map_to_level0_and_translation_is_exact() -> None:
+    rng = np.random.default_rng(3)
+    labels = np.zeros((120, 140), np.int32)
+    for k in range(1, 15):
+        r, c = rng.integers(15, 105), rng.integers(15, 125)
+        rr, cc = ellipse(
+            r,
+            c,
+            rng.uniform(3, 9),
+            rng.uniform(3, 9),
+            rotation=rng.uniform(0, 3),
+            shape=labels.shape,
+        )
+        labels[rr, cc] = k
+    a = _outlines(labels, scale=1.0, origin=(0, 0))
+    shifted = np.zeros((150, 170), np.int32)
+    shifted[17:137, 29:169] = labels
+    b = _outlines(shifted, scale=1.0, origin=(1000 - 29, 2000 - 17))
+    moved = shapely.transform(a, lambda xy: xy + np.array([1000, 2000]))
+    assert all(shapely.equals_exact(moved, b, tolerance=0))  # bit-identical after the shift
+    c = _outlines(labels, scale=4.0, origin=(0, 0))
+    np.testing.assert_array_equal(shapely.area(c), 16 * shapely.area(a))
+    areas = np.array([p.area for p in regionprops(labels)])
+    assert np.all(np.abs(shapely.area(a) / areas - 1) < 0.12)
+    assert shapely.is_valid(a).all()
+
+
+def test_holes_are_filled() -> None:
+    labels = np.zeros((9, 9), np.int32)
+    labels[1:8, 1:8] = 4
+    labels[4, 4] = 0
+    (poly,) = _outlines(labels)
+    assert len(poly.interiors) == 0
+    assert poly.contains(shapely.Point(4.5, 4.5))
+    (same,) = _outlines(labels, holes=np.array([False]))  # told "no hole": the hole shows as a
+    assert same.equals(poly)  # separate inner contour, and the longest (outer) one wins
