@@ -31,6 +31,6 @@ def _setup(
 
 def main() -> None:
     """Entry point of the ``nucscale`` script."""
-    from nucscale.cli import _evaluate, _info, _run, _train  # noqa: F401 - registers the commands
+    from nucscale.cli import _evaluate, _info, _results, _run, _train  # noqa: F401 - registers
 
     app()

@@ -75,7 +75,8 @@ _COLUMNS: tuple[Column, ...] = (
     Column("type", pa.int16(), "", "Class index from the segmenter (HoVer-Net: the "
            "model's type channel; 1 for models without classes)."),
     Column("type_name", pa.string(), "", "Class name (HoVer-Net PanNuke: neoplastic, "
-           "inflammatory, connective, dead, epithelial; `nucleus` for models without classes)."),
+           "inflammatory, connective, dead, non-neoplastic epithelial; `nucleus` for models "
+           "without classes)."),
     Column("type_prob", pa.float32(), "", "Confidence of `type`: HoVer-Net, the mean type "
            "probability over the nucleus's pixels; U-Net, the mean foreground probability; "
            "baseline, the mean sigmoid of haematoxylin density above its threshold."),

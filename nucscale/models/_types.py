@@ -74,3 +74,24 @@ def type_names(type_set: str | None, nr_types: int | None) -> dict[int, str]:
             f"pass nr_types={len(table)}"
         )
     return dict(table)
+
+
+#: Colours of classes no table names: "nucleus" (models without classes), then a palette by
+#: class index (matplotlib's tab10).
+_NUCLEUS_COLOUR: RGB = (255, 200, 0)  # gold: stands out on H&E and on fluorescence
+_PALETTE: tuple[RGB, ...] = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+)  # fmt: skip
+
+
+def type_colour(name: str, index: int = 0) -> RGB:
+    """Overlay colour of a class by name: the colour of the first released type table (pannuke,
+    consep, monusac) that has the name, else a fixed palette by class index."""
+    if name == "nucleus":
+        return _NUCLEUS_COLOUR
+    for table in TYPE_INFO.values():
+        for type_name, colour in table.values():
+            if type_name == name:
+                return colour
+    return _PALETTE[index % len(_PALETTE)]

@@ -243,7 +243,12 @@ def _prepare_work(plan: SlidePlan) -> None:
             plan.labels_store,
             (c.height, c.width),
             plan.grid.tile,
-            {"slide_id": plan.slide_id, "mpp": c.mpp, "scale_to_level0": plan.scale},
+            {
+                "slide_id": plan.slide_id,
+                "mpp": c.mpp,
+                "scale_to_level0": plan.scale,
+                "settings_key": plan.key,
+            },
         )
 
 

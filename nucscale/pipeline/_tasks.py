@@ -166,7 +166,10 @@ def finalize_slide(
 ) -> SlideResult:
     """Assemble the slide's table, label pyramid (and image) and move them into place.
 
-    The nucleus table is written last, atomically: it is what marks the outputs as complete.
+    The label pyramid is built in scratch, then the table is written (atomically), then the
+    labels are moved: a failure before the move leaves the scratch for the retry. Both carry
+    the settings key, which :func:`finished_with` checks.
+
     Idempotent: when a retry finds the outputs of this very run (same settings key) already in
     place and the scratch gone, it reports them instead of failing on the missing fragments.
     """
@@ -184,25 +187,30 @@ def finalize_slide(
         return SlideResult(plan.slide_id, n, write_s=0.0, tiles_reused=reused, **stats)
     frags = [plan.fragments / f"{_stem(r, c)}.parquet" for r, c in plan.tiles]
     summary, bbox = summarize(frags)
-    source = None
-    if plan.save_image:
-        image = image_path(out, plan.slide_id)
-        staged = plan.fragments / "image.zarr"
-        src = zarr.open_array(str(plan.tile_store), mode="r")
-        write_image(staged, src, plan.choice.mpp, plan.slide_id)
-        replace_dir(staged, image)
-        source = f"../../images/{plan.slide_id}.zarr"
-    finish_label_image(plan.labels_store, plan.choice.mpp, source)
-    replace_dir(plan.labels_store, labels)
+    finish_label_image(plan.labels_store, plan.choice.mpp, _image_source(plan))
     meta = {
         **provenance(plan),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "summary": json.dumps(summary, sort_keys=True),
     }
     n = write_nuclei(final, (pq.read_table(f) for f in frags), meta, bbox)
+    replace_dir(plan.labels_store, labels)
     shutil.rmtree(plan.fragments, ignore_errors=True)
     write_s = time.perf_counter() - t0
     return SlideResult(plan.slide_id, n, write_s=write_s, tiles_reused=reused, **stats)
+
+
+def _image_source(plan: SlidePlan) -> str | None:
+    """With ``save_image``, write the analysed image as OME-Zarr and return its path relative
+    to the label image; otherwise None."""
+    if not plan.save_image:
+        return None
+    staged = plan.fragments / "image.zarr"
+    write_image(
+        staged, zarr.open_array(str(plan.tile_store), mode="r"), plan.choice.mpp, plan.slide_id
+    )
+    replace_dir(staged, image_path(Path(plan.out), plan.slide_id))
+    return f"../../images/{plan.slide_id}.zarr"
 
 
 def provenance(plan: SlidePlan) -> dict[str, str]:
@@ -227,10 +235,13 @@ def provenance(plan: SlidePlan) -> dict[str, str]:
 
 
 def finished_with(table: Path, labels: Path, key: str) -> bool:
-    """Whether ``table`` and ``labels`` exist and were written by a run with settings ``key``."""
+    """Whether ``table`` and ``labels`` exist and were both written by a run with settings
+    ``key``."""
     if not (table.exists() and (labels / "zarr.json").exists()):
         return False
     try:
-        return read_metadata(table).get("settings_key") == key
-    except (OSError, pa.ArrowInvalid):
+        attrs = zarr.open_group(str(labels), mode="r").attrs.get("nucscale")
+        labels_key = attrs.get("settings_key") if isinstance(attrs, dict) else None
+        return read_metadata(table).get("settings_key") == key == labels_key
+    except (OSError, ValueError, KeyError, pa.ArrowInvalid):
         return False

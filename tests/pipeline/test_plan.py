@@ -67,8 +67,11 @@ def test_finished_with_checks_the_settings_key(tmp_path: Path) -> None:
     labels = tmp_path / "labels" / "s.zarr"
     assert not finished_with(table, labels, "k1")
     write_nuclei(table, [], {"settings_key": "k1"})
-    create_label_image(labels, (4, 4), 4, {})
+    create_label_image(labels, (4, 4), 4, {"settings_key": "k1"})
     assert finished_with(table, labels, "k1")
     assert not finished_with(table, labels, "k2")  # written by another file or settings
+    create_label_image(labels, (4, 4), 4, {"settings_key": "k0"})  # labels of an older run
+    assert not finished_with(table, labels, "k1")
+    create_label_image(labels, (4, 4), 4, {"settings_key": "k1"})
     table.write_bytes(b"not parquet")
     assert not finished_with(table, labels, "k1")

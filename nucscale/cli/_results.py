@@ -1,0 +1,152 @@
+"""``nucscale export`` and ``nucscale query``: the results in other tools' formats, and SQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nucscale.cli._app import app, console
+from nucscale.errors import NucscaleError
+from nucscale.store import atomic_write
+from nucscale.store._export import FORMATS, export_slide
+
+if TYPE_CHECKING:
+    from nucscale.query import Results
+
+stdout = Console()
+_CELL = 60  # longest cell shown in the terminal table
+
+
+def _open(out: Path) -> Results:
+    from nucscale.query import open_results
+
+    try:
+        return open_results(out)
+    except NucscaleError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="Output folder of nucscale run.")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="qupath-geojson, hovernet-json or csv.")
+    ],
+    slide: Annotated[
+        list[str] | None, typer.Option(help="Slide id to export (repeatable; default: all).")
+    ] = None,
+    to: Annotated[
+        Path | None,
+        typer.Option(help="File (one slide) or folder to write to (default: OUT/exports)."),
+    ] = None,
+) -> None:
+    """Export nucleus tables for QuPath (GeoJSON), HoVer-Net's scripts (JSON) or spreadsheets."""
+    if format not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    res = _open(out)
+    ids = slide or res.slide_ids()
+    if not ids:
+        console.print(f"[red]error:[/red] {out}: no finished slide to export")
+        raise typer.Exit(2)
+    single_file = to is not None and len(ids) == 1 and to.suffix != ""
+    folder = (to if to is not None and not single_file else out / "exports").resolve()
+    table = Table("slide", "nuclei", "file", "error")
+    failed = 0
+    for sid in ids:
+        dest = to if single_file and to is not None else folder / f"{sid}{FORMATS[format]}"
+        try:
+            n = export_slide(res.table_path(sid), format, dest, sid)
+            table.add_row(sid, str(n), str(dest), "")
+        except (NucscaleError, OSError) as exc:
+            failed += 1
+            table.add_row(sid, "", "", f"[red]{exc}[/red]")
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def query(
+    out: Annotated[Path, typer.Argument(help="Output folder of nucscale run.")],
+    sql: Annotated[str, typer.Argument(help="SQL over the views nuclei and slides (DuckDB).")],
+    to: Annotated[
+        Path | None, typer.Option(help="Write the result to this file instead of printing.")
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="csv or parquet (default: from --to's suffix)."),
+    ] = None,
+    max_rows: Annotated[int, typer.Option(help="Rows printed at most.")] = 50,
+) -> None:
+    """Run SQL over the results: views nuclei (one row per nucleus, slide_id included) and
+    slides (one row per slide). Prints a table, or writes --to FILE as CSV or Parquet."""
+    import duckdb
+
+    kind = format or (to.suffix.lstrip(".").lower() if to is not None else None)
+    if to is not None and kind not in ("csv", "parquet"):
+        raise typer.BadParameter("write csv or parquet (or name the file .csv/.parquet)",
+                                 param_hint="--format")  # fmt: skip
+    res = _open(out)
+    try:
+        rel = res.sql(sql)
+        if rel is None:  # a statement without a result (e.g. SET)
+            return
+        if to is not None:
+            writer = rel.write_csv if kind == "csv" else rel.write_parquet
+            atomic_write(to, lambda tmp: writer(str(tmp)))
+            console.print(f"wrote {to}")
+            return
+        cols = rel.columns
+        rows = rel.fetchmany(max_rows + 1)
+    except duckdb.Error as exc:
+        console.print(f"[red]error:[/red] query failed: {str(exc).splitlines()[0]}")
+        raise typer.Exit(2) from None
+    finally:
+        res.close()
+    if len(cols) * 12 > stdout.width:  # too wide for columns: one block per row
+        for i, row in enumerate(rows[:max_rows]):
+            stdout.print(f"[bold]-- row {i + 1}[/bold]")
+            for name, value in zip(cols, row, strict=True):
+                stdout.print(f"{name}: {_cell(value)}", highlight=False)
+    else:
+        table = Table(*cols)
+        for row in rows[:max_rows]:
+            table.add_row(*(_cell(v) for v in row))
+        stdout.print(table)
+    if len(rows) > max_rows:
+        console.print(f"(more than {max_rows} rows; use --max-rows or --to FILE)")
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bytes | bytearray):  # an outline: WKB
+        raw = bytes(value)
+        try:
+            import shapely
+
+            value = shapely.from_wkb(raw).wkt
+        except Exception:  # not WKB after all: show the bytes
+            value = raw.hex()
+    text = "" if value is None else str(value)
+    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Argument(help="Output folder of nucscale run.")],
+    slide: Annotated[
+        list[str] | None, typer.Option(help="Only these slide ids (repeatable; default: all).")
+    ] = None,
+) -> None:
+    """QC report: OUT/report/index.html with the per-slide table, counts and feature
+    distributions per type, and for each slide a thumbnail (tissue outline, nuclei coloured by
+    type) and a full-resolution crop."""
+    from nucscale.report import build_report
+
+    _open(out).close()  # a clear error for a folder that is not a run's output
+    index = build_report(out, slide)
+    console.print(f"wrote {index}")

@@ -1,0 +1,196 @@
+"""The results of a run, opened for questions: :func:`open_results`.
+
+A thin adapter over pyarrow datasets and DuckDB: the nucleus tables of every slide read as one
+dataset with ``slide_id`` from the hive partition, the cohort table beside it, and a DuckDB
+connection with the views ``nuclei`` and ``slides``. DuckDB's spatial extension is loaded when
+available (installed in DuckDB's extension folder, or the ``duckdb-extension-spatial`` wheel of
+the same version), so ``geometry`` is a ``GEOMETRY`` and ``ST_*`` functions work; without it
+``geometry`` is the WKB ``BLOB`` and everything else works the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import zarr
+
+from nucscale.errors import InputError
+from nucscale.features import NUCLEUS_SCHEMA
+from nucscale.store import (
+    nuclei_path,
+    open_labels,
+    read_manifest,
+    schema_version,
+    slides_path,
+    write_slides_table,
+)
+
+log = logging.getLogger(__name__)
+
+#: The dataset's schema: the nucleus table plus the hive partition column.
+DATASET_SCHEMA = NUCLEUS_SCHEMA.append(pa.field("slide_id", pa.string()))
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def load_spatial(con: duckdb.DuckDBPyConnection) -> bool:
+    """Load DuckDB's spatial extension without network access; whether it is loaded."""
+    try:
+        con.execute("LOAD spatial")
+        return True
+    except duckdb.Error:
+        pass
+    try:
+        import duckdb_extension_spatial
+    except ImportError:
+        return False
+    ext = (
+        Path(duckdb_extension_spatial.__file__).parent
+        / "extensions"
+        / f"v{duckdb.__version__}"
+        / "spatial.duckdb_extension"
+    )
+    if not ext.exists():
+        log.info("duckdb-extension-spatial has no build for DuckDB %s", duckdb.__version__)
+        return False
+    try:
+        con.execute(f"LOAD {_sql_string(str(ext))}")
+        return True
+    except duckdb.Error as exc:
+        log.info("could not load %s: %s", ext, exc)
+        return False
+
+
+class Results:
+    """The outputs of ``nucscale run`` in ``out``. See :func:`open_results`."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self._spatial = False  # set when the DuckDB connection is made
+        if not (self.out / "manifest.parquet").exists():
+            raise InputError(self.out, "not a nucscale output folder (no manifest.parquet)")
+
+    # --- files -------------------------------------------------------------------------------
+    def slide_ids(self, status: str | None = "done") -> list[str]:
+        """Slide ids in the manifest (only those with ``status``; ``None``: all)."""
+        rows = read_manifest(self.out).values()
+        return sorted({r.slide_id for r in rows if status is None or r.status == status})
+
+    def table_path(self, slide_id: str) -> Path:
+        """The nucleus table of a finished slide; :class:`InputError` if it has none."""
+        path = nuclei_path(self.out, slide_id)
+        if not path.exists():
+            raise InputError(path, f"no nucleus table for slide {slide_id!r} (not run, or failed)")
+        return path
+
+    def tables(self) -> list[Path]:
+        """The nucleus tables of every finished slide, each checked for a readable version."""
+        paths = [nuclei_path(self.out, s) for s in self.slide_ids()]
+        paths = [p for p in paths if p.exists()]
+        for p in paths:
+            schema_version(p)
+        return paths
+
+    # --- pyarrow / pandas --------------------------------------------------------------------
+    @cached_property
+    def dataset(self) -> ds.Dataset:
+        """All nucleus tables as one pyarrow dataset (``slide_id`` from the partition)."""
+        partitioning = ds.partitioning(pa.schema([("slide_id", pa.string())]), flavor="hive")
+        return ds.dataset(
+            [str(p) for p in self.tables()],
+            schema=DATASET_SCHEMA,
+            format="parquet",
+            partitioning=partitioning,
+            partition_base_dir=str(self.out / "nuclei"),
+        )
+
+    def to_pandas(
+        self, filter: ds.Expression | None = None, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Nuclei matching ``filter`` (a pyarrow expression, e.g. ``ds.field("area") > 40``) as
+        a DataFrame, reading only ``columns``; row groups whose statistics exclude the filter
+        are skipped."""
+        cols = list(columns) if columns is not None else None
+        return self.dataset.to_table(filter=filter, columns=cols).to_pandas()
+
+    def slides(self) -> pd.DataFrame:
+        """The cohort table (rebuilt from the manifest if it is missing)."""
+        path = slides_path(self.out)
+        if not path.exists():
+            write_slides_table(self.out, read_manifest(self.out).values())
+        return pd.read_parquet(path)
+
+    def labels(self, slide_id: str, level: int = 0) -> zarr.Array:
+        """The label image of a slide at pyramid ``level`` (read-only Zarr array)."""
+        return open_labels(self.out, slide_id, level)
+
+    # --- DuckDB ------------------------------------------------------------------------------
+    @cached_property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with views ``nuclei`` and ``slides``."""
+        con = duckdb.connect()
+        self._spatial = load_spatial(con)
+        tables = self.tables()
+        if tables:
+            files = "[" + ", ".join(_sql_string(str(p)) for p in tables) + "]"
+            con.execute(
+                f"CREATE VIEW nuclei AS SELECT * FROM read_parquet({files}, "
+                "hive_partitioning = true, hive_types = {'slide_id': VARCHAR}, "
+                "union_by_name = true)"
+            )
+        else:  # no finished slide yet: an empty view with the right columns
+            con.register("_empty_nuclei", DATASET_SCHEMA.empty_table())
+            con.execute("CREATE VIEW nuclei AS SELECT * FROM _empty_nuclei")
+        self.slides()  # make sure the file exists
+        slides = _sql_string(str(slides_path(self.out)))
+        con.execute(f"CREATE VIEW slides AS SELECT * FROM read_parquet({slides})")
+        return con
+
+    @property
+    def spatial(self) -> bool:
+        """Whether DuckDB's spatial extension is loaded (``geometry`` is a ``GEOMETRY``)."""
+        _ = self.connection
+        return self._spatial
+
+    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+        """Run ``query`` over the views ``nuclei`` and ``slides``; a DuckDB relation
+        (``.df()``, ``.arrow()``, ``.fetchall()``, ``.write_csv(path)``...)."""
+        return self.connection.sql(query)
+
+    def nuclei(self) -> duckdb.DuckDBPyRelation:
+        """The ``nuclei`` view as a DuckDB relation."""
+        return self.connection.table("nuclei")
+
+    def close(self) -> None:
+        if "connection" in self.__dict__:
+            self.connection.close()
+            del self.__dict__["connection"]
+
+    def __enter__(self) -> Results:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Results({str(self.out)!r}, slides={len(self.slide_ids())})"
+
+
+def open_results(out: str | Path) -> Results:
+    """Open the outputs of ``nucscale run --out OUT`` for querying.
+
+    >>> res = open_results("out")                                       # doctest: +SKIP
+    >>> res.sql("SELECT slide_id, count(*) FROM nuclei GROUP BY ALL").df()  # doctest: +SKIP
+    >>> res.to_pandas(ds.field("area") > 40, columns=["slide_id", "area"])  # doctest: +SKIP
+    """
+    return Results(out)

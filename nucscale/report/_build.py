@@ -1,0 +1,205 @@
+"""``nucscale report OUT``: QC pictures per slide and one static HTML page per cohort.
+
+Writes ``OUT/report/``: ``index.html`` (self-contained apart from the pictures beside it),
+``<id>-thumb.png`` (the whole slide with its tissue outline and every nucleus coloured by type),
+``<id>-zoom.png`` (a full-resolution crop around the densest tile, outlines coloured by type)
+and ``hist-<feature>.png`` (per-type distributions of area, convex area and equivalent
+diameter, as the HoVer-Net feature analysis shows them). A slide whose pictures cannot be made
+(its file moved, say) gets a line saying why; the rest of the report is still written.
+
+Aggregates come from DuckDB over the nucleus tables (counts and histograms are computed in SQL,
+streaming), so the page for a cohort of millions of nuclei needs only the per-slide polygons
+of the slide being drawn in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import shapely
+
+from nucscale import __version__
+from nucscale.io import open_slide
+from nucscale.models._types import RGB, type_colour
+from nucscale.query import Results
+from nucscale.report._pictures import (
+    draw_mask_outline,
+    draw_outlines,
+    histogram_png,
+    png_bytes,
+    resize_mask,
+    resize_to,
+)
+from nucscale.store import atomic_write, read_metadata
+from nucscale.tiling import low_res_image, tissue_mask_for
+
+log = logging.getLogger(__name__)
+
+THUMB_SIDE = 1200
+ZOOM_SIDE = 640  # level-0 px of the zoomed crop
+TISSUE_MAX_SIZE = 2048  # as the pipeline's default tissue detection
+HIST_FEATURES = {
+    "area": "area (µm²)",
+    "convex_area": "convex area (µm²)",
+    "equivalent_diameter": "equivalent diameter (µm)",
+}
+HIST_BINS = 60
+
+
+@dataclass
+class SlidePictures:
+    slide_id: str
+    thumb: str | None = None
+    zoom: str | None = None
+    zoom_box: tuple[int, int, int, int] | None = None
+    problem: str | None = None
+    colours: dict[str, RGB] = field(default_factory=dict)
+
+
+def _colours(table_path: Path) -> dict[str, RGB]:
+    t = pq.read_table(table_path, columns=["type", "type_name"])
+    pairs = t.group_by(["type_name", "type"]).aggregate([]).to_pylist()
+    return {p["type_name"]: type_colour(p["type_name"], p["type"]) for p in pairs}
+
+
+def _densest_box(table_path: Path, mpp0_side: int) -> tuple[int, int, int, int] | None:
+    """A ``mpp0_side``-wide box (level-0 px) centred on the median centroid of the tile with
+    the most nuclei."""
+    t = pq.read_table(table_path, columns=["tile_row", "tile_col", "centroid_x", "centroid_y"])
+    if t.num_rows == 0:
+        return None
+    counts = t.group_by(["tile_row", "tile_col"]).aggregate([("centroid_x", "count")])
+    best = counts.sort_by([("centroid_x_count", "descending")]).slice(0, 1).to_pylist()[0]
+    mask = pc.and_(
+        pc.equal(t.column("tile_row"), best["tile_row"]),
+        pc.equal(t.column("tile_col"), best["tile_col"]),
+    )
+    sub = t.filter(mask)
+    cx = float(np.median(sub.column("centroid_x").to_numpy()))
+    cy = float(np.median(sub.column("centroid_y").to_numpy()))
+    x0, y0 = round(cx - mpp0_side / 2), round(cy - mpp0_side / 2)
+    return (x0, y0, x0 + mpp0_side, y0 + mpp0_side)
+
+
+def slide_pictures(res: Results, slide_id: str, path: str, folder: Path) -> SlidePictures:
+    """Thumbnail and zoomed crop of one finished slide, written into ``folder``."""
+    pics = SlidePictures(slide_id)
+    table_path = res.table_path(slide_id)
+    pics.colours = _colours(table_path)
+    meta = read_metadata(table_path)
+    cols = ["geometry", "type_name"]
+    try:
+        with open_slide(path, mpp=float(meta.get("mpp_level0", "0")) or None) as slide:
+            thumb, ds = low_res_image(slide, TISSUE_MAX_SIZE)
+            mask = tissue_mask_for(thumb, meta.get("modality", "brightfield"))
+            small, f = resize_to(thumb, THUMB_SIDE)
+            picture = draw_mask_outline(small, resize_mask(mask, small.shape[:2]))
+            table = pq.read_table(table_path, columns=cols)
+            polys = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+            names = table.column("type_name").to_pylist()
+            picture = draw_outlines(picture, polys, [pics.colours[n] for n in names], scale=f / ds)
+            pics.thumb = f"{slide_id}-thumb.png"
+            _save(folder / pics.thumb, png_bytes(picture))
+            box = _densest_box(table_path, ZOOM_SIDE)
+            if box is not None:
+                x0, y0, x1, y1 = box
+                crop = slide.read_region(0, x0, y0, x1 - x0, y1 - y0)
+                near = shapely.intersects(polys, shapely.box(x0, y0, x1, y1))
+                zoom = draw_outlines(
+                    crop,
+                    polys[near],
+                    [pics.colours[n] for n, k in zip(names, near, strict=True) if k],
+                    origin=(x0, y0),
+                    width=2,
+                )
+                pics.zoom, pics.zoom_box = f"{slide_id}-zoom.png", box
+                _save(folder / pics.zoom, png_bytes(zoom))
+    except Exception as exc:  # one slide's pictures never stop the report
+        pics.problem = (
+            f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
+        log.warning("report: no pictures for %s (%s)", slide_id, pics.problem)
+    return pics
+
+
+def histograms(res: Results, folder: Path, colours: dict[str, RGB]) -> dict[str, str]:
+    """Per-type histograms of :data:`HIST_FEATURES` over the whole cohort (binned in DuckDB,
+    range 0 .. the 99.5th percentile); returns feature -> PNG file name."""
+    out: dict[str, str] = {}
+    totals = dict(res.sql("SELECT type_name, count(*) FROM nuclei GROUP BY ALL").fetchall())
+    for feature, label in HIST_FEATURES.items():
+        top = res.sql(f"SELECT quantile_cont({feature}, 0.995) FROM nuclei").fetchone()
+        if top is None or top[0] is None or not top[0] > 0:
+            continue
+        hi = float(top[0])
+        width = hi / HIST_BINS
+        rows = res.sql(
+            f"SELECT type_name, least(CAST(floor({feature} / {width!r}) AS BIGINT), "
+            f"{HIST_BINS - 1}) AS bin, count(*) FROM nuclei WHERE {feature} <= {hi!r} "
+            "GROUP BY ALL"
+        ).fetchall()
+        counts: dict[str, np.ndarray] = {}
+        for name, b, n in rows:
+            counts.setdefault(name, np.zeros(HIST_BINS, np.int64))[int(b)] += n
+        edges = np.linspace(0.0, hi, HIST_BINS + 1)
+        png = histogram_png(
+            edges,
+            dict(sorted(counts.items())),
+            {n: colours.get(n, type_colour(n)) for n in counts},
+            totals=totals,
+            xlabel=label,
+            title=f"{label.split(' (')[0]} by nucleus type",
+        )
+        name = f"hist-{feature}.png"
+        _save(folder / name, png)
+        out[feature] = name
+    return out
+
+
+def build_report(out: str | Path, slides: list[str] | None = None) -> Path:
+    """Write ``OUT/report/index.html`` and its pictures; returns the page's path."""
+    from nucscale.report._page import render_page
+
+    res = Results(out)
+    folder = res.out / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = res.slides()
+    if slides is not None:
+        table = table[table["slide_id"].isin(slides)]
+    pictures: dict[str, SlidePictures] = {}
+    colours: dict[str, RGB] = {}
+    for row in table.itertuples():
+        if row.status == "done":
+            pictures[row.slide_id] = slide_pictures(res, row.slide_id, row.path, folder)
+            colours.update(pictures[row.slide_id].colours)
+    by_type = res.sql(
+        "SELECT slide_id, type_name, count(*) AS n, median(area) AS median_area, "
+        "median(convex_area) AS median_convex_area, "
+        "median(equivalent_diameter) AS median_equivalent_diameter "
+        "FROM nuclei GROUP BY ALL ORDER BY slide_id, type_name"
+    ).fetchall()
+    hists = histograms(res, folder, colours)
+    info: dict[str, Any] = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "version": __version__,
+        "out": str(res.out),
+    }
+    page = render_page(table, pictures, by_type, hists, colours, info)
+    index = folder / "index.html"
+    _save(index, page.encode("utf-8"))
+    res.close()
+    return index
+
+
+def _save(path: Path, data: bytes) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, write)

@@ -1,0 +1,195 @@
+"""Exports of a slide's nucleus table for the tools people already use.
+
+- ``qupath-geojson``: a GeoJSON FeatureCollection of QuPath detections (QuPath 0.4+ reads it
+  with File > Import objects, or drag and drop): each feature has ``properties.objectType =
+  "detection"``, ``properties.classification = {name, color}`` and ``properties.measurements``
+  (column name -> value; units in docs/schema.md). Coordinates are level-0 pixels with pixel
+  edges at integers, QuPath's own frame. Feature ids are UUIDs derived from slide and nucleus id,
+  so re-exporting gives the same ids.
+- ``hovernet-json``: HoVer-Net's output format, ``{"mag": ..., "nuc": {id: {"bbox": [[rmin,
+  cmin], [rmax, cmax]], "centroid": [x, y], "contour": [[x, y], ...], "type": int,
+  "type_prob": float}}}`` with HoVer-Net's axis order (bbox in row, col; centroid and contour in
+  x, y) and integer contour vertices (boundary pixel indices, as its OpenCV contours), in
+  level-0 pixels; ``mag`` is the magnification of that frame (10 / level-0 µm per px).
+- ``csv``: every column, the outline as WKT in ``geometry_wkt``, plus ``slide_id``.
+
+Every writer streams the table a row group (one tile) at a time and writes under a temporary
+name that is renamed when complete, so a million-nucleus slide needs neither the whole table
+nor the whole output in memory, and a failed export leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import shapely
+
+from nucscale.errors import InputError
+from nucscale.features import GEOMETRY, INTENSITY, MORPHOLOGY
+from nucscale.models._types import type_colour
+from nucscale.store._atomic import atomic_write
+from nucscale.store._parquet import read_metadata, schema_version
+
+FORMATS = {"qupath-geojson": ".geojson", "hovernet-json": ".json", "csv": ".csv"}
+
+#: Columns exported as QuPath measurements.
+MEASUREMENTS = ("type_prob", "centroid_x_um", "centroid_y_um", *MORPHOLOGY, *INTENSITY)
+_NAMESPACE = uuid.UUID("5d0b5a4e-8f43-4a36-9a4b-6b7f2e1c0d11")  # nucscale's UUID namespace
+
+
+def _batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    if schema_version(path) == "1":  # unknown versions raise SchemaVersionError there
+        raise InputError(path, "schema version 1 table has no outlines; re-run the slide")
+    yield from pq.ParquetFile(path).iter_batches(batch_size=8192, columns=columns)
+
+
+def _json_number(v: float) -> float | None:
+    return None if not np.isfinite(v) else float(v)
+
+
+def write_qupath_geojson(table: Path, dest: Path, slide_id: str) -> int:
+    """Stream ``table`` into a QuPath GeoJSON FeatureCollection at ``dest``; returns features."""
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write('{"type": "FeatureCollection", "features": [\n')
+            for batch in _batches(table):
+                count = _write_features(fh, batch, slide_id, count)
+            fh.write("\n]}\n")
+
+    atomic_write(dest, write)
+    return count
+
+
+def _write_features(fh: IO[str], batch: pa.RecordBatch, slide_id: str, count: int) -> int:
+    cols = batch.to_pydict()
+    geometries = shapely.to_geojson(shapely.from_wkb(np.asarray(cols[GEOMETRY], dtype=object)))
+    colours: dict[tuple[str, int], list[int]] = {}
+    for i in range(batch.num_rows):
+        name, index = cols["type_name"][i], cols["type"][i]
+        colour = colours.setdefault((name, index), list(type_colour(name, index)))
+        props: dict[str, Any] = {
+            "objectType": "detection",
+            "classification": {"name": name, "color": colour},
+            "measurements": {m: _json_number(cols[m][i]) for m in MEASUREMENTS},
+            "nucleus_id": cols["nucleus_id"][i],
+        }
+        fid = uuid.uuid5(_NAMESPACE, f"{slide_id}/{cols['nucleus_id'][i]}")
+        sep = ",\n" if count else ""
+        fh.write(
+            f'{sep}{{"type": "Feature", "id": "{fid}", "geometry": {geometries[i]}, '
+            f'"properties": {json.dumps(props, ensure_ascii=False)}}}'
+        )
+        count += 1
+    return count
+
+
+def hovernet_mag(mpp_level0: float) -> float:
+    """Objective magnification of a level-0 pixel size, by the usual 10 µm / mpp rule
+    (0.25 µm/px -> 40x, 0.5 -> 20x), to one decimal."""
+    return round(10.0 / mpp_level0, 1)
+
+
+def write_hovernet_json(table: Path, dest: Path) -> int:
+    """Stream ``table`` into HoVer-Net's JSON layout at ``dest``; returns the nuclei written.
+
+    Keys of ``nuc`` are the nucleus ids (as strings), as HoVer-Net keys its instances.
+    """
+    meta = read_metadata(table)
+    mag = hovernet_mag(float(meta["mpp_level0"])) if "mpp_level0" in meta else None
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(f'{{"mag": {json.dumps(mag)}, "nuc": {{\n')
+            for batch in _batches(table):
+                cols = batch.to_pydict()
+                polys = shapely.from_wkb(np.asarray(cols[GEOMETRY], dtype=object))
+                for i, poly in enumerate(polys):
+                    ring = _pixel_ring(shapely.get_coordinates(poly.exterior)[:-1])
+                    nuc = {
+                        "bbox": [
+                            [cols["bbox_y0"][i], cols["bbox_x0"][i]],
+                            [cols["bbox_y1"][i], cols["bbox_x1"][i]],
+                        ],
+                        "centroid": [cols["centroid_x"][i], cols["centroid_y"][i]],
+                        "contour": ring.tolist(),
+                        "type": cols["type"][i],
+                        "type_prob": _json_number(cols["type_prob"][i]),
+                    }
+                    sep = ",\n" if count else ""
+                    fh.write(f'{sep}"{cols["nucleus_id"][i]}": {json.dumps(nuc)}')
+                    count += 1
+            fh.write("\n}}\n")
+
+    atomic_write(dest, write)
+    return count
+
+
+def _pixel_ring(edges: np.ndarray) -> np.ndarray:
+    """Outline vertices (pixel-edge frame) as integer pixel indices, without repeats."""
+    ring = np.floor(edges).astype(np.int64)
+    keep = np.any(ring != np.roll(ring, 1, axis=0), axis=1)
+    return ring[keep] if keep.any() else ring[:1]
+
+
+def write_csv(table: Path, dest: Path, slide_id: str) -> int:
+    """Stream ``table`` into CSV at ``dest`` (outline as WKT, plus ``slide_id``)."""
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        writer: pacsv.CSVWriter | None = None
+        try:
+            for batch in _batches(table):
+                wkt = shapely.to_wkt(
+                    shapely.from_wkb(batch.column(GEOMETRY).to_numpy(zero_copy_only=False)),
+                    rounding_precision=-1,
+                )
+                out = pa.RecordBatch.from_arrays(
+                    [
+                        pa.array([slide_id] * batch.num_rows, pa.string()),
+                        *[batch.column(n) for n in batch.schema.names if n != GEOMETRY],
+                        pa.array(wkt, pa.string()),
+                    ],
+                    names=[
+                        "slide_id",
+                        *[n for n in batch.schema.names if n != GEOMETRY],
+                        "geometry_wkt",
+                    ],
+                )
+                if writer is None:
+                    writer = pacsv.CSVWriter(str(tmp), out.schema)
+                writer.write_batch(out)
+                count += batch.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # no rows: still a header
+            names = ["slide_id", *pq.read_schema(table).names]
+            tmp.write_text(",".join(f'"{n}"' for n in names if n != GEOMETRY) + ',"geometry_wkt"\n')
+
+    atomic_write(dest, write)
+    return count
+
+
+def export_slide(table: Path, fmt: str, dest: Path, slide_id: str) -> int:
+    """Write ``table`` in ``fmt`` (one of :data:`FORMATS`) to ``dest``; returns the rows."""
+    if fmt == "qupath-geojson":
+        return write_qupath_geojson(table, dest, slide_id)
+    if fmt == "hovernet-json":
+        return write_hovernet_json(table, dest)
+    if fmt == "csv":
+        return write_csv(table, dest, slide_id)
+    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
