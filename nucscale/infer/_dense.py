@@ -8,6 +8,8 @@ window's edge.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from nucscale.infer._engine import predict_region
@@ -60,15 +62,19 @@ class DenseSegmenter(Segmenter):
         self, rgb: np.ndarray, calibration: Calibration, origin: tuple[int, int] = (0, 0)
     ) -> Segmentation:
         """Segment ``rgb`` whose top-left is global pixel ``origin``."""
+        t0 = time.perf_counter()
         maps, valid = predict_region(self.model, rgb, origin, batch_size=self.batch_size)
+        model_s = time.perf_counter() - t0
         labels = np.zeros(rgb.shape[:2], np.int32)
         x0, y0, x1, y1 = valid
         if x1 <= x0 or y1 <= y0:
             empty = np.zeros(0)
-            return Segmentation(labels, empty.astype(np.int16), empty.astype(np.float32), valid)
+            return Segmentation(
+                labels, empty.astype(np.int16), empty.astype(np.float32), valid, model_s
+            )
         inner = self.model.postprocess(maps)
         labels[y0:y1, x0:x1] = inner.labels
-        return Segmentation(labels, inner.types, inner.probs, valid)
+        return Segmentation(labels, inner.types, inner.probs, valid, model_s)
 
     def describe(self) -> dict[str, str]:
         return {

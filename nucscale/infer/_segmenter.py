@@ -32,12 +32,16 @@ class Segmentation:
         (x0, y0, x1, y1) of the part of ``labels`` the segmenter could compute (a dense model
         only covers whole patches of its global grid); ``None`` means all of it. The pipeline
         treats the edge of this region as the window's edge for ownership.
+    model_s:
+        Seconds of network forward passes (patch preparation and transfer included); 0 for a
+        segmenter without a network. What is not model time is post-processing.
     """
 
     labels: np.ndarray
     types: np.ndarray
     probs: np.ndarray
     valid: tuple[int, int, int, int] | None = None
+    model_s: float = 0.0
 
     @property
     def count(self) -> int:

@@ -7,7 +7,12 @@
 
 from nucscale.io._base import Level, Slide
 from nucscale.io._open import open_slide, read_region_cached, slide_info
-from nucscale.io._synthetic import mosaic, write_flat_tiff, write_pyramidal_tiff
+from nucscale.io._synthetic import (
+    mosaic,
+    write_flat_tiff,
+    write_mosaic_tiff,
+    write_pyramidal_tiff,
+)
 
 __all__ = [
     "Level",
@@ -17,5 +22,6 @@ __all__ = [
     "read_region_cached",
     "slide_info",
     "write_flat_tiff",
+    "write_mosaic_tiff",
     "write_pyramidal_tiff",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -177,3 +178,74 @@ def write_flat_tiff(
         resolutionunit="CENTIMETER",
         metadata=None,
     )
+
+
+def _mirror_index(n: int, size: int, start: int) -> np.ndarray:
+    """Source indices of mosaic positions ``start .. start + n`` along an axis of a source of
+    ``size`` pixels tiled with every other copy mirrored (period ``2 * size``)."""
+    pos = np.arange(start, start + n) % (2 * size)
+    return np.where(pos < size, pos, 2 * size - 1 - pos)
+
+
+def mosaic_tiles(src: np.ndarray, height: int, width: int, tile: int) -> Iterator[np.ndarray]:
+    """Tiles (row-major, ``tile`` x ``tile``, zero-padded at the edges) of the mirrored mosaic
+    of ``src`` cut to ``height`` x ``width``, computed one tile at a time."""
+    h, w = src.shape[:2]
+    for y in range(0, height, tile):
+        rows = _mirror_index(min(tile, height - y), h, y)
+        for x in range(0, width, tile):
+            cols = _mirror_index(min(tile, width - x), w, x)
+            block = np.zeros((tile, tile, src.shape[2]), src.dtype)
+            block[: rows.size, : cols.size] = src[rows[:, None], cols[None, :]]
+            yield block
+
+
+def write_mosaic_tiff(
+    src: np.ndarray,
+    path: str | os.PathLike[str],
+    height: int,
+    width: int,
+    *,
+    mpp: float,
+    tile: int = 256,
+) -> None:
+    """Write a ``height`` x ``width`` pyramidal OME-TIFF of the mirrored mosaic of ``src``
+    (real pixels; neighbouring copies are mirror images, so there are no seams), streaming
+    tile by tile: a 40,000 px square slide never needs more than one tile and the source
+    pyramid in memory. Level k is the mosaic of ``src`` box-averaged k times (at copy seams
+    it can differ by rounding from averaging the level-0 mosaic itself)."""
+    _check_rgb(src)
+    levels = _n_levels(height, width, tile)
+    sources = [src]
+    for _ in range(1, levels):
+        sources.append(downsample2(sources[-1]))
+    per_cm = 1e4 / mpp
+    options: dict = {
+        "photometric": "rgb",
+        "tile": (tile, tile),
+        "resolutionunit": "CENTIMETER",
+        "compression": "jpeg",
+        "compressionargs": {"level": 90},
+        "dtype": np.uint8,
+    }
+    metadata = {
+        "axes": "YXS",
+        "PhysicalSizeX": mpp,
+        "PhysicalSizeXUnit": "µm",
+        "PhysicalSizeY": mpp,
+        "PhysicalSizeYUnit": "µm",
+    }
+    big = height * width * 3 > 2**31
+    with tifffile.TiffWriter(path, bigtiff=big, ome=True) as tif:
+        for k, level_src in enumerate(sources):
+            hk, wk = max(1, height >> k), max(1, width >> k)
+            tif.write(
+                mosaic_tiles(level_src, hk, wk, tile),
+                shape=(hk, wk, 3),
+                subifds=levels - 1 if k == 0 else None,
+                subfiletype=1 if k else 0,
+                resolution=(per_cm / 2**k, per_cm / 2**k),
+                metadata=metadata if k == 0 else None,
+                **options,
+            )
+    log.debug("wrote mosaic %s: %dx%d, %d levels", path, width, height, levels)

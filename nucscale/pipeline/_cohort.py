@@ -30,6 +30,7 @@ from nucscale.errors import NucscaleError
 from nucscale.pipeline._inputs import RejectedInput, SlideInput
 from nucscale.pipeline._plan import SlidePlan, make_plan, settings_key
 from nucscale.pipeline._tasks import (
+    SEGMENT_STAGES,
     SlideResult,
     finalize_slide,
     finished_with,
@@ -274,9 +275,15 @@ def _done(s: _Slide, result: SlideResult) -> ManifestRow:
         ingest_s=result.ingest_s,
         segment_s=result.segment_s,
         write_s=result.write_s,
+        paint_s=result.paint_s,
+        **_stage_fields(result),
         tiles_reused=result.tiles_reused,
         **_plan_fields(s.plan),
     )
+
+
+def _stage_fields(result: SlideResult) -> dict[str, Any]:
+    return dict(zip(SEGMENT_STAGES, result.stages, strict=True))
 
 
 def _plan_fields(plan: SlidePlan | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,20 +39,26 @@ from nucscale.store import (
 )
 from nucscale.tiling import Box, chunk_exists, read_analysis_region, read_window, write_tile
 
+#: Stages of a segment task, in order (seconds of each are reported per tile and summed).
+SEGMENT_STAGES = ("read_s", "model_s", "postprocess_s", "features_s", "fragment_s")
+
 
 @dataclass(frozen=True)
 class TileStats:
-    """What a segment task reports: nuclei owned, seconds spent, whether an earlier
-    (interrupted) run had finished the tile already."""
+    """What a segment task reports: nuclei owned, seconds spent (total and per stage of
+    :data:`SEGMENT_STAGES`), whether an earlier (interrupted) run had finished the tile."""
 
     nuclei: int
     seconds: float
     reused: bool = False
+    stages: tuple[float, ...] = (0.0,) * len(SEGMENT_STAGES)
 
 
 @dataclass(frozen=True)
 class SlideResult:
-    """What finalising a slide reports to the client."""
+    """What finalising a slide reports to the client. Times are seconds summed over tasks:
+    ``segment_s`` splits into ``stages`` (:data:`SEGMENT_STAGES`); ``paint_s`` is the label
+    painting, ``write_s`` the finalisation (table, label pyramid)."""
 
     slide_id: str
     nuclei: int
@@ -59,6 +66,8 @@ class SlideResult:
     segment_s: float
     write_s: float
     tiles_reused: int = 0
+    stages: tuple[float, ...] = (0.0,) * len(SEGMENT_STAGES)
+    paint_s: float = 0.0
 
 
 def _stem(row: int, col: int) -> str:
@@ -89,7 +98,9 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     window, core = grid.window(row, col), grid.core(row, col)
     rgb = read_window(plan.tile_store, window)
     segmenter = plan.segmenter_instance()
+    t1 = time.perf_counter()
     seg = segmenter.segment(rgb, plan.calibration, (window.x0, window.y0))
+    t2 = time.perf_counter()
     labels, view = seg.labels, window
     if seg.valid is not None:  # a dense model covers whole patches of its grid only
         x0, y0, x1, y1 = seg.valid
@@ -112,14 +123,14 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
         type_prob=(seg.probs[owned.labels - 1] if n else np.zeros(0)).astype(np.float32),
     )
     table = pa.Table.from_pydict({k: cols[k] for k in NUCLEUS_SCHEMA.names}, schema=NUCLEUS_SCHEMA)
+    t3 = time.perf_counter()
     box, ids = crop_to_content(view, relabel_owned(labels, owned))
     npz = plan.fragments / f"{_stem(row, col)}.npz"
-    atomic_write(
-        npz,
-        lambda tmp: _save_npz(tmp, box, ids),
-    )
+    atomic_write(npz, lambda tmp: _save_npz(tmp, box, ids))
     atomic_write(frag, lambda tmp: pq.write_table(table, tmp))
-    return TileStats(n, time.perf_counter() - t0)
+    t4 = time.perf_counter()
+    stages = (t1 - t0, seg.model_s, t2 - t1 - seg.model_s, t3 - t2, t4 - t3)
+    return TileStats(n, t4 - t0, stages=stages)
 
 
 def _clip_to_image(labels: np.ndarray, view: Box, width: int, height: int) -> np.ndarray:
@@ -147,8 +158,10 @@ def _load_npz(path: Path) -> tuple[Box, np.ndarray]:
         return Box(x0, y0, x1, y1), z["ids"]
 
 
-def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> None:
-    """Paint the label chunk of tile (row, col) from the owned nuclei of the tiles around it."""
+def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> float:
+    """Paint the label chunk of tile (row, col) from the owned nuclei of the tiles around it;
+    returns the seconds spent."""
+    t0 = time.perf_counter()
     grid = plan.grid
     pieces = []
     for r, c in grid.neighbours(row, col, grid.reach):
@@ -159,10 +172,11 @@ def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> N
     labels = paint(chunk, pieces)
     if labels.any():
         level0(plan.labels_store)[chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
+    return time.perf_counter() - t0
 
 
 def finalize_slide(
-    plan: SlidePlan, ingested: list[float], segmented: list[TileStats], painted: list[None]
+    plan: SlidePlan, ingested: list[float], segmented: list[TileStats], painted: list[float]
 ) -> SlideResult:
     """Assemble the slide's table, label pyramid (and image) and move them into place.
 
@@ -177,9 +191,12 @@ def finalize_slide(
     out = Path(plan.out)
     final = nuclei_path(out, plan.slide_id)
     labels = labels_path(out, plan.slide_id)
-    stats = {
+    stats: dict[str, Any] = {
         "ingest_s": float(sum(ingested)),
         "segment_s": float(sum(s.seconds for s in segmented)),
+        "stages": tuple(float(sum(v)) for v in zip(*(s.stages for s in segmented), strict=True))
+        or (0.0,) * len(SEGMENT_STAGES),
+        "paint_s": float(sum(p or 0.0 for p in painted)),
     }
     reused = sum(s.reused for s in segmented)
     if not plan.fragments.exists() and finished_with(final, labels, plan.key):

@@ -37,13 +37,22 @@ MANIFEST_SCHEMA = pa.schema(
         ("ingest_s", pa.float64()),
         ("segment_s", pa.float64()),
         ("write_s", pa.float64()),
+        ("read_s", pa.float64()),
+        ("model_s", pa.float64()),
+        ("postprocess_s", pa.float64()),
+        ("features_s", pa.float64()),
+        ("fragment_s", pa.float64()),
+        ("paint_s", pa.float64()),
     ]
 )
 
 
 @dataclass
 class ManifestRow:
-    """Outcome of one slide. Times are seconds; ``*_s`` stage times are summed over tasks."""
+    """Outcome of one slide. Times are seconds; ``*_s`` stage times are summed over tasks.
+    ``segment_s`` = ``read_s`` (window from the tile store) + ``model_s`` (network forward) +
+    ``postprocess_s`` (maps to instances; all of a classical segmenter) + ``features_s``
+    (ownership, measures, outlines) + ``fragment_s`` (writing the tile's fragment files)."""
 
     slide_id: str
     path: str
@@ -65,6 +74,12 @@ class ManifestRow:
     ingest_s: float | None = None
     segment_s: float | None = None
     write_s: float | None = None
+    read_s: float | None = None
+    model_s: float | None = None
+    postprocess_s: float | None = None
+    features_s: float | None = None
+    fragment_s: float | None = None
+    paint_s: float | None = None
 
 
 def manifest_path(out: Path) -> Path:

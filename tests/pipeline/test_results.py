@@ -384,3 +384,38 @@ def test_cohort_with_a_failed_slide(cmu1_crop_tiff, baseline_cli, tmp_path: Path
     assert "1 done" in page and "1 failed" in page and "broken" in page
     assert (out / "report" / "crop-thumb.png").exists()
     assert not (out / "report" / "broken-thumb.png").exists()
+
+
+def test_save_image_writes_the_analysed_image_beside_the_labels(
+    cmu1_crop_tiff, nucscale_cli, tmp_path: Path
+) -> None:
+    crop = cmu1_crop_tiff(tmp_path / "crop.tif", 600, 900, 700, 600)
+    out = tmp_path / "out"
+    proc = nucscale_cli(
+        "run",
+        str(crop),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--dashboard",
+        ":0",
+        "--model",
+        "baseline",
+        "--save-image",
+    )
+    assert proc.returncode == 0, proc.stderr
+    image = out / "images" / "crop.zarr"
+    (node,) = [n for n in Reader(parse_url(str(image)))() if n.data]
+    assert [d.shape for d in node.data] == [(3, 600, 700), (3, 300, 350)]
+    from nucscale.io import open_slide
+
+    with open_slide(crop) as s:
+        rgb = s.read_region(0, 0, 0, 700, 600)
+    np.testing.assert_array_equal(np.moveaxis(np.asarray(node.data[0]), 0, -1), rgb)
+    nodes = list(Reader(parse_url(str(out / "labels" / "crop.zarr")))())
+    label = next(n for n in nodes if any(isinstance(s, Label) for s in n.specs))
+    attrs = json.loads((out / "labels" / "crop.zarr" / "zarr.json").read_text())["attributes"]
+    assert attrs["ome"]["image-label"]["source"] == {"image": "../../images/crop.zarr"}
+    # ome-zarr-py follows the source link to the image: both are among the nodes it returns
+    assert any(n.zarr.path.rstrip("/").endswith("images/crop.zarr") for n in nodes)

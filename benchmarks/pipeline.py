@@ -1,0 +1,201 @@
+"""Benchmark: `nucscale run` end to end on generated mosaics; one JSON line per run.
+
+For each (size, workers, model): the mosaic (benchmarks/mosaic.py) is processed by
+``nucscale run`` in a fresh process with a fresh output folder, while a sampler records every
+0.1 s the resident memory of the client process and of each worker process. Reported:
+
+- wall seconds, tissue mm², nuclei, mm² of tissue per second, nuclei per second, tiles/s;
+- the time split by stage, summed over tasks (CPU-seconds of the workers): plan, read/ingest,
+  model forward, post-processing, ownership + features + outlines, fragment writing, painting
+  the label image, finalising (table, pyramid); and the share of worker time spent outside the
+  model forward ("overhead": target <= 20 % with the default model);
+- peak RSS per worker process and of the client (target: <= 2 GiB per worker, flat in slide
+  size).
+
+With two or more ``--workers`` values the 2-worker efficiency is reported as
+``t(1) / (2 * t(2))`` (target >= 85 %).
+
+    python benchmarks/pipeline.py --sizes 8000 --workers 1,2 --models unet,baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mosaic import make_mosaic
+
+from nucscale.store import read_manifest
+
+STAGES = (
+    "plan_s",
+    "ingest_s",
+    "read_s",
+    "model_s",
+    "postprocess_s",
+    "features_s",
+    "fragment_s",
+    "paint_s",
+    "write_s",
+)
+GIB = 2**30
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+class Sampler:
+    """Peak RSS of a process and of each of its descendants, sampled every 0.1 s."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        self.proc = proc
+        self.peaks: dict[int, int] = {}
+        self.names: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                for p in [self.proc, *self.proc.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        rss = p.memory_info().rss
+                        self.peaks[p.pid] = max(self.peaks.get(p.pid, 0), rss)
+                        if p.pid not in self.names:
+                            self.names[p.pid] = " ".join(p.cmdline()[:6])
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, float]:
+        client = self.peaks.get(self.proc.pid, 0)
+        workers = [
+            v
+            for pid, v in self.peaks.items()
+            if pid != self.proc.pid and "spawn_main" in self.names.get(pid, "")
+        ]
+        return {
+            "client_peak_gib": round(client / GIB, 3),
+            "worker_peak_gib": round(max(workers, default=0) / GIB, 3),
+            "workers_seen": len(workers),
+        }
+
+
+def run_once(slide: Path, workers: int, model: str, tile: int | None, out: Path) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "nucscale",
+        "run",
+        str(slide),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--model",
+        model,
+        "--dashboard",
+        ":0",
+    ]
+    if tile:
+        cmd += ["--tile", str(tile)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    sampler = Sampler(psutil.Process(proc.pid))
+    _, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    sampler.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err.decode()[-2000:]}")
+    (row,) = read_manifest(out).values()
+    stages = {k: round(getattr(row, k), 2) for k in STAGES if getattr(row, k, None) is not None}
+    worker_time = wall * workers
+    model_s = getattr(row, "model_s", None)
+    result = {
+        "wall_s": round(wall, 1),
+        "slide_wall_s": round(row.wall_s or 0, 1),
+        "tissue_mm2": round(row.tissue_mm2 or 0, 3),
+        "nuclei": row.nuclei,
+        "tiles": row.tiles,
+        "mm2_per_s": round((row.tissue_mm2 or 0) / wall, 4),
+        "s_per_mm2": round(wall / (row.tissue_mm2 or float("nan")), 1),
+        "nuclei_per_s": round((row.nuclei or 0) / wall, 1),
+        "tiles_per_s": round((row.tiles or 0) / wall, 3),
+        "stages_cpu_s": stages,
+        **sampler.summary(),
+    }
+    if model_s is not None:
+        result["model_share_of_worker_time"] = round(model_s / worker_time, 3)
+        result["overhead_share"] = round(1 - model_s / worker_time, 3)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="8000")
+    ap.add_argument("--workers", default="2")
+    ap.add_argument("--models", default="unet")
+    ap.add_argument("--tile", type=int, default=None)
+    ap.add_argument("--mosaics", type=Path, default=Path("mosaics"))
+    args = ap.parse_args()
+    info = machine()
+    for size in (int(v) for v in args.sizes.split(",")):
+        slide = make_mosaic(args.mosaics, size)
+        for model in args.models.split(","):
+            walls: dict[int, float] = {}
+            for workers in (int(v) for v in args.workers.split(",")):
+                with tempfile.TemporaryDirectory() as tmp:
+                    res = run_once(slide, workers, model, args.tile, Path(tmp) / "out")
+                walls[workers] = res["wall_s"]
+                record = {
+                    "name": "pipeline",
+                    "size": size,
+                    "model": model,
+                    "workers": workers,
+                    "tile": args.tile or "default",
+                    **res,
+                    "machine": info,
+                }
+                if workers == 2 and 1 in walls:
+                    eff = walls[1] / (2 * walls[2])
+                    record["efficiency_2_workers"] = round(eff, 3)
+                    record["target_efficiency_met"] = eff >= 0.85
+                if "overhead_share" in res and model == "unet":
+                    record["target_overhead_met"] = res["overhead_share"] <= 0.20
+                record["target_worker_memory_met"] = res["worker_peak_gib"] <= 2.0
+                print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()
