@@ -1,0 +1,203 @@
+"""Run every benchmark, collect their JSON lines, and refresh the README's results table.
+
+    python benchmarks/run_all.py                  # the full set (hours on 2 CPU cores)
+    python benchmarks/run_all.py --quick          # minutes: 8000 px mosaic only, fewer runs
+    python benchmarks/run_all.py --table-only     # re-render the README table from the file
+
+Each benchmark is a script in this folder printing one JSON line per measurement; the lines
+are appended to ``benchmarks/results.jsonl`` (one record per line, with the machine) and the
+README section between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` is rewritten from
+the newest record of each kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+README = HERE.parent / "README.md"
+RESULTS = HERE / "results.jsonl"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def plan(quick: bool, sizes: str) -> list[list[str]]:
+    """The benchmark command lines, cheapest first."""
+    small = sizes.split(",")[0]
+    runs = [
+        ["features.py"],
+        ["reader.py"],
+        ["outputs.py", "--copies", "40" if quick else "420"],
+        ["pipeline.py", "--sizes", small, "--workers", "1,2", "--models", "baseline,unet"],
+    ]
+    if not quick:
+        runs += [
+            ["pipeline.py", "--sizes", sizes, "--workers", "2", "--models", "baseline"],
+            [
+                "pipeline.py",
+                "--sizes",
+                sizes.split(",")[1] if "," in sizes else small,
+                "--workers",
+                "2",
+                "--models",
+                "unet",
+            ],
+            ["exactness.py", "--mosaic", "2x2", "--segmenters", "baseline,unet"],
+        ]
+    return runs
+
+
+def run(args: list[str]) -> list[dict[str, Any]]:
+    cmd = [sys.executable, str(HERE / args[0]), *args[1:]]
+    print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+    records = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "**no**"
+    if isinstance(v, float):
+        return f"{v:,.3g}" if abs(v) < 10 else f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """Markdown tables of the newest record per (name, parameters)."""
+    newest: dict[str, dict[str, Any]] = {}
+    for r in records:
+        name = r.get("name") or r.get("benchmark", "?")
+        key = json.dumps(
+            [name, r.get("size"), r.get("model"), r.get("workers"), r.get("slide"), r.get("tile")],
+            default=str,
+        )
+        newest[key] = r
+    rows = list(newest.values())
+    out: list[str] = []
+    machine = next((r["machine"] for r in reversed(records) if "machine" in r), None)
+    if machine:
+        out.append(
+            f"Machine: {machine.get('cpus')} CPU cores, {machine.get('memory_gib')} GiB, "
+            f"torch {machine.get('torch')}, GPU: {machine.get('gpu') or 'none'}.\n"
+        )
+    pipe = [r for r in rows if r.get("name") == "pipeline"]
+    if pipe:
+        out.append(
+            "| mosaic px | model | workers | tissue mm² | nuclei | wall s | s/mm² | nuclei/s "
+            "| tiles/s | model share | overhead (target ≤ 20 %) | 2-worker efficiency "
+            "(≥ 85 %) | peak RSS per worker GiB (≤ 2) | client GiB |"
+        )
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in sorted(pipe, key=lambda r: (r["size"], r["model"], r["workers"])):
+            out.append(
+                "| "
+                + " | ".join(
+                    _fmt(v)
+                    for v in (
+                        r["size"],
+                        r["model"],
+                        r["workers"],
+                        r["tissue_mm2"],
+                        r["nuclei"],
+                        r["wall_s"],
+                        r["s_per_mm2"],
+                        r["nuclei_per_s"],
+                        r["tiles_per_s"],
+                        r.get("model_share_of_worker_time"),
+                        r.get("overhead_share"),
+                        r.get("efficiency_2_workers"),
+                        r["worker_peak_gib"],
+                        r["client_peak_gib"],
+                    )
+                )
+                + " |"
+            )
+        out.append("")
+        out.append("Stage split (CPU-seconds summed over tasks):\n")
+        out.append(
+            "| mosaic px | model | workers | "
+            + " | ".join(s.removesuffix("_s") for s in _STAGES)
+            + " |"
+        )
+        out.append("|---|---|---|" + "---|" * len(_STAGES))
+        for r in sorted(pipe, key=lambda r: (r["size"], r["model"], r["workers"])):
+            st = r.get("stages_cpu_s", {})
+            out.append(
+                f"| {r['size']} | {r['model']} | {r['workers']} | "
+                + " | ".join(_fmt(st.get(s)) for s in _STAGES)
+                + " |"
+            )
+        out.append("")
+    other = [
+        r
+        for r in rows
+        if r.get("name") in ("features", "reader") or str(r.get("name", "")).startswith("outputs")
+    ]
+    if other:
+        out.append("| benchmark | figures |")
+        out.append("|---|---|")
+        for r in other:
+            figures = {k: v for k, v in r.items() if k not in ("name", "machine")}
+            out.append(
+                f"| {r['name']} | "
+                + ", ".join(f"{k}: {_fmt(v)}" for k, v in figures.items())
+                + " |"
+            )
+    return "\n".join(out) + "\n"
+
+
+_STAGES = (
+    "plan_s",
+    "ingest_s",
+    "read_s",
+    "model_s",
+    "postprocess_s",
+    "features_s",
+    "fragment_s",
+    "paint_s",
+    "write_s",
+)
+
+
+def update_readme(text: str) -> None:
+    readme = README.read_text(encoding="utf-8")
+    if START not in readme:
+        raise SystemExit(f"{README}: no {START} marker")
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sizes", default="8000,20000,40000")
+    ap.add_argument("--table-only", action="store_true")
+    args = ap.parse_args()
+    if not args.table_only:
+        for cmd in plan(args.quick, args.sizes):
+            with RESULTS.open("a", encoding="utf-8") as fh:
+                for rec in run(cmd):
+                    print(json.dumps(rec), flush=True)
+                    fh.write(json.dumps(rec) + "\n")
+    records = [json.loads(x) for x in RESULTS.read_text().splitlines() if x.strip()]
+    update_readme(table(records))
+
+
+if __name__ == "__main__":
+    main()
