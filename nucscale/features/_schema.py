@@ -112,9 +112,11 @@ _COLUMNS: tuple[Column, ...] = (
     Column("od_haematoxylin", pa.float32(), "OD/6", "Mean haematoxylin optical density "
            "(scikit-image `rgb2hed` channel 0: decadic OD / 6, Ruifrok-Johnston vectors)."),
     Column("od_eosin", pa.float32(), "OD/6", "Mean eosin optical density (`rgb2hed` channel 1)."),
-    Column("geometry", pa.binary(), _PX, "Outline as a WKB Polygon (GeoParquet 1.1, undefined "
-           "engineering CRS): level-0 pixel coordinates with pixel edges at integers, exterior "
-           "ring counter-clockwise in (x, y), holes filled; marching-squares contour of the mask."),
+    Column("geometry", pa.binary(), _PX, "Outline as WKB (GeoParquet 1.1, undefined engineering "
+           "CRS): level-0 pixel coordinates with pixel edges at integers, tracing the edges of "
+           "the nucleus's pixels (area = pixel count with holes filled; exterior rings only, "
+           "counter-clockwise in (x, y)); a Polygon, or a MultiPolygon for the rare nucleus "
+           "whose pixels form pieces touching only at corners."),
 )  # fmt: skip
 
 COLUMN_INFO: dict[str, Column] = {c.name: c for c in _COLUMNS}

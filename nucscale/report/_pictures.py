@@ -37,16 +37,17 @@ def draw_outlines(
     img = Image.fromarray(np.ascontiguousarray(rgb[..., :3].astype(np.uint8)))
     draw = ImageDraw.Draw(img)
     ox, oy = origin
-    for poly, colour in zip(polygons, colours, strict=True):
-        if poly is None or shapely.is_empty(poly):
+    for geom, colour in zip(polygons, colours, strict=True):
+        if geom is None or shapely.is_empty(geom):
             continue
-        xy = (shapely.get_coordinates(poly.exterior) - (ox, oy)) * scale
-        points = [tuple(p) for p in xy.tolist()]
-        if len(points) < 3 or np.ptp(xy, axis=0).max() < 1.5:  # a dot at this scale
-            cx, cy = xy.mean(axis=0)
-            draw.rectangle([cx - 0.5, cy - 0.5, cx + 0.5, cy + 0.5], fill=colour)
-        else:
-            draw.line([*points, points[0]], fill=colour, width=width)
+        for poly in shapely.get_parts(geom):  # a MultiPolygon's pieces, or the polygon
+            xy = (shapely.get_coordinates(poly.exterior) - (ox, oy)) * scale
+            points = [tuple(p) for p in xy.tolist()]
+            if len(points) < 3 or np.ptp(xy, axis=0).max() < 1.5:  # a dot at this scale
+                cx, cy = xy.mean(axis=0)
+                draw.rectangle([cx - 0.5, cy - 0.5, cx + 0.5, cy + 0.5], fill=colour)
+            else:
+                draw.line([*points, points[0]], fill=colour, width=width)
     return np.asarray(img)
 
 

@@ -9,8 +9,9 @@
 - ``hovernet-json``: HoVer-Net's output format, ``{"mag": ..., "nuc": {id: {"bbox": [[rmin,
   cmin], [rmax, cmax]], "centroid": [x, y], "contour": [[x, y], ...], "type": int,
   "type_prob": float}}}`` with HoVer-Net's axis order (bbox in row, col; centroid and contour in
-  x, y) and integer contour vertices (boundary pixel indices, as its OpenCV contours), in
-  level-0 pixels; ``mag`` is the magnification of that frame (10 / level-0 µm per px).
+  x, y) and integer contour vertices (boundary pixel indices, as its OpenCV contours; the
+  largest piece of a nucleus whose outline is a MultiPolygon), in level-0 pixels; ``mag`` is
+  the magnification of that frame (10 / level-0 µm per px).
 - ``csv``: every column, the outline as WKT in ``geometry_wkt``, plus ``slide_id``.
 
 Every writer streams the table a row group (one tile) at a time and writes under a temporary
@@ -117,7 +118,7 @@ def write_hovernet_json(table: Path, dest: Path) -> int:
                 cols = batch.to_pydict()
                 polys = shapely.from_wkb(np.asarray(cols[GEOMETRY], dtype=object))
                 for i, poly in enumerate(polys):
-                    ring = _pixel_ring(shapely.get_coordinates(poly.exterior)[:-1])
+                    ring = _pixel_ring(shapely.get_coordinates(_largest(poly).exterior)[:-1])
                     nuc = {
                         "bbox": [
                             [cols["bbox_y0"][i], cols["bbox_x0"][i]],
@@ -135,6 +136,14 @@ def write_hovernet_json(table: Path, dest: Path) -> int:
 
     atomic_write(dest, write)
     return count
+
+
+def _largest(geom: shapely.Geometry) -> shapely.Polygon:
+    """The polygon itself, or the largest part of a MultiPolygon (HoVer-Net has one contour)."""
+    if isinstance(geom, shapely.Polygon):
+        return geom
+    parts = shapely.get_parts(geom)
+    return parts[int(np.argmax(shapely.area(parts)))]
 
 
 def _pixel_ring(edges: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ def geo_metadata(bbox: Sequence[float] | None) -> dict[str, Any]:
     """
     column: dict[str, Any] = {
         "encoding": "WKB",
-        "geometry_types": ["Polygon"],
+        "geometry_types": ["Polygon", "MultiPolygon"],
         "crs": None,
         "edges": "planar",
         "orientation": "counterclockwise",

@@ -17,20 +17,20 @@ def _outlines(labels: np.ndarray, **kw: object) -> np.ndarray:
     return shapely.from_wkb(outline_wkb(labels, ids, box, **kw))  # type: ignore[arg-type]
 
 
-def test_lone_pixel_is_a_diamond_around_its_square() -> None:
+def test_lone_pixel_is_its_square() -> None:
     labels = np.zeros((3, 4), np.int32)
     labels[1, 2] = 9
     (poly,) = _outlines(labels)
-    assert poly.equals(shapely.Polygon([(2.5, 1), (3, 1.5), (2.5, 2), (2, 1.5)]))
-    assert shapely.bounds(poly).tolist() == [2.0, 1.0, 3.0, 2.0]  # pixel (2, 1) is [2,3)x[1,2)
+    assert poly.equals(shapely.box(2, 1, 3, 2))  # pixel (x 2, y 1) is [2, 3) x [1, 2)
+    assert poly.area == 1
 
 
 def test_rectangle_keeps_only_its_corners_and_orientation() -> None:
     labels = np.zeros((8, 8), np.int32)
     labels[2:6, 1:4] = 1  # rows 2..5, cols 1..3
     (poly,) = _outlines(labels)
-    assert shapely.get_num_coordinates(poly) == 9  # 8 corner-cut vertices + closing point
-    assert poly.area == 12 - 4 * 0.125  # the four corners are cut by half a pixel triangle
+    assert shapely.get_num_coordinates(poly) == 5  # 4 corners + closing point
+    assert poly.area == 12
     assert shapely.bounds(poly).tolist() == [1.0, 2.0, 4.0, 6.0]
     assert shapely.is_ccw(poly.exterior)
     assert poly.is_valid
@@ -58,8 +58,8 @@ def test_scale_and_origin_map_to_level0_and_translation_is_exact() -> None:
     assert all(shapely.equals_exact(moved, b, tolerance=0))  # bit-identical after the shift
     c = _outlines(labels, scale=4.0, origin=(0, 0))
     np.testing.assert_array_equal(shapely.area(c), 16 * shapely.area(a))
-    areas = np.array([p.area for p in regionprops(labels)])
-    assert np.all(np.abs(shapely.area(a) / areas - 1) < 0.12)
+    filled = np.array([p.area_filled for p in regionprops(labels)])
+    np.testing.assert_array_equal(shapely.area(a), filled)  # exactly the pixels, holes filled
     assert shapely.is_valid(a).all()
 
 
@@ -70,5 +70,22 @@ def test_holes_are_filled() -> None:
     (poly,) = _outlines(labels)
     assert len(poly.interiors) == 0
     assert poly.contains(shapely.Point(4.5, 4.5))
-    (same,) = _outlines(labels, holes=np.array([False]))  # told "no hole": the hole shows as a
-    assert same.equals(poly)  # separate inner contour, and the longest (outer) one wins
+    assert poly.area == 49
+
+
+def test_pieces_touching_at_a_corner_make_a_multipolygon() -> None:
+    labels = np.zeros((6, 6), np.int32)
+    labels[1, 1] = 3
+    labels[2, 2:4] = 3  # touches (1, 1) only at a pixel corner
+    (multi,) = _outlines(labels)
+    assert multi.geom_type == "MultiPolygon" and multi.is_valid and multi.area == 3
+    assert multi.equals(shapely.union(shapely.box(1, 1, 2, 2), shapely.box(2, 2, 4, 3)))
+
+
+def test_neighbouring_nuclei_share_their_border() -> None:
+    labels = np.zeros((5, 7), np.int32)
+    labels[1:4, 1:3] = 1
+    labels[1:4, 3:6] = 2
+    a, b = _outlines(labels)
+    assert a.intersection(b).length == 3  # the shared edge x = 3, y 1..4
+    assert a.intersection(b).area == 0

@@ -49,14 +49,18 @@ def test_cmu1_table_is_geoparquet_with_outlines_and_provenance(cmu1_run: Path) -
     table = pq.read_table(path)
     assert table.schema.remove_metadata() == NUCLEUS_SCHEMA
     assert frame.crs is None and len(frame) == table.num_rows > 2000
-    assert frame.geometry.is_valid.all() and (frame.geom_type == "Polygon").all()
-    # the outline lies inside the bbox columns and has about the pixel area of the nucleus
+    assert frame.geometry.is_valid.all()
+    assert (frame.geom_type == "Polygon").mean() > 0.95  # MultiPolygon: pieces meeting at corners
+    # the outline traces the pixel edges: its bounds are the bbox columns and its area the
+    # nucleus's pixel count with holes filled (a nucleus in pieces: its largest piece)
     b = frame.geometry.bounds
     assert (b.minx >= frame.bbox_x0).all() and (b.maxx <= frame.bbox_x1).all()
     assert (b.miny >= frame.bbox_y0).all() and (b.maxy <= frame.bbox_y1).all()
-    px_area = frame["area"] / 0.499**2
-    ratio = frame.geometry.area / px_area
-    assert ratio.between(0.8, 1.05).all(), ratio.describe()
+    filled_px = np.rint(frame["filled_area"] / 0.499**2)
+    whole = (
+        (frame.geometry.area == filled_px) & (b.minx == frame.bbox_x0) & (b.maxy == frame.bbox_y1)
+    )
+    assert (frame.geometry.area <= filled_px).all() and whole.mean() > 0.99, whole.mean()
     # row groups are tiles in (row, col) order: statistics let readers prune
     f = pq.ParquetFile(path)
     keys = []
@@ -414,7 +418,7 @@ def test_save_image_writes_the_analysed_image_beside_the_labels(
         rgb = s.read_region(0, 0, 0, 700, 600)
     np.testing.assert_array_equal(np.moveaxis(np.asarray(node.data[0]), 0, -1), rgb)
     nodes = list(Reader(parse_url(str(out / "labels" / "crop.zarr")))())
-    label = next(n for n in nodes if any(isinstance(s, Label) for s in n.specs))
+    assert any(isinstance(s, Label) for n in nodes for s in n.specs)
     attrs = json.loads((out / "labels" / "crop.zarr" / "zarr.json").read_text())["attributes"]
     assert attrs["ome"]["image-label"]["source"] == {"image": "../../images/crop.zarr"}
     # ome-zarr-py follows the source link to the image: both are among the nodes it returns

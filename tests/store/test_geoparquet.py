@@ -82,7 +82,7 @@ def test_geoparquet_metadata_and_geopandas_round_trip(tmp_path: Path) -> None:
         "columns": {
             "geometry": {
                 "encoding": "WKB",
-                "geometry_types": ["Polygon"],
+                "geometry_types": ["Polygon", "MultiPolygon"],
                 "crs": None,
                 "edges": "planar",
                 "orientation": "counterclockwise",
