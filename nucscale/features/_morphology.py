@@ -145,7 +145,9 @@ def measure(
         out[name] = geo[name] * mpp ** _UNIT_POWER[kind] if _UNIT_POWER[kind] else geo[name]
     out.update(intensity(rgb[rows, cols], index, n))
     box = (geo["row0"], geo["col0"], geo["row1"], geo["col1"])
-    out["geometry"] = outline_wkb(labels, ids, box, holes=holes, scale=scale, origin=origin)
+    out["geometry"] = outline_wkb(
+        labels, ids, box, holes=holes, scale=scale, origin=origin, pixels=(rows, cols, index)
+    )
     return {
         name: np.asarray(out[name]).astype(_DTYPES[name], copy=False) for name in MEASURED_COLUMNS
     }

@@ -41,24 +41,25 @@ def outline_wkb(
     holes: np.ndarray | None = None,
     scale: float = 1.0,
     origin: tuple[int, int] = (0, 0),
+    pixels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """WKB polygon (bytes, object array) of each nucleus ``ids[i]``, in level-0 pixels.
 
     ``origin`` is the window's top-left analysis pixel in the slide and ``scale`` the level-0
-    pixels per analysis pixel. ``box`` and ``holes`` (bounding boxes, which nuclei have holes)
-    are accepted for the caller's convenience and not needed.
+    pixels per analysis pixel. ``pixels`` = (rows, cols, i) of every pixel of a measured
+    nucleus in raster order (``i`` its position in ``ids``), when the caller has it: the work is
+    then proportional to the nuclei's pixels, not the window's. ``box`` and ``holes`` are
+    accepted for the caller's convenience and not needed.
     """
     n = int(ids.size)
     if n == 0:
         return np.empty(0, dtype=object)
-    order = np.argsort(ids)
-    index = np.full(labels.shape, -1, dtype=np.int64)
-    flat = labels.ravel()
-    pos = np.searchsorted(ids[order], flat)
-    pos = np.minimum(pos, n - 1)
-    hit = ids[order][pos] == flat
-    index.ravel()[hit] = order[pos[hit]]
-    xs, ys, dirs, owner = _edges(np.pad(index, 1, constant_values=-1))
+    if pixels is None:
+        rows, cols = np.nonzero(np.isin(labels, ids))
+        order = np.argsort(ids)
+        owner_of = order[np.searchsorted(ids[order], labels[rows, cols])]
+        pixels = (rows, cols, owner_of)
+    xs, ys, dirs, owner = _edges(labels, *pixels)
     ring_x, ring_y, ring_owner, ring_id = _rings(xs, ys, dirs, owner, labels.shape)
     coords, ring_index, piece_owner = _exteriors(ring_x, ring_y, ring_owner, ring_id, n)
     coords = (coords + np.array(origin, dtype=np.float64)) * scale
@@ -73,10 +74,13 @@ def outline_wkb(
     return np.asarray(shapely.to_wkb(multi), dtype=object)
 
 
-def _edges(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Start corner (x, y in padded-window pixel corners), direction and nucleus of every
-    boundary edge, in raster order of their pixels, the nucleus on the edge's left."""
-    core = p[1:-1, 1:-1]
+def _edges(
+    labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Start corner (x, y in window pixel corners), direction and nucleus of every boundary
+    edge of the given pixels, in raster order of their pixels, the nucleus on the edge's left."""
+    padded = np.pad(labels, 1)
+    own = labels[rows, cols]
     parts = []
     # (neighbour offset, start corner offset from the pixel's top-left, direction)
     for (dr, dc), (ox, oy), d in (
@@ -85,9 +89,9 @@ def _edges(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         ((1, 0), (0, 1), 0),  # bottom edge, eastwards
         ((0, 1), (1, 1), 3),  # right edge, northwards
     ):
-        nb = p[1 + dr : p.shape[0] - 1 + dr, 1 + dc : p.shape[1] - 1 + dc]
-        r, c = np.nonzero((core >= 0) & (nb != core))
-        parts.append((r * core.shape[1] + c, c + ox, r + oy, np.full(r.size, d), core[r, c]))
+        edge = padded[rows + 1 + dr, cols + 1 + dc] != own
+        r, c = rows[edge], cols[edge]
+        parts.append((r * labels.shape[1] + c, c + ox, r + oy, np.full(r.size, d), index[edge]))
     raster = np.concatenate([q[0] for q in parts])
     order = np.argsort(raster, kind="stable")
     xs, ys, dirs, owner = (np.concatenate([q[i] for q in parts])[order] for i in range(1, 5))
