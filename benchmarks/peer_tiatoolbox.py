@@ -29,9 +29,9 @@ are a sanity check, not a comparison of quality.
 
 TIAToolbox needs its own virtual environment (``--tia-python``), outside this repository:
 
-    python3 -m venv /work/tia-venv
-    /work/tia-venv/bin/pip install torch==2.9.1 torchvision==0.24.1
-    /work/tia-venv/bin/pip install tiatoolbox==2.1.3
+    python3 -m venv ../tia-venv
+    ../tia-venv/bin/pip install torch==2.9.1 torchvision==0.24.1
+    ../tia-venv/bin/pip install tiatoolbox==2.1.3
     python benchmarks/peer_tiatoolbox.py --size 512 --x 1000 --y 500
 
 This script is also the TIAToolbox driver: ``--tia-python`` runs it as
@@ -56,7 +56,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve()
 SLIDE = HERE.parents[1].parent / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
-TIA_PYTHON = Path("/work/tia-venv/bin/python")
+TIA_PYTHON = HERE.parents[1].parent / "tia-venv" / "bin" / "python"  # beside the repository
 MPP = 0.25  # HoVer-Net's native pixel size (40x), µm/px
 NR_TYPES = 6
 GIB = 2**30
@@ -350,7 +350,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
     with contextlib.ExitStack() as stack:
         if args.workdir is None:
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="peer_tia_", dir="/tmp"))
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="peer_tia_"))
             work = Path(tmp)
         else:
             work = args.workdir.resolve()
