@@ -89,7 +89,9 @@ def table(records: list[dict[str, Any]]) -> str:
         newest[key] = r
     rows = list(newest.values())
     out: list[str] = []
-    machine = next((r["machine"] for r in reversed(records) if "machine" in r), None)
+    machine = next(
+        (r["machine"] for r in reversed(records) if "memory_gib" in r.get("machine", {})), None
+    )
     if machine:
         out.append(
             f"Machine: {machine.get('cpus')} CPU cores, {machine.get('memory_gib')} GiB, "
