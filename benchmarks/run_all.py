@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from pipeline import STAGES  # noqa: E402  (the stage columns pipeline.py reports)
+
 README = HERE.parent / "README.md"
 RESULTS = HERE / "results.jsonl"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -133,15 +136,15 @@ def table(records: list[dict[str, Any]]) -> str:
         out.append("Stage split (CPU-seconds summed over tasks):\n")
         out.append(
             "| mosaic px | model | workers | "
-            + " | ".join(s.removesuffix("_s") for s in _STAGES)
+            + " | ".join(s.removesuffix("_s") for s in STAGES)
             + " |"
         )
-        out.append("|---|---|---|" + "---|" * len(_STAGES))
+        out.append("|---|---|---|" + "---|" * len(STAGES))
         for r in sorted(pipe, key=lambda r: (r["size"], r["model"], r["workers"])):
             st = r.get("stages_cpu_s", {})
             out.append(
                 f"| {r['size']} | {r['model']} | {r['workers']} | "
-                + " | ".join(_fmt(st.get(s)) for s in _STAGES)
+                + " | ".join(_fmt(st.get(s)) for s in STAGES)
                 + " |"
             )
         out.append("")
@@ -161,19 +164,6 @@ def table(records: list[dict[str, Any]]) -> str:
                 + " |"
             )
     return "\n".join(out) + "\n"
-
-
-_STAGES = (
-    "plan_s",
-    "ingest_s",
-    "read_s",
-    "model_s",
-    "postprocess_s",
-    "features_s",
-    "fragment_s",
-    "paint_s",
-    "write_s",
-)
 
 
 def update_readme(text: str) -> None:
