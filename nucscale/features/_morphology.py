@@ -126,7 +126,7 @@ def measure(
     geo["perimeter"] = _perimeter(labels, ids)
     geo["euler_number"] = _euler(labels, ids)
     geo["convex_area"] = _convex_area(labels, ids, geo)
-    geo["filled_area"], holes = _filled_area(labels, ids, geo, rows, cols, index)
+    geo["filled_area"] = _filled_area(labels, ids, geo, rows, cols, index)
     geo["solidity"] = geo["area"] / geo["convex_area"]
 
     x0, y0 = origin
@@ -144,9 +144,8 @@ def measure(
     for name, kind in MORPHOLOGY.items():
         out[name] = geo[name] * mpp ** _UNIT_POWER[kind] if _UNIT_POWER[kind] else geo[name]
     out.update(intensity(rgb[rows, cols], index, n))
-    box = (geo["row0"], geo["col0"], geo["row1"], geo["col1"])
     out["geometry"] = outline_wkb(
-        labels, ids, box, holes=holes, scale=scale, origin=origin, pixels=(rows, cols, index)
+        labels, ids, scale=scale, origin=origin, pixels=(rows, cols, index)
     )
     return {
         name: np.asarray(out[name]).astype(_DTYPES[name], copy=False) for name in MEASURED_COLUMNS
@@ -317,9 +316,8 @@ def _filled_area(
     rows: np.ndarray,
     cols: np.ndarray,
     index: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Area with holes filled (8-connected background, as regionprops), per label, and whether
-    each label has a hole.
+) -> np.ndarray:
+    """Area with holes filled (8-connected background, as regionprops), per label.
 
     With 8-connected foreground, euler_number = components - holes (4-connected holes), and a
     label without a 4-connected hole has no 8-connected one either; so only labels with
@@ -330,8 +328,7 @@ def _filled_area(
     owner[components[rows, cols]] = index
     n_components = np.bincount(owner[owner >= 0], minlength=ids.size)
     filled = geo["area"].copy()
-    holes = n_components > geo["euler_number"]
-    for i in np.flatnonzero(holes).tolist():
+    for i in np.flatnonzero(n_components > geo["euler_number"]).tolist():
         crop = labels[geo["row0"][i] : geo["row1"][i], geo["col0"][i] : geo["col1"][i]] == ids[i]
         filled[i] = np.count_nonzero(ndi.binary_fill_holes(crop, _FILL_STRUCTURE))
-    return filled, holes
+    return filled

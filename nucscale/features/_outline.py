@@ -36,9 +36,7 @@ _STEP = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], dtype=np.int64)
 def outline_wkb(
     labels: np.ndarray,
     ids: np.ndarray,
-    box: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     *,
-    holes: np.ndarray | None = None,
     scale: float = 1.0,
     origin: tuple[int, int] = (0, 0),
     pixels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
@@ -48,8 +46,7 @@ def outline_wkb(
     ``origin`` is the window's top-left analysis pixel in the slide and ``scale`` the level-0
     pixels per analysis pixel. ``pixels`` = (rows, cols, i) of every pixel of a measured
     nucleus in raster order (``i`` its position in ``ids``), when the caller has it: the work is
-    then proportional to the nuclei's pixels, not the window's. ``box`` and ``holes`` are
-    accepted for the caller's convenience and not needed.
+    then proportional to the nuclei's pixels, not the window's.
     """
     n = int(ids.size)
     if n == 0:

@@ -46,10 +46,10 @@ MEASUREMENTS = ("type_prob", "centroid_x_um", "centroid_y_um", *MORPHOLOGY, *INT
 _NAMESPACE = uuid.UUID("5d0b5a4e-8f43-4a36-9a4b-6b7f2e1c0d11")  # nucscale's UUID namespace
 
 
-def _batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def _batches(path: Path) -> Iterator[pa.RecordBatch]:
     if schema_version(path) == "1":  # unknown versions raise SchemaVersionError there
         raise InputError(path, "schema version 1 table has no outlines; re-run the slide")
-    yield from pq.ParquetFile(path).iter_batches(batch_size=8192, columns=columns)
+    yield from pq.ParquetFile(path).iter_batches(batch_size=8192)
 
 
 def _json_number(v: float) -> float | None:

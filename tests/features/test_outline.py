@@ -13,8 +13,7 @@ from nucscale.features._outline import outline_wkb
 def _outlines(labels: np.ndarray, **kw: object) -> np.ndarray:
     props = regionprops(labels)
     ids = np.array([p.label for p in props])
-    box = tuple(np.array([p.bbox[j] for p in props]) for j in range(4))
-    return shapely.from_wkb(outline_wkb(labels, ids, box, **kw))  # type: ignore[arg-type]
+    return shapely.from_wkb(outline_wkb(labels, ids, **kw))  # type: ignore[arg-type]
 
 
 def test_lone_pixel_is_its_square() -> None:
