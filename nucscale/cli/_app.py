@@ -30,7 +30,5 @@ def _setup(
 
 
 def main() -> None:
-    """Entry point of the ``nucscale`` script."""
-    from nucscale.cli import _evaluate, _info, _results, _run, _train  # noqa: F401 - registers
-
+    """Entry point of the ``nucscale`` script (the package registers the commands)."""
     app()

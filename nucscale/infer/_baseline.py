@@ -188,12 +188,17 @@ class BaselineSegmenter(Segmenter):
         return Calibration({"threshold": threshold, "otsu": otsu, "source": "otsu"})
 
     def segment(
-        self, rgb: np.ndarray, calibration: Calibration, origin: tuple[int, int] = (0, 0)
+        self,
+        rgb: np.ndarray,
+        calibration: Calibration,
+        origin: tuple[int, int] = (0, 0),
+        extent: tuple[int, int] | None = None,
     ) -> Segmentation:
         """Segment nuclei in ``rgb`` with the slide's ``calibration``; see the module docstring.
 
-        A calibration without ``"threshold"`` uses ``DEFAULT_THRESHOLD``. ``origin`` is not
-        needed: every step is a neighbourhood operation, equal wherever the window starts.
+        A calibration without ``"threshold"`` uses ``DEFAULT_THRESHOLD``. ``origin`` and
+        ``extent`` are not needed: every step is a neighbourhood operation, equal wherever the
+        window starts, and cheap over the white padding.
         """
         _check_rgb(rgb)
         p = self._px

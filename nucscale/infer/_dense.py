@@ -3,7 +3,8 @@
 Maps come from the sliding-window engine over the window's valid region; the model's own
 post-processing turns them into instances; the result is placed back in window coordinates
 with ``valid`` set, so the pipeline's ownership rule treats the valid region's edge as the
-window's edge.
+window's edge (except where it is the image's own edge: given the image's extent, no patch is
+computed beyond it).
 """
 
 from __future__ import annotations
@@ -59,11 +60,18 @@ class DenseSegmenter(Segmenter):
         return self.min_halo
 
     def segment(
-        self, rgb: np.ndarray, calibration: Calibration, origin: tuple[int, int] = (0, 0)
+        self,
+        rgb: np.ndarray,
+        calibration: Calibration,
+        origin: tuple[int, int] = (0, 0),
+        extent: tuple[int, int] | None = None,
     ) -> Segmentation:
-        """Segment ``rgb`` whose top-left is global pixel ``origin``."""
+        """Segment ``rgb`` whose top-left is global pixel ``origin``; given the image's
+        ``extent``, maps are computed only over patches that overlap the image."""
         t0 = time.perf_counter()
-        maps, valid = predict_region(self.model, rgb, origin, batch_size=self.batch_size)
+        maps, valid = predict_region(
+            self.model, rgb, origin, batch_size=self.batch_size, extent=extent
+        )
         model_s = time.perf_counter() - t0
         labels = np.zeros(rgb.shape[:2], np.int32)
         x0, y0, x1, y1 = valid

@@ -108,9 +108,18 @@ class Segmenter(abc.ABC):
 
     @abc.abstractmethod
     def segment(
-        self, rgb: np.ndarray, calibration: Calibration, origin: tuple[int, int] = (0, 0)
+        self,
+        rgb: np.ndarray,
+        calibration: Calibration,
+        origin: tuple[int, int] = (0, 0),
+        extent: tuple[int, int] | None = None,
     ) -> Segmentation:
-        """Segment ``rgb`` (h, w, 3) uint8 whose top-left is global pixel ``origin`` (x, y)."""
+        """Segment ``rgb`` (h, w, 3) uint8 whose top-left is global pixel ``origin`` (x, y).
+
+        ``extent`` is the whole image's (width, height) when known: a segmenter may skip work
+        beyond it (what lies there is padding, and nuclei there are dropped anyway), as long as
+        its output inside the image stays the same in every window.
+        """
 
     def describe(self) -> dict[str, str]:
         """Key-value provenance recorded in the Parquet metadata."""

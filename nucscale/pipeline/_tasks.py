@@ -99,15 +99,18 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     rgb = read_window(plan.tile_store, window)
     segmenter = plan.segmenter_instance()
     t1 = time.perf_counter()
-    seg = segmenter.segment(rgb, plan.calibration, (window.x0, window.y0))
+    seg = segmenter.segment(
+        rgb, plan.calibration, (window.x0, window.y0), (grid.width, grid.height)
+    )
     t2 = time.perf_counter()
     labels, view = seg.labels, window
     if seg.valid is not None:  # a dense model covers whole patches of its grid only
         x0, y0, x1, y1 = seg.valid
         labels, rgb = labels[y0:y1, x0:x1], rgb[y0:y1, x0:x1]
         view = Box(window.x0 + x0, window.y0 + y0, window.x0 + x1, window.y0 + y1)
-    labels = _clip_to_image(labels, view, grid.width, grid.height)
-    owned = owned_instances(labels, view, core, grid.index(row, col))
+    image = Box(0, 0, grid.width, grid.height)
+    labels = _clip_to_image(labels, view, image)
+    owned = owned_instances(labels, view, core, grid.index(row, col), image)
     cols = measure(
         labels, rgb, owned.labels, mpp=plan.choice.mpp, scale=plan.scale, origin=(view.x0, view.y0)
     )
@@ -133,10 +136,10 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     return TileStats(n, t4 - t0, stages=stages)
 
 
-def _clip_to_image(labels: np.ndarray, view: Box, width: int, height: int) -> np.ndarray:
+def _clip_to_image(labels: np.ndarray, view: Box, image: Box) -> np.ndarray:
     """``labels`` with pixels outside the image set to 0: a nucleus at the slide's edge may be
     predicted a pixel into the padding, which is not the slide (and not in the label image)."""
-    inner = view.intersect(Box(0, 0, width, height))
+    inner = view.intersect(image)
     if inner == view:
         return labels
     clipped = np.zeros_like(labels)

@@ -1,10 +1,11 @@
 """Which instances of a tile's window the tile owns (DESIGN.md invariant 2) and their ids.
 
-A tile owns an instance when (a) the instance does not touch the window's edge — so it is
-complete — and (b) its centroid, computed on the complete instance in global analysis
-coordinates, lies in the tile's half-open core. The centroid test is done in exact integer
-arithmetic (``count * x0 <= sum_x < count * x1``), so the same nucleus seen from two windows
-gets the same verdict bit for bit, and exactly one core can contain it.
+A tile owns an instance when (a) the instance does not touch the window's edge — so it is complete —
+where that edge lies inside the image (the image's own edge cuts nothing), and (b) its centroid,
+computed on the complete instance in global analysis coordinates, lies in the tile's half-open core.
+The centroid test is done in exact integer arithmetic (``count * x0 <= sum_x < count * x1``), so the
+same nucleus seen from two windows gets the same verdict bit for bit, and exactly one core can
+contain it.
 """
 
 from __future__ import annotations
@@ -36,14 +37,35 @@ class Owned:
     nucleus_ids: np.ndarray
 
 
-def edge_labels(labels: np.ndarray) -> np.ndarray:
-    """Label values present on the border rows/columns of ``labels``."""
-    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+def edge_labels(
+    labels: np.ndarray, window: Box | None = None, image: Box | None = None
+) -> np.ndarray:
+    """Label values on the border rows/columns of ``labels`` that cut the image: with
+    ``window`` (what ``labels`` covers) and ``image``, sides at or beyond the image's own edge
+    are left out; an instance touching one is complete."""
+    sides = [labels[0], labels[-1], labels[:, 0], labels[:, -1]]
+    if window is not None and image is not None:
+        cuts = [
+            window.y0 > image.y0,
+            window.y1 < image.y1,
+            window.x0 > image.x0,
+            window.x1 < image.x1,
+        ]
+        sides = [s for s, cut in zip(sides, cuts, strict=True) if cut]
+    if not sides:
+        return np.zeros(0, labels.dtype)
+    border = np.concatenate(sides)
     return np.unique(border[border > 0])
 
 
-def owned_instances(labels: np.ndarray, window: Box, core: Box, tile_index: int) -> Owned:
-    """Instances of ``labels`` (covering ``window``) owned by the tile with ``core``."""
+def owned_instances(
+    labels: np.ndarray, window: Box, core: Box, tile_index: int, image: Box | None = None
+) -> Owned:
+    """Instances of ``labels`` (covering ``window``) owned by the tile with ``core``.
+
+    ``image``: the image's extent, when ``labels`` is 0 outside it; instances touching the
+    window's edge where that edge is the image's are then owned as any other.
+    """
     n = int(labels.max(initial=0))
     if n == 0 or labels.size == 0:
         empty = np.zeros(0, np.int64)
@@ -62,7 +84,7 @@ def owned_instances(labels: np.ndarray, window: Box, core: Box, tile_index: int)
         & (count * core.y0 <= sy)
         & (sy < count * core.y1)
     )
-    inside[edge_labels(labels) - 1] = False
+    inside[edge_labels(labels, window, image) - 1] = False
     keep = index[inside]
     cy = sy[inside] / count[inside]
     cx = sx[inside] / count[inside]

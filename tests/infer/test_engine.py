@@ -29,6 +29,9 @@ def test_patch_grid_is_global() -> None:
     assert patch_grid(0, 100, 32, 3) == [32, 64]  # 0 would need input from -3
     assert patch_grid(-35, 135, 32, 3) == [-32, 0, 32, 64]
     assert patch_grid(5, 30, 32, 3) == []
+    # with the image's extent: only patches whose output overlaps [0, 70)
+    assert patch_grid(-35, 200, 32, 3, extent=70) == [0, 32, 64]
+    assert patch_grid(100, 100, 32, 3, extent=70) == []
 
 
 def test_maps_do_not_depend_on_the_window(tiny_model: DenseModel, image: np.ndarray) -> None:
@@ -61,13 +64,15 @@ def _owned_masks(
 ) -> list[tuple[int, ...]]:
     """Owned instances of one window, as flat indices into the 300 x 340 image."""
     rgb = padded[win.y0 + 100 : win.y1 + 100, win.x0 + 100 : win.x1 + 100]
-    out = seg.segment(rgb, Calibration(), (win.x0, win.y0))
+    out = seg.segment(rgb, Calibration(), (win.x0, win.y0), (340, 300))
     assert out.valid is not None
     x0, y0, x1, y1 = out.valid
     view = Box(win.x0 + x0, win.y0 + y0, win.x0 + x1, win.y0 + y1)
     labels = out.labels[y0:y1, x0:x1]
     masks = []
-    for lab in owned_instances(labels, view, core, index).labels:
+    # no patch beyond the image: the valid region ends on the image's last patch boundary
+    assert view.x0 >= 0 and view.y0 >= 0 and view.x1 <= 352 and view.y1 <= 320
+    for lab in owned_instances(labels, view, core, index, Box(0, 0, 340, 300)).labels:
         ys, xs = np.nonzero(labels == lab)
         masks.append(tuple(np.sort((ys + view.y0) * 340 + (xs + view.x0))))
     return masks

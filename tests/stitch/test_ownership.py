@@ -46,15 +46,24 @@ def window_of(field: np.ndarray, box: Box) -> np.ndarray:
     return out
 
 
-def run_tiles(field: np.ndarray, grid: TileGrid) -> dict[int, tuple[int, int]]:
-    """Map global label -> owning tile, asserting no nucleus is owned twice."""
+def run_tiles(field: np.ndarray, grid: TileGrid, crop: bool = False) -> dict[int, tuple[int, int]]:
+    """Map global label -> owning tile, asserting no nucleus is owned twice.
+
+    ``crop``: windows are cut to the image, as a dense model's valid region is when it computes
+    no patch beyond the image; ownership is then told the image's extent.
+    """
     owner: dict[int, tuple[int, int]] = {}
+    image = Box(0, 0, field.shape[1], field.shape[0])
     for r in range(grid.n_rows):
         for c in range(grid.n_cols):
             win = grid.window(r, c)
+            if crop:
+                win = win.intersect(image) or win
             raw = window_of(field, win)
             local, _, _ = relabel_sequential(raw)  # a segmenter numbers instances its own way
-            owned = owned_instances(local, win, grid.core(r, c), grid.index(r, c))
+            owned = owned_instances(
+                local, win, grid.core(r, c), grid.index(r, c), image if crop else None
+            )
             for lab in owned.labels:
                 g = int(raw[local == lab][0])
                 assert g not in owner, f"nucleus {g} owned by {owner[g]} and {(r, c)}"
@@ -69,14 +78,15 @@ def run_tiles(field: np.ndarray, grid: TileGrid) -> dict[int, tuple[int, int]]:
     extra_halo=st.integers(0, 10),
     h=st.integers(60, 200),
     w=st.integers(60, 200),
+    crop=st.booleans(),
 )
 def test_every_nucleus_owned_exactly_once(
-    seed: int, tile: int, extra_halo: int, h: int, w: int
+    seed: int, tile: int, extra_halo: int, h: int, w: int, crop: bool
 ) -> None:
     max_r = 7
     field = nuclei_field(seed, (h, w), n=80, max_r=max_r)
     grid = TileGrid(w, h, tile, halo=2 * max_r + 2 + extra_halo)
-    owner = run_tiles(field, grid)
+    owner = run_tiles(field, grid, crop)
     assert set(owner) == set(range(1, int(field.max()) + 1))
     # the owner is the tile whose core holds the centroid
     for g, (r, c) in owner.items():
@@ -94,6 +104,17 @@ def test_instances_cut_by_the_window_are_never_owned() -> None:
     assert owned.labels.tolist() == [2]
     assert owned.nucleus_ids.tolist() == [(3 << LOCAL_BITS) | 1]
     assert edge_labels(labels).tolist() == [1]
+
+
+def test_the_image_edge_cuts_nothing() -> None:
+    labels = np.zeros((20, 20), np.int32)
+    labels[0:5, 8:12] = 1  # touches the top edge: the image's own edge here
+    labels[15:20, 8:12] = 2  # touches the bottom edge: a cut, the image goes on below
+    window, core, image = Box(30, 0, 50, 20), Box(32, 0, 48, 18), Box(0, 0, 100, 100)
+    assert edge_labels(labels, window, image).tolist() == [2]
+    owned = owned_instances(labels, window, core, 0, image)
+    assert owned.labels.tolist() == [1]
+    assert owned_instances(labels, window, core, 0).labels.size == 0  # no extent: all cut
 
 
 def test_centroid_on_core_boundary_goes_to_exactly_one_tile() -> None:
