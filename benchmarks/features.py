@@ -1,9 +1,10 @@
 """Benchmark: `nucscale.features.measure` vs scikit-image regionprops_table; one JSON line.
 
-~2,000 seeded ellipses in a 1024 x 1024 window (a dense tile). nucscale's ``measure`` computes
-every column of the nucleus table (morphology, intensity, position and the WKB outline);
-``regionprops_table`` is timed with the 15 HoVer-Net morphology measures only (the issue's
-comparison, target >= 10x) and with everything it can give of ours.
+~2,000 seeded ellipses in a 1024 x 1024 window (a dense tile), best of 3 after a warm-up. The
+issue's comparison (target >= 10x): ``nucscale.features.morphology`` vs ``regionprops_table``
+with the same 15 HoVer-Net morphology measures. Also timed: nucscale's ``measure``, every
+column of the nucleus table (morphology, intensity, position and the WKB outline), vs
+``regionprops_table`` with everything it can give of those.
 
     python benchmarks/features.py
 """
@@ -13,12 +14,15 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 from skimage.draw import ellipse
 from skimage.measure import regionprops_table
 
-from nucscale.features import measure
+from nucscale.features import measure, morphology
+
+REPEATS = 3
 
 PROPS = (
     "label",
@@ -61,35 +65,50 @@ def main() -> None:
         labels[rr, cc] = n
     rgb = rng.integers(0, 256, size=(1024, 1024, 3), dtype=np.uint8)
     ids = np.unique(labels[labels > 0])
-    runs = {}
-    t0 = time.perf_counter()
-    measure(labels, rgb, ids, mpp=0.5)
-    runs["nucscale_measure_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    regionprops_table(labels, properties=MORPHOLOGY_15)
-    runs["regionprops_morphology15_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    regionprops_table(labels, intensity_image=rgb, properties=PROPS)
-    runs["regionprops_all_s"] = time.perf_counter() - t0
+    jobs = {
+        "nucscale_morphology15_s": lambda: morphology(labels, ids),
+        "nucscale_measure_s": lambda: measure(labels, rgb, ids, mpp=0.5),
+        "regionprops_morphology15_s": lambda: regionprops_table(labels, properties=MORPHOLOGY_15),
+        "regionprops_all_s": lambda: regionprops_table(
+            labels, intensity_image=rgb, properties=PROPS
+        ),
+    }
+    runs = {name: _best_of(job, REPEATS) for name, job in jobs.items()}
     n = int(ids.size)
-    speedup = runs["regionprops_morphology15_s"] / runs["nucscale_measure_s"]
+    speedup = runs["regionprops_morphology15_s"] / runs["nucscale_morphology15_s"]
     print(
         json.dumps(
             {
                 "name": "features",
-                "params": {"nuclei": n, "window_px": 1024, "threads": 1},
+                "params": {"nuclei": n, "window_px": 1024, "threads": 1, "best_of": REPEATS},
                 **{k: round(v, 3) for k, v in runs.items()},
-                "nucscale_nuclei_per_s": round(n / runs["nucscale_measure_s"]),
+                "nucscale_morphology15_nuclei_per_s": round(n / runs["nucscale_morphology15_s"]),
+                "nucscale_measure_nuclei_per_s": round(n / runs["nucscale_measure_s"]),
                 "regionprops_morphology15_nuclei_per_s": round(
                     n / runs["regionprops_morphology15_s"]
                 ),
-                "speedup_vs_morphology15": round(speedup, 2),
-                "speedup_vs_all": round(runs["regionprops_all_s"] / runs["nucscale_measure_s"], 2),
+                # the target: the same 15 measures on the same labels
+                "speedup_morphology15": round(speedup, 2),
+                # all 38 columns (outline, intensities, position too) vs all regionprops can give
+                "speedup_table_vs_regionprops_all": round(
+                    runs["regionprops_all_s"] / runs["nucscale_measure_s"], 2
+                ),
                 "target_speedup": 10,
                 "target_met": speedup >= 10,
             }
         )
     )
+
+
+def _best_of(job: Callable[[], object], repeats: int) -> float:
+    """Shortest wall time of ``repeats`` calls (after one warm-up call)."""
+    job()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        job()
+        times.append(time.perf_counter() - t0)
+    return min(times)
 
 
 if __name__ == "__main__":

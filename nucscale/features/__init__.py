@@ -2,9 +2,10 @@
 
 :func:`measure` turns a label window (analysis pixels) and its RGB image into one array per
 measured column of :data:`NUCLEUS_SCHEMA`; identity and class columns are added by the caller.
+:func:`morphology` gives the 15 shape measures alone, in pixels, for any label image.
 """
 
-from nucscale.features._morphology import MEASURED_COLUMNS, measure
+from nucscale.features._morphology import MEASURED_COLUMNS, measure, morphology
 from nucscale.features._schema import (
     COLUMN_INFO,
     COLUMNS,
@@ -28,5 +29,6 @@ __all__ = [
     "NUCLEUS_SCHEMA",
     "SCHEMA_VERSION",
     "measure",
+    "morphology",
     "schema_markdown",
 ]

@@ -4,23 +4,25 @@
 measured column of :data:`~nucscale.features._schema.NUCLEUS_SCHEMA` out.
 
 scikit-image's ``regionprops_table`` is the reference, and the tests check equality with it on
-synthetic and real (DSB 2018) labels. Calling it for every measure took 1.6 s for 2,000 nuclei
-in a 1024 x 1024 window (plus 0.2 s for intensity), most of it Python work per region and
-property. So the measures that are sums over pixels are computed for all nuclei at once with
-numpy, and only the convex hull (one Qhull call per nucleus, as regionprops does) and hole
-filling (only for nuclei that have a hole) stay per nucleus:
+synthetic and real (DSB 2018) labels. Calling it takes ~0.8 ms of Python per nucleus for the 15
+HoVer-Net measures, mostly per region and per property. Here every measure is computed for all
+nuclei of a window at once with numpy, on the nuclei's own pixels (the work grows with the
+measured pixels, not with the window and its halo); only hole filling stays per nucleus, for
+the few nuclei that have a hole:
 
 - area, bbox, centroid, inertia tensor (and from it the axis lengths, eccentricity,
   orientation): exact integer moments per label (``np.add.reduceat`` over pixels sorted by label,
   in coordinates local to the bounding box);
-- perimeter: scikit-image's 4-neighbourhood border-pixel weighting, evaluated for all labels on
-  the window, with "same label" in place of "foreground" (regionprops looks at one label alone,
-  so neighbouring labels count as background there too);
-- euler_number: scikit-image's 2 x 2 bit-quad counting (8-connectivity), per label.
+- perimeter: scikit-image's 4-neighbourhood border-pixel weighting, from the neighbours of each
+  measured pixel, with "same label" in place of "foreground" (regionprops looks at one label
+  alone, so neighbouring labels count as background there too);
+- euler_number: scikit-image's 2 x 2 bit-quad counting (8-connectivity), each counted quad
+  anchored at one pixel of its label;
+- convex area: exact integer hull counting for all nuclei at once,
+  :mod:`nucscale.features._convex` (12x faster than one Qhull call per nucleus).
 
-Measured on that window (2,000 ellipses, 2 CPU cores): 0.6 s instead of 1.8 s for
-``regionprops_table`` with the same measures and intensities, a 3x speed-up; the hull is 0.5 s
-of it. See ``benchmarks/features.py``. Remaining differences to regionprops are float
+``benchmarks/features.py`` measures it: 2,000 nuclei in a 1024 x 1024 window, one core.
+Remaining differences to regionprops are float
 rounding (relative ~1e-12; the minor axis of a one-pixel-wide line is 0 here and ~1e-8 there),
 and ``orientation`` of regions whose covariance is exactly zero and whose column variance
 exceeds the row variance: the angle is pi/2 here, while regionprops returns +pi/2 or -pi/2
@@ -36,8 +38,8 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label as label_components
-from skimage.morphology import convex_hull_image
 
+from nucscale.features._convex import convex_areas
 from nucscale.features._intensity import intensity
 from nucscale.features._outline import outline_wkb
 from nucscale.features._schema import COLUMNS, MORPHOLOGY, NUCLEUS_SCHEMA
@@ -122,12 +124,8 @@ def measure(
         return {name: np.zeros(0, dtype=_DTYPES[name]) for name in MEASURED_COLUMNS}
 
     rows, cols, index = _pixels(labels, ids)
-    geo = _moments(rows, cols, index, n, ids)
-    geo["perimeter"] = _perimeter(labels, ids)
-    geo["euler_number"] = _euler(labels, ids)
-    geo["convex_area"] = _convex_area(labels, ids, geo)
-    geo["filled_area"] = _filled_area(labels, ids, geo, rows, cols, index)
-    geo["solidity"] = geo["area"] / geo["convex_area"]
+    padded = np.pad(labels, 1)  # neighbours of the window's edge pixels are background
+    geo = _geometry(labels, padded, rows, cols, index, ids)
 
     x0, y0 = origin
     out: dict[str, np.ndarray] = {}
@@ -145,19 +143,54 @@ def measure(
         out[name] = geo[name] * mpp ** _UNIT_POWER[kind] if _UNIT_POWER[kind] else geo[name]
     out.update(intensity(rgb[rows, cols], index, n))
     out["geometry"] = outline_wkb(
-        labels, ids, scale=scale, origin=origin, pixels=(rows, cols, index)
+        labels, ids, scale=scale, origin=origin, pixels=(rows, cols, index), padded=padded
     )
     return {
         name: np.asarray(out[name]).astype(_DTYPES[name], copy=False) for name in MEASURED_COLUMNS
     }
 
 
+def morphology(labels: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """The 15 measures of :data:`~nucscale.features.MORPHOLOGY` for the nuclei ``ids``, in
+    pixel units, rows in the order of ``ids``.
+
+    The same numbers as ``skimage.measure.regionprops_table`` (``area``, ``area_bbox``,
+    ``area_convex``, ``area_filled``, ``perimeter``, ``equivalent_diameter_area``,
+    ``axis_major_length``, ``axis_minor_length``, ``eccentricity``, ``orientation``, ``extent``,
+    ``solidity``, ``euler_number``, ``inertia_tensor_eigvals``), see the module docstring;
+    :func:`measure` gives them in µm with everything else.
+    """
+    ids = _check_ids(labels, ids)
+    if ids.size == 0:
+        return {name: np.zeros(0, dtype=_DTYPES[name]) for name in MORPHOLOGY}
+    rows, cols, index = _pixels(labels, ids)
+    geo = _geometry(labels, np.pad(labels, 1), rows, cols, index, ids)
+    return {name: geo[name] for name in MORPHOLOGY}
+
+
+def _geometry(
+    labels: np.ndarray,
+    padded: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    index: np.ndarray,
+    ids: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Bounding boxes, centroid offsets and the morphology of every measured nucleus."""
+    n = int(ids.size)
+    geo = _moments(rows, cols, index, n, ids)
+    geo["perimeter"] = _perimeter(padded, rows, cols, index, n)
+    geo["euler_number"] = _euler(padded, rows, cols, index, n)
+    geo["filled_area"] = _filled_area(labels, ids, geo, rows, cols, index)
+    geo["solidity"] = geo["area"] / geo["convex_area"]
+    return geo
+
+
 def _check(
     labels: np.ndarray, rgb: np.ndarray, ids: np.ndarray, *, mpp: float, scale: float
 ) -> np.ndarray:
     """Validate the inputs of :func:`measure`; return ``ids`` as int64."""
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be a 2-D integer array, got {labels.ndim}-D {labels.dtype}")
+    arr = _check_ids(labels, ids)
     if rgb.shape != (*labels.shape, 3) or rgb.dtype != np.uint8:
         raise ValueError(
             f"rgb must be uint8 of shape {(*labels.shape, 3)} (the labels' window), "
@@ -165,6 +198,13 @@ def _check(
         )
     if not (math.isfinite(mpp) and mpp > 0 and math.isfinite(scale) and scale > 0):
         raise ValueError(f"mpp and scale must be positive, got mpp={mpp}, scale={scale}")
+    return arr
+
+
+def _check_ids(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Validate a label window and the ids to measure in it; return ``ids`` as int64."""
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 2-D integer array, got {labels.ndim}-D {labels.dtype}")
     arr = np.asarray(ids)
     if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"ids must be a 1-D integer array, got {arr.ndim}-D {arr.dtype}")
@@ -193,7 +233,8 @@ def _pixels(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _moments(
     rows: np.ndarray, cols: np.ndarray, index: np.ndarray, n: int, ids: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Area, bbox, centroid and the inertia-tensor measures from exact integer moments."""
+    """Area, bbox, centroid, the inertia-tensor measures (exact integer moments) and the convex
+    area, from the pixels sorted by nucleus (raster order within each)."""
     counts = np.bincount(index, minlength=n)
     if np.any(counts == 0):
         missing = ids[counts == 0][:10].tolist()
@@ -204,7 +245,7 @@ def _moments(
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     row0, col0 = np.minimum.reduceat(r, starts), np.minimum.reduceat(c, starts)
     row1, col1 = np.maximum.reduceat(r, starts) + 1, np.maximum.reduceat(c, starts) + 1
-    seg = np.repeat(np.arange(n), counts)
+    seg = np.repeat(np.arange(n, dtype=np.int64), counts)
     lr, lc = r - row0[seg], c - col0[seg]  # local coordinates keep the sums small and exact
     s_r, s_c = np.add.reduceat(lr, starts), np.add.reduceat(lc, starts)
     s_rr, s_cc = np.add.reduceat(lr * lr, starts), np.add.reduceat(lc * lc, starts)
@@ -236,7 +277,9 @@ def _moments(
     )
     area = counts.astype(np.float64)
     bbox_area = ((row1 - row0) * (col1 - col0)).astype(np.float64)
+    convex = convex_areas(lr, lc, seg, n).astype(np.float64)
     return {
+        "convex_area": convex,
         "row0": row0,
         "col0": col0,
         "row1": row1,
@@ -258,55 +301,54 @@ def _moments(
     }
 
 
-def _perimeter(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """skimage.measure.perimeter(mask, 4) of every label, in one pass over the window."""
-    padded = np.pad(labels, 1)
-    core = padded[1:-1, 1:-1]
-    h, w = labels.shape
+def _perimeter(
+    padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, index: np.ndarray, n: int
+) -> np.ndarray:
+    """skimage.measure.perimeter(mask, 4) of every nucleus, from its pixels' neighbours.
 
-    def shifted(dr: int, dc: int) -> np.ndarray:
-        return padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
-
-    interior = np.ones(labels.shape, dtype=bool)
+    ``padded`` is the label window with a one-pixel background border; a pixel is on the
+    border when a 4-neighbour is not of its label, and each border pixel is weighted by which
+    of its 8 neighbours are border pixels of the same label (scikit-image's code table).
+    """
+    pr, pc = rows + 1, cols + 1
+    own = padded[pr, pc]
+    interior = np.ones(rows.shape, dtype=bool)
     for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        interior &= shifted(dr, dc) == core
-    border = (core != 0) & ~interior
-    border_padded = np.pad(border, 1)
-    br, bc = np.nonzero(border)
-    label = core[br, bc]
+        interior &= padded[pr + dr, pc + dc] == own
+    edge = ~interior
+    br, bc, label = pr[edge], pc[edge], own[edge]
+    on_border = np.zeros(padded.shape, dtype=bool)
+    on_border[br, bc] = True
     code = np.ones(br.shape, dtype=np.intp)
     for dr, dc, weight in _NEIGHBOURS:
-        qr, qc = br + 1 + dr, bc + 1 + dc
-        code += weight * ((padded[qr, qc] == label) & border_padded[qr, qc])
-    index = _lookup(label.astype(np.int64), ids)
-    keep = index >= 0
-    return np.bincount(index[keep], weights=_PERIMETER_WEIGHTS[code[keep]], minlength=ids.size)
+        qr, qc = br + dr, bc + dc
+        code += weight * ((padded[qr, qc] == label) & on_border[qr, qc])
+    return np.bincount(index[edge], weights=_PERIMETER_WEIGHTS[code], minlength=n)
 
 
-def _euler(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """skimage.measure.euler_number(mask, connectivity=2) of every label, by 2x2 bit quads."""
-    p = np.pad(labels, 1)
-    a, b, c, d = p[:-1, :-1], p[:-1, 1:], p[1:, :-1], p[1:, 1:]
-    # Only three quad configurations have a non-zero coefficient for 8-connectivity (Gray's
-    # bit quads, skimage's EULER_COEFS2D_8): the label alone at top-left (+1), on the
-    # anti-diagonal alone (-1), and everywhere but bottom-right (-1).
-    single = (a != 0) & (b != a) & (c != a) & (d != a)
-    anti = (b != 0) & (c == b) & (a != b) & (d != b)
-    three = (a != 0) & (b == a) & (c == a) & (d != a)
-    euler = np.zeros(ids.size, dtype=np.int64)
-    for mask, values, sign in ((single, a, 1), (anti, b, -1), (three, a, -1)):
-        index = _lookup(values[mask].astype(np.int64), ids)
-        euler += sign * np.bincount(index[index >= 0], minlength=ids.size)
-    return euler
+def _euler(
+    padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, index: np.ndarray, n: int
+) -> np.ndarray:
+    """skimage.measure.euler_number(mask, connectivity=2) of every nucleus, by 2x2 bit quads.
 
-
-def _convex_area(labels: np.ndarray, ids: np.ndarray, geo: dict[str, np.ndarray]) -> np.ndarray:
-    """Convex-hull area of every label (skimage convex_hull_image), one bounding box at a time."""
-    convex = np.empty(ids.size, dtype=np.float64)
-    for i, label in enumerate(ids.tolist()):
-        crop = labels[geo["row0"][i] : geo["row1"][i], geo["col0"][i] : geo["col1"][i]] == label
-        convex[i] = np.count_nonzero(convex_hull_image(crop))
-    return convex
+    Only three quad configurations have a non-zero coefficient for 8-connectivity (Gray's bit
+    quads, skimage's EULER_COEFS2D_8); each is counted at one pixel of its label: the label
+    alone at the top-left (+1; the pixel is that top-left), everywhere but the bottom-right
+    (-1; the pixel is the top-left), and on the anti-diagonal alone (-1; the pixel is the
+    top-right).
+    """
+    pr, pc = rows + 1, cols + 1
+    own = padded[pr, pc]
+    east = padded[pr, pc + 1] == own
+    south = padded[pr + 1, pc] == own
+    south_east = padded[pr + 1, pc + 1] == own
+    west = padded[pr, pc - 1] == own
+    south_west = padded[pr + 1, pc - 1] == own
+    alone = ~east & ~south & ~south_east
+    three = east & south & ~south_east
+    anti = south_west & ~west & ~south
+    value = alone.astype(np.int64) - three - anti
+    return np.bincount(index, weights=value, minlength=n).astype(np.int64)
 
 
 def _filled_area(
@@ -323,9 +365,12 @@ def _filled_area(
     label without a 4-connected hole has no 8-connected one either; so only labels with
     ``components > euler_number`` are filled, one bounding box at a time.
     """
-    components = label_components(labels, background=0, connectivity=2)
+    # connected components on the measured pixels' bounding box only (not the whole window)
+    r0, c0 = int(rows.min()), int(cols.min())
+    crop = labels[r0 : int(rows.max()) + 1, c0 : int(cols.max()) + 1]
+    components = label_components(crop, background=0, connectivity=2)
     owner = np.full(int(components.max()) + 1, -1, dtype=np.int64)
-    owner[components[rows, cols]] = index
+    owner[components[rows - r0, cols - c0]] = index
     n_components = np.bincount(owner[owner >= 0], minlength=ids.size)
     filled = geo["area"].copy()
     for i in np.flatnonzero(n_components > geo["euler_number"]).tolist():

@@ -40,13 +40,15 @@ def outline_wkb(
     scale: float = 1.0,
     origin: tuple[int, int] = (0, 0),
     pixels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    padded: np.ndarray | None = None,
 ) -> np.ndarray:
     """WKB polygon (bytes, object array) of each nucleus ``ids[i]``, in level-0 pixels.
 
     ``origin`` is the window's top-left analysis pixel in the slide and ``scale`` the level-0
     pixels per analysis pixel. ``pixels`` = (rows, cols, i) of every pixel of a measured
     nucleus in raster order (``i`` its position in ``ids``), when the caller has it: the work is
-    then proportional to the nuclei's pixels, not the window's.
+    then proportional to the nuclei's pixels, not the window's; ``padded``, ``labels`` with a
+    one-pixel border of 0, likewise saves a copy of the window.
     """
     n = int(ids.size)
     if n == 0:
@@ -56,7 +58,9 @@ def outline_wkb(
         order = np.argsort(ids)
         owner_of = order[np.searchsorted(ids[order], labels[rows, cols])]
         pixels = (rows, cols, owner_of)
-    xs, ys, dirs, owner = _edges(labels, *pixels)
+    if padded is None:
+        padded = np.pad(labels, 1)
+    xs, ys, dirs, owner = _edges(padded, *pixels)
     ring_x, ring_y, ring_owner, ring_id = _rings(xs, ys, dirs, owner, labels.shape)
     coords, ring_index, piece_owner = _exteriors(ring_x, ring_y, ring_owner, ring_id, n)
     coords = (coords + np.array(origin, dtype=np.float64)) * scale
@@ -72,12 +76,13 @@ def outline_wkb(
 
 
 def _edges(
-    labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, index: np.ndarray
+    padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, index: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Start corner (x, y in window pixel corners), direction and nucleus of every boundary
-    edge of the given pixels, in raster order of their pixels, the nucleus on the edge's left."""
-    padded = np.pad(labels, 1)
-    own = labels[rows, cols]
+    edge of the given pixels, in raster order of their pixels, the nucleus on the edge's left
+    (``padded``: the label window with a one-pixel border of 0)."""
+    width = padded.shape[1] - 2
+    own = padded[rows + 1, cols + 1]
     parts = []
     # (neighbour offset, start corner offset from the pixel's top-left, direction)
     for (dr, dc), (ox, oy), d in (
@@ -88,7 +93,7 @@ def _edges(
     ):
         edge = padded[rows + 1 + dr, cols + 1 + dc] != own
         r, c = rows[edge], cols[edge]
-        parts.append((r * labels.shape[1] + c, c + ox, r + oy, np.full(r.size, d), index[edge]))
+        parts.append((r * width + c, c + ox, r + oy, np.full(r.size, d), index[edge]))
     raster = np.concatenate([q[0] for q in parts])
     order = np.argsort(raster, kind="stable")
     xs, ys, dirs, owner = (np.concatenate([q[i] for q in parts])[order] for i in range(1, 5))

@@ -18,7 +18,8 @@ from skimage.color import rgb2hed
 from skimage.draw import disk, ellipse
 from skimage.measure import regionprops_table
 
-from nucscale.features import MEASURED_COLUMNS, MORPHOLOGY, NUCLEUS_SCHEMA, measure
+from nucscale.features import MEASURED_COLUMNS, MORPHOLOGY, NUCLEUS_SCHEMA, measure, morphology
+from nucscale.features._convex import convex_areas
 
 #: Our column -> regionprops_table column, for the measures compared at mpp = 1, scale = 1.
 REFERENCE = {
@@ -129,6 +130,32 @@ def test_synthetic_matches_regionprops(ellipses: tuple[np.ndarray, np.ndarray]) 
     row = {int(v): i for i, v in enumerate(ids)}
     assert got["euler_number"][row[100]] == 0  # the ring has one hole
     assert got["filled_area"][row[100]] > got["area"][row[100]]
+
+
+def test_morphology_alone_equals_regionprops(ellipses: tuple[np.ndarray, np.ndarray]) -> None:
+    labels, rgb = ellipses
+    ids = np.array([100, 3, 101, 104], dtype=np.int64)
+    got = morphology(labels, ids)
+    assert set(got) == set(MORPHOLOGY)
+    want = reference(labels, rgb, ids)
+    assert_matches(got, {name: want[name] for name in MORPHOLOGY})
+
+
+def test_convex_areas_of_large_ragged_shapes() -> None:
+    """Big, holed, many-piece and one-row shapes: the lock-step hulls equal Qhull's counts."""
+    rng = np.random.default_rng(5)
+    labels = np.zeros((420, 300), dtype=np.int32)
+    labels[10:400, 20:280][rng.random((390, 260)) < 0.02] = 1  # sparse speckle, 390 rows
+    labels[200:260, 100:200][rng.random((60, 100)) < 0.6] = 2
+    labels[5, 10:290] = 3  # one row
+    labels[50:350, 150] = 4  # one column
+    ids = np.array([1, 2, 3, 4], dtype=np.int64)
+    rows, cols = np.nonzero(labels)
+    owner = np.searchsorted(ids, labels[rows, cols])
+    order = np.argsort(owner, kind="stable")
+    got = convex_areas(rows[order].astype(np.int64), cols[order].astype(np.int64), owner[order], 4)
+    want = regionprops_table(labels, properties=["area_convex"])["area_convex"]
+    np.testing.assert_array_equal(got, want)
 
 
 def test_subset_in_given_order_ignores_other_labels(
