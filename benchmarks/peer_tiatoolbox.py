@@ -149,8 +149,13 @@ def tia_driver(argv: list[str]) -> None:
     (store,) = out.values()
     group = zarr.open_group(str(store), mode="r")
     keys = sorted(group.keys())
-    nuclei = int(group["centroid"].shape[0]) if "centroid" in keys else 0
-    patches = int(group["coordinates"].shape[0]) if "coordinates" in keys else None
+
+    def rows(key: str) -> int | None:
+        arr = group[key] if key in keys else None
+        return int(arr.shape[0]) if isinstance(arr, zarr.Array) else None
+
+    nuclei = rows("centroid") or 0
+    patches = rows("coordinates")
     record = {
         "nuclei": nuclei,
         "patches": patches,

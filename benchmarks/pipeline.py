@@ -38,7 +38,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mosaic import make_mosaic
 
-from nucscale.store import read_manifest
+from nucscale.store import nuclei_path, read_manifest, read_metadata
 
 STAGES = (
     "plan_s",
@@ -139,10 +139,13 @@ def run_once(slide: Path, workers: int, model: str, tile: int | None, out: Path)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {err.decode()[-2000:]}")
     (row,) = read_manifest(out).values()
+    meta = read_metadata(nuclei_path(out, row.slide_id))
     stages = {k: round(getattr(row, k), 2) for k in STAGES if getattr(row, k, None) is not None}
     worker_time = wall * workers
     model_s = getattr(row, "model_s", None)
     result = {
+        "tile": int(meta["tile_size"]),
+        "halo": int(meta["halo"]),
         "wall_s": round(wall, 1),
         "slide_wall_s": round(row.wall_s or 0, 1),
         "tissue_mm2": round(row.tissue_mm2 or 0, 3),
@@ -183,7 +186,6 @@ def main() -> None:
                     "size": size,
                     "model": model,
                     "workers": workers,
-                    "tile": args.tile or "default",
                     **res,
                     "machine": info,
                 }

@@ -21,6 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from peer_tiatoolbox import TIA_PYTHON  # noqa: E402  (its own venv, beside the repository)
 from pipeline import STAGES  # noqa: E402  (the stage columns pipeline.py reports)
 
 README = HERE.parent / "README.md"
@@ -51,6 +52,10 @@ def plan(quick: bool, sizes: str) -> list[list[str]]:
             ],
             ["exactness.py", "--mosaic", "2x2", "--segmenters", "baseline,unet"],
         ]
+        if TIA_PYTHON.exists():
+            runs.append(["peer_tiatoolbox.py", "--size", "512"])
+        else:
+            print(f"peer_tiatoolbox: skipped, no TIAToolbox venv at {TIA_PYTHON}", file=sys.stderr)
     return runs
 
 
@@ -86,10 +91,16 @@ def table(records: list[dict[str, Any]]) -> str:
     for r in records:
         name = r.get("name") or r.get("benchmark", "?")
         key = json.dumps(
-            [name, r.get("size"), r.get("model"), r.get("workers"), r.get("slide"), r.get("tile")],
+            [
+                name,
+                *(r.get(k) for k in ("size", "model", "workers", "slide", "tile")),
+                *(r.get(k) for k in ("input", "segmenter")),
+            ],
             default=str,
         )
         newest[key] = r
+    for r in newest.values():
+        r.setdefault("commit", "")
     rows = list(newest.values())
     out: list[str] = []
     machine = next(
@@ -103,12 +114,12 @@ def table(records: list[dict[str, Any]]) -> str:
     pipe = [r for r in rows if r.get("name") == "pipeline"]
     if pipe:
         out.append(
-            "| mosaic px | model | workers | tissue mm² | nuclei | wall s | s/mm² | nuclei/s "
-            "| tiles/s | model share | overhead (target ≤ 20 %) | 2-worker efficiency "
-            "(≥ 85 %) | peak RSS per worker GiB (≤ 2) | client GiB |"
+            "| mosaic px | model | tile | workers | tissue mm² | nuclei | wall s | s/mm² "
+            "| nuclei/s | tiles/s | model share | overhead (target ≤ 20 %) | 2-worker efficiency "
+            "(≥ 85 %) | peak RSS per worker GiB (≤ 2) | client GiB | commit |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for r in sorted(pipe, key=lambda r: (r["size"], r["model"], r["workers"])):
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in sorted(pipe, key=_pipeline_order):
             out.append(
                 "| "
                 + " | ".join(
@@ -116,6 +127,7 @@ def table(records: list[dict[str, Any]]) -> str:
                     for v in (
                         r["size"],
                         r["model"],
+                        _tile(r),
                         r["workers"],
                         r["tissue_mm2"],
                         r["nuclei"],
@@ -128,6 +140,7 @@ def table(records: list[dict[str, Any]]) -> str:
                         r.get("efficiency_2_workers"),
                         r["worker_peak_gib"],
                         r["client_peak_gib"],
+                        r.get("commit"),
                     )
                 )
                 + " |"
@@ -135,35 +148,80 @@ def table(records: list[dict[str, Any]]) -> str:
         out.append("")
         out.append("Stage split (CPU-seconds summed over tasks):\n")
         out.append(
-            "| mosaic px | model | workers | "
+            "| mosaic px | model | tile | workers | "
             + " | ".join(s.removesuffix("_s") for s in STAGES)
             + " |"
         )
-        out.append("|---|---|---|" + "---|" * len(STAGES))
-        for r in sorted(pipe, key=lambda r: (r["size"], r["model"], r["workers"])):
+        out.append("|---|---|---|---|" + "---|" * len(STAGES))
+        for r in sorted(pipe, key=_pipeline_order):
             st = r.get("stages_cpu_s", {})
             out.append(
-                f"| {r['size']} | {r['model']} | {r['workers']} | "
+                f"| {r['size']} | {r['model']} | {_tile(r)} | {r['workers']} | "
                 + " | ".join(_fmt(st.get(s)) for s in STAGES)
                 + " |"
             )
         out.append("")
+    out += _stitching(rows)
     other = [
         r
         for r in rows
-        if r.get("name") in ("features", "reader") or str(r.get("name", "")).startswith("outputs")
+        if r.get("name") in ("features", "reader", "peer_tiatoolbox")
+        or str(r.get("name", "")).startswith("outputs")
     ]
     if other:
         out.append("| benchmark | figures |")
         out.append("|---|---|")
         for r in other:
-            figures = {k: v for k, v in r.items() if k not in ("name", "machine")}
+            figures = {
+                k: v
+                for k, v in r.items()
+                if k not in ("name", "machine", "nucscale", "tiatoolbox", "region")
+            }
             out.append(
                 f"| {r['name']} | "
                 + ", ".join(f"{k}: {_fmt(v)}" for k, v in figures.items())
                 + " |"
             )
     return "\n".join(out) + "\n"
+
+
+def _tile(r: dict[str, Any]) -> int:
+    """The tile size of a pipeline record (records before the per-segmenter default said
+    "default", which was 1024 for every segmenter)."""
+    return 1024 if r.get("tile") in (None, "default") else int(r["tile"])
+
+
+def _pipeline_order(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r["size"], r["model"], _tile(r), r["workers"])
+
+
+def _stitching(rows: list[dict[str, Any]]) -> list[str]:
+    """The stitching-cost table (``exactness.py``): tiled vs whole-image, per tile size."""
+    recs = [r for r in rows if r.get("benchmark") == "exactness"]
+    if not recs:
+        return []
+    out = [
+        "Stitching (tiled vs one whole-image tile, same code, tissue detection off):\n",
+        "| input | segmenter | tile | identical nuclei and features | PQ vs whole | tiled s "
+        "| whole s | tiled / whole | halo share of computed px |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(recs, key=lambda r: (r["input"], r["segmenter"], r["tile"])):
+        same = bool(r.get("same_partition") and r.get("same_features"))
+        cells = (
+            r["input"],
+            r["segmenter"],
+            r["tile"],
+            same,
+            r.get("pq"),
+            r.get("seconds"),
+            r.get("whole_seconds"),
+            r.get("tiled_over_whole"),
+            r.get("halo_share"),
+        )
+        out.append("| " + " | ".join(_fmt(v) for v in cells) + " |")
+    out.append("")
+    return out
 
 
 def update_readme(text: str) -> None:
@@ -182,9 +240,13 @@ def main() -> None:
     ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args()
     if not args.table_only:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+        ).stdout.strip()
         for cmd in plan(args.quick, args.sizes):
             with RESULTS.open("a", encoding="utf-8") as fh:
                 for rec in run(cmd):
+                    rec.setdefault("commit", commit or None)
                     print(json.dumps(rec), flush=True)
                     fh.write(json.dumps(rec) + "\n")
     records = [json.loads(x) for x in RESULTS.read_text().splitlines() if x.strip()]

@@ -96,7 +96,7 @@ def main() -> None:
                     "model": args.model or Settings().segmenter,
                     "exit_code": proc.returncode,
                     "workers": args.workers or psutil.cpu_count(),
-                    "tile": args.tile or 1024,
+                    "tile": args.tile or "default",
                     "nuclei": nuclei,
                     "rows_written": n_rows,
                     "tissue_mm2": round(mm2, 3),

@@ -28,7 +28,8 @@ class Settings:
         Relative difference between a level's pixel size and ``mpp`` below which the level is
         used as it is (no resampling); the recorded analysis pixel size is then the level's own.
     tile:
-        Core size of a tile in analysis pixels (also the Zarr chunk size).
+        Core size of a tile in analysis pixels (also the Zarr chunk size); ``None``: the
+        segmenter's own (:attr:`~nucscale.infer.Segmenter.default_tile`).
     halo:
         Context around each core in analysis pixels; ``None`` takes the segmenter's minimum.
     segmenter:
@@ -49,7 +50,7 @@ class Settings:
 
     mpp: float | None = None
     mpp_tolerance: float = 0.05
-    tile: int = 1024
+    tile: int | None = None
     halo: int | None = None
     segmenter: str = "unet"
     weights: str | None = None
@@ -61,7 +62,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.mpp is not None and not self.mpp > 0:
             raise ConfigError(f"mpp must be positive, got {self.mpp}")
-        if self.tile < 64:
+        if self.tile is not None and self.tile < 64:
             raise ConfigError(f"tile must be at least 64 px, got {self.tile}")
         if self.tissue not in ("auto", "brightfield", "fluorescence", "none"):
             raise ConfigError(

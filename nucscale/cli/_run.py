@@ -43,7 +43,11 @@ def run(
         float | None, typer.Option(help="Pixel size to analyse at, µm/px (default 0.5).")
     ] = None,
     tile: Annotated[
-        int | None, typer.Option(help="Tile core size in analysis pixels (default 1024).")
+        int | None,
+        typer.Option(
+            help="Tile core size in analysis pixels (default: the segmenter's own, 2048 for "
+            "networks, 1024 for the classical baseline)."
+        ),
     ] = None,
     halo: Annotated[
         int | None, typer.Option(help="Context around each tile (default: segmenter's minimum).")
@@ -93,7 +97,7 @@ def run(
         )
         seg, _ = build_segmenter(settings, plan_mpp(settings))
         if settings.halo is not None:
-            check_halo(seg, settings.halo, settings.tile)
+            check_halo(seg, settings.halo, settings.tile or seg.default_tile)
         if mpp is not None and not mpp > 0:
             raise typer.BadParameter("must be positive", param_hint="--mpp")
         slides, rejected = resolve_inputs(inputs, mpp)

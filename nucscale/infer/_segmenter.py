@@ -78,6 +78,9 @@ class Segmenter(abc.ABC):
         ``(step, offset)``: a dense network computes maps on a global grid of ``step`` px
         patches read ``offset`` px around them; tile windows end on that grid so no part of a
         window is wasted (``(1, 0)``: no grid).
+    default_tile:
+        Tile core size used when the settings give none. Larger tiles spend less of their
+        work on the halo (which is computed again by the neighbours) but hold more in memory.
     """
 
     name: str = "abstract"
@@ -87,6 +90,7 @@ class Segmenter(abc.ABC):
     native_mpp: float | None = None
     accelerated: bool = False
     grid_alignment: tuple[int, int] = (1, 0)
+    default_tile: int = 1024
 
     @property
     def min_halo(self) -> int:

@@ -175,10 +175,11 @@ def make_plan(
         mask = tissue_mask_for(thumb, "none" if settings.tissue == "none" else modality)
         choice = choose_level(slide, mpp0, analysis_mpp(settings), settings.mpp_tolerance)
         segmenter, params = build_segmenter(settings, choice.mpp, modality)
-        halo = segmenter.halo_for(settings.tile) if settings.halo is None else settings.halo
-        check_halo(segmenter, halo, settings.tile)
+        tile = settings.tile or segmenter.default_tile
+        halo = segmenter.halo_for(tile) if settings.halo is None else settings.halo
+        check_halo(segmenter, halo, tile)
         step, offset = segmenter.grid_alignment
-        grid = TileGrid(choice.width, choice.height, settings.tile, halo, step, offset)
+        grid = TileGrid(choice.width, choice.height, tile, halo, step, offset)
         mask_scale = thumb_ds * mpp0 / choice.mpp
         tiles = tuple(tissue_tiles(grid, mask, mask_scale))
         calibration = segmenter.calibrate(thumb, mask)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,13 +117,12 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     )
     n = owned.labels.size
     types = seg.types[owned.labels - 1] if n else np.zeros(0, np.int16)
-    names = segmenter.type_names
     cols.update(
         nucleus_id=owned.nucleus_ids,
         tile_row=np.full(n, row, np.int32),
         tile_col=np.full(n, col, np.int32),
         type=types.astype(np.int16),
-        type_name=np.array([names.get(int(t), str(int(t))) for t in types], dtype=object),
+        type_name=_type_names(types, segmenter.type_names),
         type_prob=(seg.probs[owned.labels - 1] if n else np.zeros(0)).astype(np.float32),
     )
     table = pa.Table.from_pydict({k: cols[k] for k in NUCLEUS_SCHEMA.names}, schema=NUCLEUS_SCHEMA)
@@ -134,6 +134,14 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     t4 = time.perf_counter()
     stages = (t1 - t0, seg.model_s, t2 - t1 - seg.model_s, t3 - t2, t4 - t3)
     return TileStats(n, t4 - t0, stages=stages)
+
+
+def _type_names(types: np.ndarray, names: Mapping[int, str]) -> pa.Array:
+    """The name of each type code (its number when the segmenter names none), as Arrow
+    strings built from the few distinct codes (no Python string per nucleus)."""
+    codes, inverse = np.unique(types, return_inverse=True)
+    table = pa.array([names.get(int(t), str(int(t))) for t in codes], pa.string())
+    return table.take(pa.array(inverse.ravel().astype(np.int32)))
 
 
 def _clip_to_image(labels: np.ndarray, view: Box, image: Box) -> np.ndarray:
