@@ -27,22 +27,37 @@ _FOUR = ndi.generate_binary_structure(2, 1)
 
 
 def _relabel(labels: np.ndarray, min_area: int, max_diameter: int) -> np.ndarray:
-    """Drop small / too-large instances; renumber 1..n in raster order of first pixel."""
-    flat = labels.ravel()
-    ids, first, counts = np.unique(flat, return_index=True, return_counts=True)
-    keep = (ids > 0) & (counts >= min_area)
-    if max_diameter > 0 and keep.any():
-        for sl_i, sl in enumerate(ndi.find_objects(labels)):
-            if sl is None:
-                continue
-            lab = sl_i + 1
-            big = (sl[0].stop - sl[0].start) > max_diameter or (
-                sl[1].stop - sl[1].start
-            ) > max_diameter
-            if big:
-                keep[np.searchsorted(ids, lab)] = False
-    kept = ids[keep][np.argsort(first[keep], kind="stable")]
-    lut = np.zeros(int(ids.max()) + 1 if ids.size else 1, np.int32)
+    """Drop small / too-large instances; renumber 1..n in raster order of first pixel.
+
+    In O(pixels) passes (bincount, find_objects): a sort of the whole window (``np.unique``)
+    cost a third of the post-processing. An instance's first pixel in raster order is on the
+    top row of its bounding box: the leftmost of its pixels there.
+    """
+    n = int(labels.max(initial=0))
+    if n == 0:
+        return np.zeros_like(labels, np.int32)
+    counts = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = counts >= min_area
+    keep[0] = False
+    top = np.zeros(n + 1, np.int64)
+    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        top[lab] = sl[0].start
+        if max_diameter > 0 and max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) > (
+            max_diameter
+        ):
+            keep[lab] = False
+    kept = np.flatnonzero(keep)
+    # first pixel of each kept instance: among its pixels on its top row, the leftmost
+    first = np.zeros(n + 1, np.int64)
+    for row in np.unique(top[kept]).tolist():
+        line = labels[row]
+        cols = np.flatnonzero(keep[line] & (top[line] == row))
+        values, at = np.unique(line[cols], return_index=True)
+        first[values] = row * labels.shape[1] + cols[at]
+    kept = kept[np.argsort(first[kept], kind="stable")]
+    lut = np.zeros(n + 1, np.int32)
     lut[kept] = np.arange(1, kept.size + 1, dtype=np.int32)
     return lut[labels]
 
@@ -94,8 +109,8 @@ def unet_instances(
         labels[orphan > 0] = orphan[orphan > 0] + base
     labels = _relabel(labels, min_area, max_diameter)
     n_out = int(labels.max())
-    if n_out:
-        probs = ndi.mean(fg, labels, index=np.arange(1, n_out + 1)).astype(np.float32)
-    else:
-        probs = np.zeros(0, np.float32)
+    # mean foreground per instance (bincount: one pass, where ndi.mean takes several)
+    area = np.bincount(labels.ravel(), minlength=n_out + 1)[1:]
+    total = np.bincount(labels.ravel(), weights=fg.ravel().astype(np.float64), minlength=n_out + 1)
+    probs = (total[1:] / np.maximum(area, 1)).astype(np.float32)
     return Segmentation(labels, np.ones(n_out, np.int16), probs)
