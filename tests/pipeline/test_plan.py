@@ -45,6 +45,16 @@ def test_segmenter_is_built_at_the_analysis_pixel_size(cmu1_svs: Path, tmp_path:
     assert "calibration.threshold" in dict(plan.provenance)
 
 
+def test_tile_defaults_to_the_segmenters_own(cmu1_svs: Path, tmp_path: Path) -> None:
+    """Networks get 2048 px tiles (less of their work on the halo), the baseline 1024 px; an
+    explicit --tile wins."""
+    inp = SlideInput(str(cmu1_svs), "s")
+    unet = make_plan(inp, Settings(segmenter="unet"), str(tmp_path), "k")
+    assert (unet.grid.tile, unet.grid.halo) == (2048, unet.segmenter_instance().halo_for(2048))
+    assert make_plan(inp, Settings(segmenter="baseline"), str(tmp_path), "k").grid.tile == 1024
+    assert make_plan(inp, Settings(segmenter="unet", tile=512), str(tmp_path), "k").grid.tile == 512
+
+
 def test_too_small_halo_is_refused(cmu1_svs: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="too small"):
         make_plan(SlideInput(str(cmu1_svs), "s"), Settings(halo=5), str(tmp_path), "k")
