@@ -35,6 +35,13 @@ def run(
     workers: Annotated[
         int | None, typer.Option(help="Local worker processes (default: one per core).")
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Threads per local worker for the network and numeric kernels (default: the "
+            "cores divided among the workers)."
+        ),
+    ] = None,
     mpp: Annotated[
         float | None,
         typer.Option(help="Pixel size of the slides in µm/px, for files that do not record it."),
@@ -106,7 +113,9 @@ def run(
         raise typer.Exit(2) from None
     t0 = time.perf_counter()
     try:
-        with get_client(scheduler, workers, dashboard_address=dashboard, gpu=gpu) as client:
+        with get_client(
+            scheduler, workers, threads=threads, dashboard_address=dashboard, gpu=gpu
+        ) as client:
             if client.dashboard_link:
                 console.print(f"dashboard: {client.dashboard_link}")
             with Progress(

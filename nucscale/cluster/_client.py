@@ -22,11 +22,21 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment giving a worker process ``threads`` threads for torch, OpenMP and BLAS
+    kernels (Dask's nanny otherwise pins them to the worker's one task thread)."""
+    return {
+        name: str(threads)
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    }
+
+
 @contextmanager
 def get_client(
     scheduler: str | None = None,
     workers: int | None = None,
     *,
+    threads: int | None = None,
     dashboard_address: str | None = ":8787",
     memory_limit: str = "auto",
     gpu: bool = False,
@@ -38,8 +48,12 @@ def get_client(
     scheduler:
         Address of a running scheduler (``tcp://host:8786``); ``None`` starts a LocalCluster.
     workers:
-        Worker processes for the LocalCluster (default: one per core); each has one thread,
-        because numpy/torch kernels inside a task already use the core.
+        Worker processes for the LocalCluster (default: one per core); each runs one task at a
+        time.
+    threads:
+        Threads each local worker gives the kernels inside a task (torch's convolutions,
+        OpenMP, BLAS); default: the cores divided among the workers (1 with one worker per
+        core; all cores for ``workers=1``, so a single tile is not left on one core).
     dashboard_address:
         Where the LocalCluster serves its dashboard; ``None`` disables it.
     gpu:
@@ -47,9 +61,10 @@ def get_client(
         ``GPU=1`` resource) instead of CPU workers; needs the ``gpu`` extra.
     """
     if scheduler is not None:
-        if workers is not None:
+        if workers is not None or threads is not None:
             raise ConfigError(
-                "--workers applies to the local cluster only; omit it with --scheduler"
+                "--workers and --threads apply to the local cluster only; omit them with "
+                "--scheduler (give `dask worker` its own)"
             )
         try:
             client = Client(scheduler, timeout="20s")
@@ -67,6 +82,9 @@ def get_client(
     n = workers if workers is not None else default_workers()
     if n < 1:
         raise ConfigError(f"--workers must be at least 1, got {n}")
+    k = threads if threads is not None else max(1, default_workers() // n)
+    if k < 1:
+        raise ConfigError(f"--threads must be at least 1, got {k}")
     with (
         LocalCluster(
             n_workers=n,
@@ -74,6 +92,7 @@ def get_client(
             processes=True,
             memory_limit=memory_limit,
             dashboard_address=dashboard_address,
+            env=thread_env(k),
         ) as cluster,
         Client(cluster) as client,
     ):
