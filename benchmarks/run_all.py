@@ -93,7 +93,8 @@ def table(records: list[dict[str, Any]]) -> str:
         key = json.dumps(
             [
                 name,
-                *(r.get(k) for k in ("size", "model", "workers", "slide", "tile")),
+                *(r.get(k) for k in ("size", "model", "workers", "slide")),
+                _tile(r) if name == "pipeline" else r.get("tile"),
                 *(r.get(k) for k in ("input", "segmenter")),
             ],
             default=str,
@@ -116,9 +117,9 @@ def table(records: list[dict[str, Any]]) -> str:
         out.append(
             "| mosaic px | model | tile | workers | tissue mm² | nuclei | wall s | s/mm² "
             "| nuclei/s | tiles/s | model share | overhead (target ≤ 20 %) | 2-worker efficiency "
-            "(≥ 85 %) | peak RSS per worker GiB (≤ 2) | client GiB | commit |"
+            "(≥ 85 %) | machine's ceiling | peak RSS per worker GiB (≤ 2) | client GiB | commit |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sorted(pipe, key=_pipeline_order):
             out.append(
                 "| "
@@ -138,6 +139,7 @@ def table(records: list[dict[str, Any]]) -> str:
                         r.get("model_share_of_worker_time"),
                         r.get("overhead_share"),
                         r.get("efficiency_2_workers"),
+                        r.get("machine_efficiency_ceiling"),
                         r["worker_peak_gib"],
                         r["client_peak_gib"],
                         r.get("commit"),
