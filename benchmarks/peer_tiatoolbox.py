@@ -12,7 +12,8 @@ weights on the same image region, each in a fresh process tree:
   ``module.`` prefix (``to_tiatoolbox_key``); both sides assert that every key loads, shapes
   included, and their SHA-256 over all tensors must match;
 - nucscale: ``python -m nucscale run CROP --model hovernet --weights CKPT --workers 1
-  --tissue none`` (analysis pixel size from the TIFF: 0.25 µm/px);
+  --threads N --tissue none`` (analysis pixel size from the TIFF: 0.25 µm/px; N = the cores,
+  as TIAToolbox's torch uses them all: one tile, one worker, every core);
 - TIAToolbox: ``MultiTaskSegmentor`` (2.1's successor of the deprecated
   ``NucleusInstanceSegmentor``) in WSI mode, input and output at ``{"units": "mpp",
   "resolution": 0.25}`` (the reader is told 0.25 µm/px: it finds no pixel size in a flat TIFF),
@@ -287,6 +288,8 @@ def run_nucscale(work: Path, crop: Path, ckpt: Path, tile: int | None, env: dict
         str(ckpt),
         "--workers",
         "1",
+        "--threads",
+        str(os.cpu_count() or 1),
         "--tissue",
         "none",
         "--dashboard",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nucscale.cluster import default_workers, get_client
+from nucscale.cluster import get_client
 from nucscale.errors import ConfigError
 
 
@@ -14,11 +14,12 @@ def _torch_threads() -> int:
     return int(torch.get_num_threads())
 
 
-def test_one_worker_gets_every_core_and_threads_override() -> None:
+def test_workers_run_one_thread_unless_told() -> None:
+    """One thread by default (outputs independent of the worker count); --threads gives more."""
     with get_client(workers=1, dashboard_address=None) as client:
-        assert set(client.run(_torch_threads).values()) == {default_workers()}
-    with get_client(workers=1, threads=1, dashboard_address=None) as client:
         assert set(client.run(_torch_threads).values()) == {1}
+    with get_client(workers=1, threads=2, dashboard_address=None) as client:
+        assert set(client.run(_torch_threads).values()) == {2}
 
 
 def test_threads_are_for_the_local_cluster_only() -> None:

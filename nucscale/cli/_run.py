@@ -38,8 +38,8 @@ def run(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="Threads per local worker for the network and numeric kernels (default: the "
-            "cores divided among the workers)."
+            help="Threads per local worker for the network and numeric kernels (default 1; "
+            "network outputs may round differently with another thread count)."
         ),
     ] = None,
     mpp: Annotated[
