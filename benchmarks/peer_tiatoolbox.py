@@ -46,7 +46,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -237,16 +236,11 @@ def measure(cmd: list[str], cwd: Path, log: Path, env: dict[str, str]) -> tuple[
 
 
 def machine() -> dict[str, Any]:
-    import psutil
-    import torch
+    """The machine record of the pipeline benchmark (imported here, in the project's
+    environment: the TIAToolbox driver side of this script imports only torch and tiatoolbox)."""
+    from pipeline import machine as pipeline_machine
 
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
-        "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
+    return pipeline_machine()
 
 
 def make_inputs(work: Path, slide: Path, x: int, y: int, size: int) -> tuple[Path, Path, str]:
