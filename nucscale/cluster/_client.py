@@ -54,7 +54,8 @@ def get_client(
         Threads each local worker gives the kernels inside a task (torch's convolutions,
         OpenMP, BLAS); default 1, so results do not depend on the number of workers: some
         networks' CPU convolutions round differently with another thread count (HoVer-Net's
-        maps differ by ~1e-5 relative between 1 and 2 threads). More threads help when there
+        probability maps differ by up to ~4e-3 between 1 and 2 threads; the default U-Net's
+        are bit-identical). More threads help when there
         are fewer tiles than cores (``--workers 1 --threads 2`` for one tile on two cores).
     dashboard_address:
         Where the LocalCluster serves its dashboard; ``None`` disables it.
