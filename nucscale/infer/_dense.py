@@ -33,8 +33,9 @@ class DenseSegmenter(Segmenter):
         self.context = spec.margin + spec.output_size - 1 + model.postprocess_context
         self.max_nucleus_diameter = model.max_nucleus_diameter
         self.grid_alignment = (spec.output_size, spec.margin)
-        # the halo (context + largest nucleus, ~290 px for the shipped U-Net) is recomputed by
-        # every neighbour: at 1024 px cores it is 59 % of the network's pixels, at 2048 px 39 %
+        # the halo (288 px for the shipped U-Net) is recomputed by every neighbour: on a 20k²
+        # slide it is 55 % of the network's pixels at 1024 px cores, 35 % at 2048 px
+        # (benchmarks/exactness.py halo_share)
         self.default_tile = 2048
         # valid maps must reach this far beyond a core: an owned nucleus extends up to its
         # diameter past the core, and its labels depend on maps postprocess_context around it

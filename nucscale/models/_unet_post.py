@@ -44,9 +44,8 @@ def _relabel(labels: np.ndarray, min_area: int, max_diameter: int) -> np.ndarray
         if sl is None:
             continue
         top[lab] = sl[0].start
-        if max_diameter > 0 and max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) > (
-            max_diameter
-        ):
+        side = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)
+        if max_diameter > 0 and side > max_diameter:
             keep[lab] = False
     kept = np.flatnonzero(keep)
     # first pixel of each kept instance: among its pixels on its top row, the leftmost
