@@ -63,6 +63,10 @@ class DenseSegmenter(Segmenter):
             return m + -(-self._needed // out) * out
         return self.min_halo
 
+    def calibrate(self, tissue_rgb: np.ndarray, tissue_mask: np.ndarray) -> Calibration:
+        """The model's slide-level statistics (:meth:`DenseModel.calibrate`), once per slide."""
+        return Calibration(self.model.calibrate(tissue_rgb, tissue_mask))
+
     def segment(
         self,
         rgb: np.ndarray,
@@ -74,7 +78,12 @@ class DenseSegmenter(Segmenter):
         ``extent``, maps are computed only over patches that overlap the image."""
         t0 = time.perf_counter()
         maps, valid = predict_region(
-            self.model, rgb, origin, batch_size=self.batch_size, extent=extent
+            self.model,
+            rgb,
+            origin,
+            batch_size=self.batch_size,
+            extent=extent,
+            calibration=calibration.values,
         )
         model_s = time.perf_counter() - t0
         labels = np.zeros(rgb.shape[:2], np.int32)

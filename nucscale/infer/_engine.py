@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,9 +72,11 @@ def predict_region(
     batch_size: int = 8,
     device: torch.device | None = None,
     extent: tuple[int, int] | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Maps of ``rgb`` (whose top-left is global pixel ``origin`` = (x, y)); with ``extent``
-    (the image's width, height) only over patches that overlap the image.
+    (the image's width, height) only over patches that overlap the image. ``calibration`` is
+    the slide's (:meth:`DenseModel.calibrate`), handed to every patch's preprocessing.
 
     Returns
     -------
@@ -95,7 +98,7 @@ def predict_region(
     _ready(model, device)
     starts = [(py - oy, px - ox) for py in ys for px in xs]
     maps: np.ndarray | None = None
-    for batch_starts, batch in _batches(model, rgb, starts, batch_size):
+    for batch_starts, batch in _batches(model, rgb, starts, batch_size, calibration):
         pred = _run(model, batch, device)
         if maps is None:
             maps = np.zeros((pred.shape[1], valid[3] - valid[1], valid[2] - valid[0]), np.float32)
@@ -106,13 +109,22 @@ def predict_region(
 
 
 def predict_image(
-    model: DenseModel, rgb: np.ndarray, *, background: int = 255, **kwargs: object
+    model: DenseModel,
+    rgb: np.ndarray,
+    *,
+    background: int = 255,
+    calibration: Mapping[str, Any] | None = None,
+    **kwargs: object,
 ) -> np.ndarray:
     """Maps of a whole image, padded with ``background`` so the patch grid covers every pixel.
 
     ``background`` is what lies beyond the image: 255 (glass) for brightfield, 0 for
-    fluorescence, as the pipeline's tile store pads.
+    fluorescence, as the pipeline's tile store pads. ``calibration`` defaults to the model's
+    statistics of the whole image (:meth:`DenseModel.calibrate`, all of it as tissue).
     """
+    if calibration is None:
+        calibration = model.calibrate(rgb, np.ones(rgb.shape[:2], bool))
+    kwargs["calibration"] = calibration
     out, m = model.spec.output_size, model.spec.margin
     h, w = rgb.shape[:2]
     # just enough padding for the ceil(side / out) patches that cover the image, no more
@@ -123,7 +135,11 @@ def predict_image(
 
 
 def _batches(
-    model: DenseModel, rgb: np.ndarray, starts: list[tuple[int, int]], batch_size: int
+    model: DenseModel,
+    rgb: np.ndarray,
+    starts: list[tuple[int, int]],
+    batch_size: int,
+    calibration: Mapping[str, Any] | None,
 ) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
     """Preprocessed batches; the next one is prepared in a thread while the current one runs."""
     size, m = model.spec.input_size, model.spec.margin
@@ -133,7 +149,7 @@ def _batches(
         # never differ between windows, so a patch's maps are bit-identical in every window
         full = chunk + [chunk[-1]] * (batch_size - len(chunk))
         stack = np.stack([rgb[y - m : y - m + size, x - m : x - m + size] for y, x in full])
-        return model.preprocess(stack)
+        return model.preprocess(stack, calibration)
 
     chunks = [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
     with ThreadPoolExecutor(max_workers=1) as pool:

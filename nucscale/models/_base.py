@@ -6,6 +6,11 @@ consumes, e.g. HoVer-Net fast mode 256 -> 164). The engine (``nucscale.infer._en
 window with patches on a *global* grid aligned to ``output_size``, so every output pixel is
 computed from the same input pixels whichever tile asks (DESIGN invariant 1), stitches the maps,
 and hands them to :meth:`DenseModel.postprocess`, which turns maps into instances.
+
+Anything a model's input transform needs from the whole slide (an intensity range, a mean and
+variance) comes from :meth:`DenseModel.calibrate`, computed once per slide from the plan's
+low-resolution image, and is handed to :meth:`DenseModel.preprocess` for every patch; a
+statistic of the patch itself would differ between tiles and break translation consistency.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,9 +73,17 @@ class DenseModel(abc.ABC):
     channels_last_cpu: bool = False
     weights_sha256: str = ""
 
+    def calibrate(self, thumb: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+        """Slide-level statistics the input transform needs, from the low-resolution image
+        ``thumb`` (h, w, 3) uint8 and its tissue mask (plain values; none by default)."""
+        return {}
+
     @abc.abstractmethod
-    def preprocess(self, patches: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 RGB -> (N, C, H, W) float32 network input (on the CPU)."""
+    def preprocess(
+        self, patches: np.ndarray, calibration: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB -> (N, C, H, W) float32 network input (on the CPU), using
+        the slide's ``calibration`` (:meth:`calibrate`) where the transform needs one."""
 
     @abc.abstractmethod
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from os import PathLike
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -189,8 +190,11 @@ class HoVerNet(DenseModel):
             log.info("%s: no weights given, network is randomly initialised", self.name)
         self.module.eval()
 
-    def preprocess(self, patches: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 in [0, 255] (the net scales itself)."""
+    def preprocess(
+        self, patches: np.ndarray, calibration: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 in [0, 255] (the net scales itself;
+        no slide statistics)."""
         if patches.ndim != 4 or patches.shape[-1] != 3:
             raise SegmenterError(f"expected (N, H, W, 3) RGB patches, got shape {patches.shape}")
         return torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float()

@@ -306,7 +306,9 @@ class TorchScriptModel(DenseModel):
         if self.card.weights_sha256 and self.card.weights_sha256 != self.weights_sha256:
             log.warning("%s: sha256 differs from the one in model card %s", path, self.card.path)
 
-    def preprocess(self, patches: np.ndarray) -> torch.Tensor:
+    def preprocess(
+        self, patches: np.ndarray, calibration: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
         """(N, H, W, 3) uint8 RGB -> (N, C, H, W) float32 normalised network input."""
         if self.haematoxylin:
             h = rgb2hed(patches, channel_axis=-1)[..., :1] * (255.0 / _H_FULL_SCALE)

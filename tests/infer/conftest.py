@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +30,9 @@ class TinyNet(DenseModel):
                 conv.weight.fill_(1 / 9)
         self.module = torch.nn.Sequential(*convs)
 
-    def preprocess(self, patches: np.ndarray) -> torch.Tensor:
+    def preprocess(
+        self, patches: np.ndarray, calibration: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
         grey = torch.from_numpy(patches).float().mean(dim=-1, keepdim=True) / 255.0
         return 1.0 - grey.permute(0, 3, 1, 2)
 
