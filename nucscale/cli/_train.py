@@ -22,8 +22,26 @@ def train(
     batch: Annotated[int, typer.Option(help="Patches per step.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and patch sampling.")] = 0,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
-    scale_min: Annotated[float, typer.Option(help="Smallest zoom of a training patch.")] = 0.5,
-    scale_max: Annotated[float, typer.Option(help="Largest zoom of a training patch.")] = 1.6,
+    scale_min: Annotated[float, typer.Option(help="Smallest zoom of a training patch.")] = 0.8,
+    scale_max: Annotated[float, typer.Option(help="Largest zoom of a training patch.")] = 1.25,
+    mpp: Annotated[
+        float,
+        typer.Option(
+            "--mpp",
+            help="Analysis pixel size, µm/px: every image is resampled to it from its own "
+            "(index.json 'mpp', else estimated from its nuclei).",
+        ),
+    ] = 0.5,
+    negatives: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--negatives",
+            help="Unlabelled brightfield slide whose bare glass serves as nucleus-free patches "
+            "(repeatable).",
+        ),
+    ] = None,
+    depth: Annotated[int, typer.Option(help="U-Net resolution levels.")] = 4,
+    width: Annotated[int, typer.Option(help="U-Net channels at full resolution.")] = 8,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 2,
     export: Annotated[
@@ -47,6 +65,9 @@ def train(
     if not 0 < scale_min <= scale_max:
         console.print("[red]error:[/red] need 0 < --scale-min <= --scale-max")
         raise typer.Exit(2)
+    if not 0 < mpp < float("inf") or depth < 1 or width < 1:
+        console.print("[red]error:[/red] need a finite --mpp > 0, --depth >= 1, --width >= 1")
+        raise typer.Exit(2)
     cfg = TrainConfig(
         steps=steps,
         patch=patch,
@@ -57,6 +78,10 @@ def train(
         threads=threads,
         scale_min=scale_min,
         scale_max=scale_max,
+        mpp=mpp,
+        negatives=tuple(str(p) for p in negatives or ()),
+        depth=depth,
+        width=width,
     )
     columns = (
         TextColumn("step {task.completed:.0f}/{task.total:.0f}"),

@@ -37,12 +37,13 @@ def _torchscript(
     return DenseSegmenter(TorchScriptModel(weights, card, haematoxylin=stain))
 
 
-def _unet(weights: str | None = None) -> Segmenter:
-    """nucscale's own U-Net (``--model unet``); without ``--weights`` the shipped default model."""
+def _unet(weights: str | None = None, modality: str = "brightfield") -> Segmenter:
+    """nucscale's own U-Net (``--model unet``); without ``--weights`` the shipped default model.
+    The slide's modality decides how its pixels become the network's input."""
     from nucscale.infer._dense import DenseSegmenter
     from nucscale.models.unet import UNetModel
 
-    return DenseSegmenter(UNetModel(weights))
+    return DenseSegmenter(UNetModel(weights, modality=modality))
 
 
 def _hovernet(weights: str | None = None, mode: str = "fast") -> Segmenter:

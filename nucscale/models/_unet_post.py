@@ -2,10 +2,14 @@
 
 1. foreground mask: ``fg >= fg_threshold``;
 2. markers: connected components (4-connectivity) of foreground minus boundary
-   (``boundary >= boundary_threshold``), markers smaller than ``min_marker`` px (default
-   ``min_area // 4``) ignored, so chromatin texture inside a large nucleus does not split it;
-3. watershed of the boundary map from the markers, restricted to the foreground mask (pixels
-   flow to the marker they reach through the lowest boundary values);
+   (``boundary >= boundary_threshold``) and, given a distance map and ``dist_threshold``, minus
+   pixels nearer a nucleus' edge than that (``dist < dist_threshold``: markers are then the
+   nuclei's cores, which touching nuclei do not share); markers smaller than ``min_marker`` px
+   (default ``min_area // 4``) ignored, so chromatin texture inside a large nucleus does not
+   split it;
+3. watershed from the markers, restricted to the foreground mask, over the boundary map (or
+   ``1 - distance`` in distance mode): pixels flow to the marker they reach through the lowest
+   values;
 4. foreground components no marker reached (thin nuclei whose interior is all boundary)
    become instances of their own;
 5. instances under ``min_area`` px or with a bounding box side over ``max_diameter`` dropped,
@@ -65,8 +69,10 @@ def unet_instances(
     fg: np.ndarray,
     boundary: np.ndarray,
     *,
+    dist: np.ndarray | None = None,
     fg_threshold: float = 0.5,
     boundary_threshold: float = 0.5,
+    dist_threshold: float | None = None,
     min_area: int = 10,
     max_diameter: int = 0,
     min_marker: int | None = None,
@@ -77,8 +83,10 @@ def unet_instances(
     ----------
     fg, boundary:
         (h, w) probabilities in [0, 1].
-    fg_threshold, boundary_threshold:
-        Cut-offs of the two maps.
+    dist:
+        Optional (h, w) normalised distance to the nucleus edge (1 at its centre).
+    fg_threshold, boundary_threshold, dist_threshold:
+        Cut-offs of the maps (``dist_threshold`` ``None``: markers from the boundary alone).
     min_area:
         Smallest instance kept, px.
     max_diameter:
@@ -95,13 +103,18 @@ def unet_instances(
     boundary = np.asarray(boundary, np.float32)
     mask = fg >= fg_threshold
     seeds = mask & (boundary < boundary_threshold)
+    elevation = boundary
+    if dist is not None and dist_threshold is not None:
+        dist = np.asarray(dist, np.float32)
+        seeds &= dist >= dist_threshold
+        elevation = 1.0 - dist
     markers, n = ndi.label(seeds, structure=_FOUR)
     if n:
         sizes = np.bincount(markers.ravel(), minlength=n + 1)
         small = sizes < max(1, min_area // 4 if min_marker is None else min_marker)
         small[0] = False
         markers[small[markers]] = 0
-    labels = watershed(boundary, markers, mask=mask, connectivity=1).astype(np.int32)
+    labels = watershed(elevation, markers, mask=mask, connectivity=1).astype(np.int32)
     orphan, n_orphan = ndi.label(mask & (labels == 0), structure=_FOUR)
     if n_orphan:
         base = int(labels.max())

@@ -14,19 +14,23 @@ is computed from the same input pixels whichever tile asks (DESIGN invariant 1).
 halo only has to cover the margin, post-processing context and largest nucleus: 288 px, not
 the 543 px an unaligned grid would need (:meth:`DenseSegmenter.halo_for`).
 
-Input normalisation is a *fixed* per-pixel transform, ``rgb / 255`` (key ``"rgb/255"``), not a
-per-patch standardisation, which would differ between tiles. One network handles brightfield
-(H&E: dark nuclei on a bright background) and fluorescence (bright nuclei on a dark one):
-training sees both, with inversion, channel mixing and H&E stain jitter
-(``nucscale.train._augment``), rather than converting one modality to the other here.
+Input: one canonical look for both modalities (:mod:`nucscale.models._unet_input`): brightfield
+as ``rgb / 255``, fluorescence as its nuclear signal scaled by the slide's intensity range
+(computed once per slide by :meth:`UNetModel.calibrate`) and inverted, so nuclei are dark on a
+bright background for the network either way. The slide's modality comes from the plan.
 
 Output channels (sigmoid): 0 foreground probability, 1 boundary (instance contour)
-probability. :mod:`nucscale.models._unet_post` turns them into instances.
+probability, and (three-output weights) 2 the distance to the nucleus' edge divided by its
+largest such distance (1 at its centre). :mod:`nucscale.models._unet_post` turns them into
+instances; the weights file stores the post-processing thresholds and the plausibility rules
+(smallest nucleus in µm²) that go with them.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Mapping
 from importlib import resources
 from os import PathLike
 from pathlib import Path
@@ -40,12 +44,17 @@ from nucscale.errors import SegmenterError
 from nucscale.infer._segmenter import Segmentation
 from nucscale.models._base import DenseModel, PatchSpec
 from nucscale.models._checkpoint import safe_load, sha256_file
+from nucscale.models._unet_input import (
+    LEGACY_NORMALISATION,
+    NORMALISATION,
+    intensity_range,
+    network_input,
+)
 from nucscale.models._unet_post import unet_instances
 
 log = logging.getLogger(__name__)
 
-#: The only input normalisation this module implements.
-NORMALISATION = "rgb/255"
+MODALITIES = ("brightfield", "fluorescence")
 #: Defaults of :class:`UNet`; the weights file's ``config`` overrides them.
 DEFAULT_CONFIG: dict[str, int] = {"depth": 4, "width": 8, "in_channels": 3, "out_channels": 2}
 
@@ -149,9 +158,12 @@ def read_weights(path: str | PathLike[str]) -> dict[str, Any]:
     data = safe_load(p)
     if not isinstance(data, dict) or "state_dict" not in data or "config" not in data:
         raise SegmenterError(f"{p}: expected a dict with 'state_dict' and 'config' (U-Net format)")
-    norm = data.get("normalisation", NORMALISATION)
-    if norm != NORMALISATION:
-        raise SegmenterError(f"{p}: unknown input normalisation {norm!r}; expected {NORMALISATION}")
+    norm = data.get("normalisation", LEGACY_NORMALISATION)
+    if norm not in (NORMALISATION, LEGACY_NORMALISATION):
+        raise SegmenterError(
+            f"{p}: unknown input normalisation {norm!r}; this nucscale reads "
+            f"{NORMALISATION!r} and {LEGACY_NORMALISATION!r}"
+        )
     return data
 
 
@@ -165,37 +177,41 @@ class UNetModel(DenseModel):
         also works); default: the packaged ``unet-default.pt``. ``None`` with
         ``random_init=True`` keeps random weights of ``DEFAULT_CONFIG``.
     mpp:
-        Nominal pixel size. DSB 2018, the default model's data, has none; its nuclei are
-        roughly 10-60 px across, as at 0.5 µm/px.
+        Pixel size the network works at; default: the weights file's ``"mpp"`` (what it was
+        trained at), else 0.5.
+    modality:
+        ``"brightfield"`` or ``"fluorescence"``: how slides are turned into the network's input
+        (:mod:`nucscale.models._unet_input`). The pipeline passes the slide's.
     fg_threshold, boundary_threshold, min_area:
         Post-processing parameters (:func:`nucscale.models._unet_post.unet_instances`);
-        the thresholds (and the smallest marker) default to those tuned on the training
-        images and stored in the weights file (``"postprocess"``), else 0.5 (and
-        ``min_area // 4``).
+        default: those stored in the weights file (``"postprocess"``: tuned on the training
+        images; ``"plausibility"``: ``min_area_um2``), else 0.5 and 10 px.
     """
 
     name = "unet"
     spec = PatchSpec(320, 256)
     # watershed flooding stays inside one foreground component; instances wider than
     # max_nucleus_diameter are dropped, so a label depends on maps within about one diameter
-    max_nucleus_diameter = 128  # largest DSB 2018 nucleus bbox side is 112 px
+    max_nucleus_diameter = 128  # 64 µm at 0.5 µm/px; the largest DSB 2018 nucleus is 56 µm
     postprocess_context = 128
     channels_last_cpu = True  # 1.5x faster on the CPU at width 8 (benchmarks/models.py)
 
     def __init__(
         self,
         weights: str | PathLike[str] | None = None,
-        mpp: float = 0.5,
+        mpp: float | None = None,
         *,
+        modality: str = "brightfield",
         random_init: bool = False,
         fg_threshold: float | None = None,
         boundary_threshold: float | None = None,
-        min_area: int = 10,
+        min_area: int | None = None,
     ) -> None:
-        self.mpp = float(mpp)
-        self.min_area = min_area
+        if modality not in MODALITIES:
+            raise SegmenterError(f"unet: modality must be one of {MODALITIES}, got {modality!r}")
+        self.modality = modality
         self.weights_sha256 = ""
-        tuned: dict[str, float] = {}
+        data: dict[str, Any] = {"normalisation": NORMALISATION}
         if weights is None and random_init:
             self.module = UNet(**DEFAULT_CONFIG)
             log.info("unet: randomly initialised")
@@ -210,7 +226,15 @@ class UNetModel(DenseModel):
             except RuntimeError as exc:
                 raise SegmenterError(f"{path}: weights do not match the config ({exc})") from None
             self.weights_sha256 = sha256_file(path)
-            tuned = {k: float(v) for k, v in data.get("postprocess", {}).items()}
+        self.normalisation = str(data.get("normalisation", LEGACY_NORMALISATION))
+        self.mpp = float(mpp if mpp is not None else data.get("mpp", 0.5))
+        tuned = {k: float(v) for k, v in data.get("postprocess", {}).items()}
+        rules = {k: float(v) for k, v in data.get("plausibility", {}).items()}
+        self.plausibility = rules
+        if min_area is None:
+            min_um2 = rules.get("min_area_um2")
+            min_area = 10 if min_um2 is None else max(1, int(np.ceil(min_um2 / self.mpp**2)))
+        self.min_area = int(min_area)
         self.fg_threshold = tuned.get("fg_threshold", 0.5) if fg_threshold is None else fg_threshold
         self.boundary_threshold = (
             tuned.get("boundary_threshold", 0.5)
@@ -219,29 +243,54 @@ class UNetModel(DenseModel):
         )
         marker = tuned.get("min_marker")
         self.min_marker = int(marker) if marker is not None else None
+        dist = tuned.get("dist_threshold")
+        self.dist_threshold = float(dist) if dist is not None else None
         if self.module.config["in_channels"] != 3:
             raise SegmenterError("unet: UNetModel takes RGB; in_channels must be 3")
         fold_batchnorm(self.module)
 
-    def preprocess(self, patches: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 ``rgb / 255`` (fixed, per pixel)."""
+    def with_modality(self, modality: str) -> UNetModel:
+        """The same network (shared, not copied) reading slides of another modality."""
+        if modality not in MODALITIES:
+            raise SegmenterError(f"unet: modality must be one of {MODALITIES}, got {modality!r}")
+        other = copy.copy(self)
+        other.modality = modality
+        return other
+
+    def calibrate(self, thumb: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+        """The slide's fluorescence intensity range (none for brightfield or old weights)."""
+        if self.modality == "fluorescence" and self.normalisation == NORMALISATION:
+            return intensity_range(thumb, mask)
+        return {}
+
+    def preprocess(
+        self, patches: np.ndarray, calibration: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 in the canonical look (or
+        ``rgb / 255`` for weights of the earlier normalisation)."""
         if patches.ndim != 4 or patches.shape[-1] != 3:
             raise SegmenterError(f"expected (N, H, W, 3) RGB patches, got shape {patches.shape}")
-        return normalise(patches)
+        if self.normalisation == LEGACY_NORMALISATION:
+            return normalise(patches)
+        x = network_input(patches, self.modality, calibration)
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, 320, 320) -> (N, 2, 256, 256) sigmoid maps ``[foreground, boundary]``."""
+        """(N, 3, 320, 320) -> (N, K, 256, 256) sigmoid maps: foreground, boundary (and the
+        centre distance, for three-output weights)."""
         m = self.spec.margin
         out = torch.sigmoid(self.module(x))
         return out[:, :, m : out.shape[2] - m, m : out.shape[3] - m]
 
     def postprocess(self, maps: np.ndarray) -> Segmentation:
-        """(2, h, w) maps -> instances (markers = foreground minus boundary, watershed)."""
+        """(K, h, w) maps -> instances (markers inside nuclei, watershed; see ``_unet_post``)."""
         return unet_instances(
             maps[0],
             maps[1],
+            dist=maps[2] if maps.shape[0] > 2 else None,
             fg_threshold=self.fg_threshold,
             boundary_threshold=self.boundary_threshold,
+            dist_threshold=self.dist_threshold,
             min_area=self.min_area,
             max_diameter=self.max_nucleus_diameter,
             min_marker=self.min_marker,

@@ -5,13 +5,16 @@ Folder layout (that of ``dsb2018-dev``)::
     DATA/
       <id>_image.png    RGB (or grey / RGBA, converted to RGB) uint8
       <id>_labels.png   instance labels, same size, 0 = background, 1..n nuclei (uint8/16)
-      index.json        optional: [{"file_prefix": "<id>", "modality": "fluorescence"}, ...]
+      index.json        optional: [{"file_prefix": "<id>", "modality": "fluorescence",
+                                    "mpp": 0.25}, ...]
       split.json        optional: {"train": [ids], "heldout": [ids]} overrides the hash split
 
-Without ``index.json`` every image has modality ``"unknown"``. The hold-out is chosen per
-modality: ids sorted by SHA-256 of the id, the first ``round(fraction * n)`` held out (at
-least ``min_heldout`` where the modality has more images than that), so the split depends
-only on the ids, never on file order or a random state.
+Without ``index.json`` every image has modality ``"unknown"``. An image without a recorded
+``mpp`` gets one from its ground truth by the rule of :mod:`nucscale.train._scale`
+(:func:`pixel_sizes`), and :func:`load_samples` resamples every image to the analysis pixel
+size. The hold-out is chosen per modality: ids sorted by SHA-256 of the id, the first
+``round(fraction * n)`` held out (at least ``min_heldout`` where the modality has more images
+than that), so the split depends only on the ids, never on file order or a random state.
 """
 
 from __future__ import annotations
@@ -24,19 +27,23 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 from nucscale.errors import InputError
+from nucscale.train._scale import estimate_mpp, resample_pair
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One training image with its instance labels."""
+    """One training image with its instance labels, at the analysis pixel size."""
 
     id: str
     modality: str
     image: np.ndarray  # (h, w, 3) uint8
     labels: np.ndarray  # (h, w) int32
+    mpp: float = float("nan")  # the image's own pixel size, µm/px
+    mpp_source: str = "unknown"  # "index" (recorded) or "estimated" (the rule)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -58,6 +65,19 @@ def _read_labels(path: Path) -> np.ndarray:
     return arr.astype(np.int32)
 
 
+def _index(root: Path) -> list[dict[str, object]]:
+    index = root / "index.json"
+    if not index.is_file():
+        return []
+    try:
+        entries = json.loads(index.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(index, f"invalid JSON ({exc})") from None
+    if not isinstance(entries, list):
+        raise InputError(index, "expected a list of {file_prefix, modality, mpp} objects")
+    return [e for e in entries if isinstance(e, dict)]
+
+
 def list_ids(folder: str | PathLike[str]) -> dict[str, str]:
     """Id -> modality of every ``<id>_image.png`` with its ``<id>_labels.png`` in ``folder``."""
     root = Path(folder)
@@ -71,17 +91,34 @@ def list_ids(folder: str | PathLike[str]) -> dict[str, str]:
     if not ids:
         raise InputError(root, "no <id>_image.png + <id>_labels.png pairs found")
     modality = dict.fromkeys(ids, "unknown")
-    index = root / "index.json"
-    if index.is_file():
-        try:
-            entries = json.loads(index.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(index, f"invalid JSON ({exc})") from None
-        for e in entries:
-            key = e.get("file_prefix", e.get("id"))
-            if key in modality:
-                modality[key] = str(e.get("modality", "unknown"))
+    for e in _index(root):
+        key = e.get("file_prefix", e.get("id"))
+        if key in modality:
+            modality[str(key)] = str(e.get("modality", "unknown"))
     return modality
+
+
+def pixel_sizes(folder: str | PathLike[str], ids: list[str]) -> dict[str, tuple[float, str]]:
+    """Id -> (µm/px, source) of ``ids``: ``index.json``'s ``mpp`` ("index") where recorded,
+    else the rule of :func:`nucscale.train._scale.estimate_mpp` on its labels ("estimated")."""
+    root = Path(folder)
+    recorded: dict[str, float] = {}
+    for e in _index(root):
+        key, mpp = e.get("file_prefix", e.get("id")), e.get("mpp")
+        if isinstance(mpp, int | float) and not isinstance(mpp, bool):
+            if not mpp > 0:
+                raise InputError(root / "index.json", f"{key}: mpp must be > 0, got {mpp}")
+            recorded[str(key)] = float(mpp)
+    out: dict[str, tuple[float, str]] = {}
+    for i in ids:
+        if i in recorded:
+            out[i] = (recorded[i], "index")
+            continue
+        mpp = estimate_mpp(_read_labels(root / f"{i}_labels.png"))
+        if not mpp > 0:
+            raise InputError(root / f"{i}_labels.png", "no nuclei to estimate a pixel size from")
+        out[i] = (mpp, "estimated")
+    return out
 
 
 def _hash(s: str) -> str:
@@ -126,10 +163,15 @@ def load_split(folder: str | PathLike[str]) -> tuple[list[str], list[str], dict[
 
 
 def load_samples(
-    folder: str | PathLike[str], ids: list[str], modality: dict[str, str]
+    folder: str | PathLike[str],
+    ids: list[str],
+    modality: dict[str, str],
+    mpp: float | None = None,
 ) -> list[Sample]:
-    """Read the pairs of ``ids`` from ``folder``."""
+    """Read the pairs of ``ids`` from ``folder``; with ``mpp``, each resampled from its own
+    pixel size (:func:`pixel_sizes`) to ``mpp`` µm/px, as ``nucscale run --mpp`` would."""
     root = Path(folder)
+    sizes = pixel_sizes(root, ids) if mpp is not None else {}
     out = []
     for i in ids:
         img = _read_rgb(root / f"{i}_image.png")
@@ -138,16 +180,41 @@ def load_samples(
             raise InputError(
                 root / f"{i}_labels.png", f"size {lab.shape} differs from image {img.shape[:2]}"
             )
-        out.append(Sample(i, modality.get(i, "unknown"), img, lab))
+        own, source = sizes.get(i, (float("nan"), "unknown"))
+        if mpp is not None:
+            img, lab = resample_pair(img, lab, mpp / own)
+        out.append(Sample(i, modality.get(i, "unknown"), img, lab, own, source))
     return out
 
 
-def targets(labels: np.ndarray) -> np.ndarray:
-    """(2, h, w) float32 ``[foreground, boundary]`` from instance labels.
+def centre_distance(labels: np.ndarray) -> np.ndarray:
+    """(h, w) float32: each nucleus pixel's distance to the nearest pixel outside its nucleus
+    (background or another nucleus), divided by the largest such distance in that nucleus
+    (1 at its centre, small at its edge; 0 in the background)."""
+    out = np.zeros(labels.shape, np.float32)
+    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        ys, xs = sl
+        box = (slice(max(ys.start - 1, 0), ys.stop + 1), slice(max(xs.start - 1, 0), xs.stop + 1))
+        mine = labels[box] == lab  # the box has a 1 px margin except at the image's edge,
+        if mine.all():  # which is not an edge of the nucleus (it goes on beyond the patch)
+            continue
+        d = ndi.distance_transform_edt(mine).astype(np.float32)
+        out[box][mine] = d[mine] / float(d.max())
+    return out
+
+
+def targets(labels: np.ndarray, channels: int = 2) -> np.ndarray:
+    """(channels, h, w) float32 ``[foreground, boundary(, centre distance)]`` from labels.
 
     The boundary is ``find_boundaries(mode="inner")``: the outermost pixel ring of every
-    instance, so touching nuclei are separated by two boundary pixels.
+    instance, so touching nuclei are separated by two boundary pixels. The third channel, when
+    asked for, is :func:`centre_distance`.
     """
     fg = labels > 0
     bd = find_boundaries(labels, connectivity=1, mode="inner") & fg
-    return np.stack([fg, bd]).astype(np.float32)
+    maps = [fg.astype(np.float32), bd.astype(np.float32)]
+    if channels > 2:
+        maps.append(centre_distance(labels))
+    return np.stack(maps)

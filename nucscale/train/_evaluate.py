@@ -1,8 +1,11 @@
-"""Held-out evaluation of a trained U-Net: whole images through the sliding-window engine.
+"""Quick evaluation of a trained U-Net: whole images through the sliding-window engine.
 
-Each image is padded with its modality's background (255 for brightfield, 0 for
-fluorescence, as the tile store pads), run through ``predict_image`` on the model's global
-patch grid, post-processed, and scored against its instance labels (PQ, AJI, foreground Dice).
+Images are at the model's pixel size (``load_samples(..., mpp=model.mpp)``). Each is padded
+with its modality's background (255 for brightfield, 0 for fluorescence, as the tile store
+pads), run through ``predict_image`` on the model's global patch grid with the image's own
+calibration (as the pipeline computes a slide's), post-processed, and scored against its
+instance labels (PQ, AJI, foreground Dice). ``benchmarks/heldout.py`` scores the real path
+instead: each image through ``nucscale run --mpp``, predictions back at the image's own size.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from nucscale.train._data import Sample, load_samples, load_split
 FG_THRESHOLDS = (0.4, 0.5, 0.6)
 BOUNDARY_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_MARKERS = (2, 8, 24)
+#: Marker modes tried with a centre-distance map: ``None`` (markers from the boundary alone)
+#: or the centre-distance cut-off.
+DIST_THRESHOLDS = (None, 0.3, 0.45, 0.6)
 
 
 def background_of(modality: str) -> int:
@@ -29,11 +35,25 @@ def background_of(modality: str) -> int:
     return 255 if modality.startswith("brightfield") else 0
 
 
+def for_modality(model: Any, modality: str) -> Any:
+    """``model`` reading images of ``modality`` (models without modalities as they are)."""
+    if hasattr(model, "with_modality"):
+        return model.with_modality(
+            "brightfield" if modality.startswith("brightfield") else "fluorescence"
+        )
+    return model
+
+
+def image_maps(model: DenseModel, rgb: np.ndarray, modality: str) -> np.ndarray:
+    """Maps of a whole image, calibrated on itself, padded with its modality's background."""
+    return predict_image(for_modality(model, modality), rgb, background=background_of(modality))
+
+
 def score_image(
     model: DenseModel, rgb: np.ndarray, labels: np.ndarray, modality: str
 ) -> dict[str, float]:
     """PQ / DQ / SQ, AJI and foreground Dice of ``model`` on one labelled image."""
-    maps = predict_image(model, rgb, background=background_of(modality))
+    maps = image_maps(model, rgb, modality)
     pred = model.postprocess(maps).labels
     pq = panoptic_quality(labels, pred)
     return {
@@ -51,7 +71,7 @@ def evaluate_heldout(
 ) -> dict[str, Any]:
     """Per-image scores and per-modality means over the held-out ids of ``data``."""
     _, held, modality = load_split(data)
-    samples = load_samples(data, ids if ids is not None else held, modality)
+    samples = load_samples(data, ids if ids is not None else held, modality, mpp=model.mpp)
     per_image = {s.id: score_image(model, s.image, s.labels, s.modality) for s in samples}
     by_mod: dict[str, dict[str, float]] = {}
     for mod in sorted({s.modality for s in samples}):
@@ -62,26 +82,31 @@ def evaluate_heldout(
 
 
 def tune_postprocess(model: Any, samples: list[Sample]) -> dict[str, float]:
-    """Foreground and boundary thresholds and smallest marker that maximise PQ on ``samples``.
+    """Post-processing thresholds that maximise PQ on ``samples``.
 
-    Meant for the *training* images (the held-out ones stay unseen). The score is the mean
-    over modalities of the mean PQ per image, so a rare modality (H&E is 8 of 49 DSB images)
-    weighs as much as a common one. Maps are computed once per image; ties keep the first
-    setting in ``FG_THRESHOLDS`` x ``BOUNDARY_THRESHOLDS`` x ``MIN_MARKERS`` order.
+    Tries ``FG_THRESHOLDS`` x ``BOUNDARY_THRESHOLDS`` x ``MIN_MARKERS`` x ``DIST_THRESHOLDS``
+    (the last only for three-output weights). Meant for the *training* images (the held-out
+    ones stay unseen). The score is the mean over modalities of the mean PQ per image, so a
+    rare modality (H&E is 8 of 49 DSB images) weighs as much as a common one. Maps are
+    computed once per image; ties keep the first setting in that order.
     """
     from nucscale.models._unet_post import unet_instances
 
-    maps = [predict_image(model, s.image, background=background_of(s.modality)) for s in samples]
+    maps = [image_maps(model, s.image, s.modality) for s in samples]
     modalities = sorted({s.modality for s in samples})
+    dists = DIST_THRESHOLDS if maps and maps[0].shape[0] > 2 else (None,)
     best: tuple[float, dict[str, float]] = (-1.0, {})
-    for fg_t, bd_t, marker in itertools.product(FG_THRESHOLDS, BOUNDARY_THRESHOLDS, MIN_MARKERS):
+    grid = itertools.product(FG_THRESHOLDS, BOUNDARY_THRESHOLDS, MIN_MARKERS, dists)
+    for fg_t, bd_t, marker, dist_t in grid:
         pqs: dict[str, list[float]] = {m: [] for m in modalities}
         for s, mp in zip(samples, maps, strict=True):
             pred = unet_instances(
                 mp[0],
                 mp[1],
+                dist=mp[2] if mp.shape[0] > 2 else None,
                 fg_threshold=fg_t,
                 boundary_threshold=bd_t,
+                dist_threshold=dist_t,
                 min_area=model.min_area,
                 max_diameter=model.max_nucleus_diameter,
                 min_marker=marker,
@@ -89,13 +114,13 @@ def tune_postprocess(model: Any, samples: list[Sample]) -> dict[str, float]:
             pqs[s.modality].append(float(panoptic_quality(s.labels, pred)["pq"]))
         score = float(np.mean([np.mean(v) for v in pqs.values()]))
         if score > best[0]:
-            best = (
-                score,
-                {
-                    "fg_threshold": fg_t,
-                    "boundary_threshold": bd_t,
-                    "min_marker": float(marker),
-                    "train_pq": score,
-                },
-            )
+            chosen = {
+                "fg_threshold": fg_t,
+                "boundary_threshold": bd_t,
+                "min_marker": float(marker),
+                "train_pq": score,
+            }
+            if dist_t is not None:
+                chosen["dist_threshold"] = dist_t
+            best = (score, chosen)
     return best[1]

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nucscale.models._unet_input import intensity_range
 from nucscale.train import list_ids, split_ids, targets
-from nucscale.train._augment import augment, colour, crop_scaled, flip_rotate, hed_jitter
+from nucscale.train._augment import augment, brightfield, crop_scaled, flip_rotate, hed_jitter
+from nucscale.train._data import centre_distance
 
 
 def _pair(dsb2018: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -80,11 +82,58 @@ def test_colour_and_full_augment_shapes(dsb2018: Path) -> None:
     assert out.dtype == np.uint8
     assert out.shape == (64, 64, 3)
     assert np.abs(out.astype(int) - img[:64, :64]).mean() < 40
-    assert colour(img[:64, :64], "brightfield_he", rng).dtype == np.uint8
-    a_img, a_lab = augment(img, lab, "brightfield_he", 64, np.random.default_rng(1))
-    b_img, b_lab = augment(img, lab, "brightfield_he", 64, np.random.default_rng(1))
+    x = brightfield(img[:64, :64], rng)
+    assert x.dtype == np.float32
+    assert 0.0 <= x.min() <= x.max() <= 1.0
+    a_img, a_lab = augment(img, lab, "brightfield", 64, np.random.default_rng(1))
+    b_img, b_lab = augment(img, lab, "brightfield", 64, np.random.default_rng(1))
     np.testing.assert_array_equal(a_img, b_img)  # seeded: deterministic
     np.testing.assert_array_equal(a_lab, b_lab)
+
+
+def test_brightfield_keeps_hue(dsb2018: Path) -> None:
+    """H&E augmentation never shuffles channels or drops colour: haematoxylin nuclei stay
+    bluer than red, whatever the seed (hue separates them from eosin)."""
+    img, lab = _pair(dsb2018, "3c4c675825f7")
+    for seed in range(12):
+        x, lab_a = augment(img, lab, "brightfield", 128, np.random.default_rng(seed))
+        nuc = x[lab_a > 0]
+        if len(nuc) > 200:
+            assert nuc[:, 2].mean() > nuc[:, 0].mean()
+
+
+def test_fluorescence_and_synthetic_he_are_canonical(dsb2018: Path) -> None:
+    """Fluorescence patches come out inverted grey (nuclei dark), synthetic H&E in colour
+    with nuclei darker than their surroundings; both stay aligned with their labels."""
+    img, lab = _pair(dsb2018, "0a849e0eb15f")
+    cal = intensity_range(img)
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        x, lab_a = augment(img, lab, "fluorescence", 128, rng, calibration=cal)
+        np.testing.assert_array_equal(x[..., 0], x[..., 2])  # grey
+        if (lab_a > 0).sum() > 100:
+            assert x[lab_a > 0].mean() < x[lab_a == 0].mean() - 0.1
+        y, lab_b = augment(
+            img, lab, "synthetic_he", 128, np.random.default_rng(seed), calibration=cal
+        )
+        assert np.abs(y[..., 0] - y[..., 2]).mean() > 0.01  # coloured
+        if (lab_b > 0).sum() > 100:
+            assert y[lab_b > 0].mean() < y[lab_b == 0].mean()
+
+
+def test_centre_distance_peaks_inside_each_nucleus() -> None:
+    lab = np.zeros((12, 20), np.int32)
+    lab[2:9, 2:9] = 1
+    lab[2:9, 9:16] = 2  # touching: each has its own peak
+    d = centre_distance(lab)
+    assert d[lab == 0].max() == 0
+    for k in (1, 2):
+        vals = d[lab == k]
+        assert vals.max() == 1.0
+        assert vals.min() > 0
+    assert d[5, 5] == 1.0  # centre of nucleus 1
+    assert d[5, 8] < 0.5  # at the contact, near its edge
+    assert targets(lab, 3).shape == (3, 12, 20)
 
 
 def test_split_is_per_modality_and_deterministic(dsb2018: Path) -> None:

@@ -37,7 +37,13 @@ def test_tiny_run_learns_and_resumes(tiny_data: Path, tmp_path: Path) -> None:
     assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10])
     ck = torch.load(ckpt, weights_only=True)
     assert ck["step"] == 60
-    assert {"optimizer", "config", "normalisation", "split"} <= set(ck)
+    assert {"optimizer", "config", "normalisation", "split", "mpp", "plausibility"} <= set(ck)
+    # each image at its own pixel size (no index.json here: estimated from its nuclei)
+    assert ck["pixel_sizes"] == {
+        "0a849e0eb15f": [0.5, "estimated"],
+        "3c4c675825f7": [0.5, "estimated"],
+    }
+    assert 2.0 < ck["plausibility"]["min_area_um2"] < 15.0
 
     # 6 steps straight == stop at 3, then resume for 3 more (same batches, same schedule)
     straight, split = tmp_path / "a.pt", tmp_path / "b.pt"
@@ -61,7 +67,9 @@ def test_tiny_run_learns_and_resumes(tiny_data: Path, tmp_path: Path) -> None:
     weights = export_weights(ckpt, tmp_path / "w.pt")
     assert weights.stat().st_size < ckpt.stat().st_size
     model = UNetModel(weights)
-    assert model.module.config == {"depth": 3, "width": 8, "in_channels": 3, "out_channels": 2}
+    assert model.module.config == {"depth": 3, "width": 8, "in_channels": 3, "out_channels": 3}
+    assert model.mpp == 0.5
+    assert model.min_area == int(np.ceil(ck["plausibility"]["min_area_um2"] / 0.25))
 
 
 def test_resume_without_checkpoint_is_an_error(tiny_data: Path, tmp_path: Path) -> None:
