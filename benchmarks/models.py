@@ -4,18 +4,31 @@ A real CMU-1 region goes through ``predict_image`` for each network. HoVer-Net h
 weights (the released ones cannot be downloaded here; speed does not depend on the values).
 
     python benchmarks/models.py [--size 2048] [--threads 1] [--models unet,hovernet-fast]
+    python benchmarks/models.py --runtime torch,onnx [--threads-list 1,2] [--repeats 3]
 
 ``megapixels_per_s`` counts the network and the post-processing to instances; the slower models
 run on at most a 512 px region.
+
+``--runtime`` compares runtimes for the U-Net architecture alone: ``UNet(depth=5, width=8,
+in_channels=3, out_channels=3)`` with BatchNorm folded (seeded weights: speed does not depend on
+their values), batches of 320 px patches cut on the engine's 256 px grid from a real CMU-1
+region and scaled as brightfield input (``rgb / 255``); torch runs channels-last under
+``inference_mode`` as the engine does, ONNX Runtime (CPU provider) runs the same network exported
+by ``torch.onnx.export`` into memory. Each (runtime, threads) pair is timed ``--repeats`` times
+over all the region's batches and the best time is kept (the machine may be shared: the spread
+is printed too). One JSON line per pair, with the largest difference from torch's output.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nucscale.infer._engine import pick_device, predict_image
@@ -62,6 +75,98 @@ def measure(name: str, model: DenseModel, size: int, batch: int) -> None:
     )
 
 
+def cmu1_patches(size: int, patch: int = 320, step: int = 256) -> np.ndarray:
+    """(N, 3, patch, patch) float32 brightfield input (``rgb / 255``) cut on a ``step`` px grid
+    from the real CMU-1 region ``size`` px square at (0, 0)."""
+    with open_slide(SHARED / "slides" / "CMU-1-Small-Region.svs") as s:
+        rgb = s.read_region(0, 0, 0, size, size)
+    starts = range(0, size - patch + 1, step)
+    cut = [rgb[y : y + patch, x : x + patch] for y in starts for x in starts]
+    return np.stack(cut).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+
+
+def onnx_runner(
+    net: torch.nn.Module, batch: int, threads: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``net`` exported to ONNX in memory and run by ONNX Runtime on ``threads`` CPU threads."""
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    torch.onnx.export(
+        net, (torch.zeros(batch, 3, 320, 320),), buf, input_names=["x"], output_names=["y"],
+        dynamo=False,
+    )  # fmt: skip
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    return lambda x: np.asarray(sess.run(None, {"x": x})[0])
+
+
+def torch_runner(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """``net`` run channels-last under ``inference_mode``, as the engine runs it on the CPU."""
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+            return net(t).numpy()
+
+    return run
+
+
+def measure_runtimes(
+    runtimes: list[str], threads_list: list[int], size: int, batch: int, repeats: int
+) -> None:
+    """Best-of-``repeats`` seconds of the default U-Net architecture per runtime and thread
+    count over every batch of a real ``size`` px CMU-1 region (see the module docstring)."""
+    import warnings
+
+    from nucscale.models.unet import UNet, fold_batchnorm
+
+    torch.manual_seed(0)
+    net = fold_batchnorm(UNet(depth=5, width=8, in_channels=3, out_channels=3)).eval()
+    x = cmu1_patches(size)
+    n = len(x) - len(x) % batch
+    batches = [x[i : i + batch] for i in range(0, n, batch)]
+    reference = torch_runner(net)(batches[0])
+    for threads in threads_list:
+        torch.set_num_threads(threads)
+        for runtime in runtimes:
+            if runtime == "torch":
+                run = torch_runner(net)
+            elif runtime == "onnx":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the exporter's deprecation notices
+                    run = onnx_runner(net, batch, threads)
+            else:
+                raise SystemExit(f"unknown runtime {runtime!r}; known: torch, onnx")
+            first = run(batches[0])  # warm-up (and the output compared with torch's)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for b in batches:
+                    run(b)
+                times.append(time.perf_counter() - t0)
+            best = min(times)
+            record = {
+                "benchmark": "models-runtime",
+                "model": "UNet(depth=5, width=8, in=3, out=3), BatchNorm folded",
+                "runtime": runtime,
+                "threads": threads,
+                "patches": n,
+                "batch": batch,
+                "patch_px": 320,
+                "best_s": round(best, 3),
+                "runs_s": [round(t, 3) for t in times],
+                "ms_per_patch": round(1000 * best / n, 1),
+                "output_megapixels_per_s": round(n * 256 * 256 / 1e6 / best, 3),
+                "max_abs_diff_vs_torch": float(np.abs(first - reference).max()),
+            }
+            print(json.dumps(record), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=2048, help="region side, px (CMU-1 from 0,0)")
@@ -71,7 +176,18 @@ def main() -> None:
         "--models", default="unet,unet2d-nuclei-broad,hovernet-fast", help="comma-separated"
     )
     ap.add_argument("--unet", default=str(SHARED / "models" / "unet2d-nuclei-broad" / "weights.pt"))
+    ap.add_argument(
+        "--runtime", default=None, help="compare runtimes for the U-Net instead: torch,onnx"
+    )
+    ap.add_argument("--threads-list", default="1,2", help="thread counts for --runtime")
+    ap.add_argument("--repeats", type=int, default=3, help="timings per --runtime pair (best)")
     args = ap.parse_args()
+    if args.runtime:
+        threads = [int(t) for t in args.threads_list.split(",")]
+        measure_runtimes(
+            args.runtime.split(","), threads, min(args.size, 1856), args.batch, args.repeats
+        )
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     from nucscale.models.hovernet import HoVerNet
