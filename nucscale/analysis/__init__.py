@@ -1,4 +1,5 @@
-"""Evaluation of instance segmentations: metrics (PQ, mPQ, AJI, Dice, DSB score) and overlays."""
+"""Evaluation of instance segmentations: metrics (PQ, mPQ, AJI, Dice, DSB score), overlays, and
+plausibility (QC) checks of a slide's nuclei."""
 
 from nucscale.analysis._compare import compare_runs, read_run
 from nucscale.analysis._metrics import (
@@ -14,6 +15,7 @@ from nucscale.analysis._metrics import (
     panoptic_quality,
 )
 from nucscale.analysis._overlay import overlay
+from nucscale.analysis._qc import qc_flags, qc_measures
 
 __all__ = [
     "DSB_THRESHOLDS",
@@ -28,5 +30,7 @@ __all__ = [
     "overlaps",
     "overlay",
     "panoptic_quality",
+    "qc_flags",
+    "qc_measures",
     "read_run",
 ]

@@ -267,6 +267,7 @@ def _done(s: _Slide, result: SlideResult) -> ManifestRow:
         slide_id=s.inp.slide_id,
         path=s.inp.path,
         status="done",
+        qc_flags="; ".join(result.qc_flags) or None,
         nuclei=result.nuclei,
         settings_key=s.key,
         started=s.started_at,

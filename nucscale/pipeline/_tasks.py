@@ -69,6 +69,7 @@ class SlideResult:
     tiles_reused: int = 0
     stages: tuple[float, ...] = (0.0,) * len(SEGMENT_STAGES)
     paint_s: float = 0.0
+    qc_flags: tuple[str, ...] = ()
 
 
 def _stem(row: int, col: int) -> str:
@@ -212,9 +213,12 @@ def finalize_slide(
     reused = sum(s.reused for s in segmented)
     if not plan.fragments.exists() and finished_with(final, labels, plan.key):
         n = pq.read_metadata(final).num_rows
-        return SlideResult(plan.slide_id, n, write_s=0.0, tiles_reused=reused, **stats)
+        flags = tuple(json.loads(read_metadata(final).get("summary", "{}")).get("qc_flags", []))
+        return SlideResult(
+            plan.slide_id, n, write_s=0.0, tiles_reused=reused, qc_flags=flags, **stats
+        )
     frags = [plan.fragments / f"{_stem(r, c)}.parquet" for r, c in plan.tiles]
-    summary, bbox = summarize(frags)
+    summary, bbox = summarize(frags, plan.modality, plan.tissue_mm2)
     finish_label_image(plan.labels_store, plan.choice.mpp, _image_source(plan))
     meta = {
         **provenance(plan),
@@ -225,7 +229,10 @@ def finalize_slide(
     replace_dir(plan.labels_store, labels)
     shutil.rmtree(plan.fragments, ignore_errors=True)
     write_s = time.perf_counter() - t0
-    return SlideResult(plan.slide_id, n, write_s=write_s, tiles_reused=reused, **stats)
+    flags = tuple(summary["qc_flags"])
+    return SlideResult(
+        plan.slide_id, n, write_s=write_s, tiles_reused=reused, qc_flags=flags, **stats
+    )
 
 
 def _image_source(plan: SlidePlan) -> str | None:

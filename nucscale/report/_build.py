@@ -2,9 +2,12 @@
 
 Writes ``OUT/report/``: ``index.html`` (self-contained apart from the pictures beside it),
 ``<id>-thumb.png`` (the whole slide with its tissue outline and every nucleus coloured by type),
-``<id>-zoom.png`` (a full-resolution crop around the densest tile, outlines coloured by type)
-and ``hist-<feature>.png`` (per-type distributions of area, convex area and equivalent
-diameter, as the HoVer-Net feature analysis shows them). A slide whose pictures cannot be made
+``<id>-zoom.png`` (a full-resolution crop around the densest tile, the image beside the same
+image with outlines coloured by type), ``<id>-suspect.png`` (the same for the tile with the
+largest share of implausible objects: tiny, eosin-dominant or on glass, see
+:mod:`nucscale.analysis._qc`; a wrong model shows there at a glance), and
+``hist-<feature>.png`` (per-type distributions of area, convex area and equivalent diameter,
+as the HoVer-Net feature analysis shows them). A slide whose pictures cannot be made
 (its file moved, say) gets a line saying why; the rest of the report is still written.
 
 Aggregates come from DuckDB over the nucleus tables (counts and histograms are computed in SQL,
@@ -26,6 +29,7 @@ import pyarrow.parquet as pq
 import shapely
 
 from nucscale import __version__
+from nucscale.analysis._qc import GLASS_LEVEL, QC_COLUMNS, SMALL_AREA_UM2
 from nucscale.io import open_slide
 from nucscale.models._types import RGB, type_colour
 from nucscale.query import Results
@@ -59,6 +63,9 @@ class SlidePictures:
     thumb: str | None = None
     zoom: str | None = None
     zoom_box: tuple[int, int, int, int] | None = None
+    suspect: str | None = None
+    suspect_box: tuple[int, int, int, int] | None = None
+    suspect_share: float = 0.0
     problem: str | None = None
     colours: dict[str, RGB] = field(default_factory=dict)
 
@@ -88,6 +95,68 @@ def _densest_box(table_path: Path, mpp0_side: int) -> tuple[int, int, int, int] 
     return (x0, y0, x0 + mpp0_side, y0 + mpp0_side)
 
 
+def _suspect_box(
+    table_path: Path, mpp0_side: int, modality: str
+) -> tuple[tuple[int, int, int, int], float] | None:
+    """A ``mpp0_side``-wide box centred on the implausible objects of the tile (>= 10 nuclei)
+    where they are the largest share, and that share; None when no object is implausible."""
+    cols = ["tile_row", "tile_col", "centroid_x", "centroid_y", *QC_COLUMNS]
+    t = pq.read_table(table_path, columns=cols)
+    if t.num_rows == 0:
+        return None
+    area = t.column("area").to_numpy()
+    bad = area < SMALL_AREA_UM2
+    if modality != "fluorescence":
+        h, e = (t.column(c).to_numpy() for c in ("od_haematoxylin", "od_eosin"))
+        rgb = np.stack([t.column(c).to_numpy() for c in ("mean_r", "mean_g", "mean_b")])
+        bad |= (h < e) | (rgb > GLASS_LEVEL).all(axis=0)
+    if not bad.any():
+        return None
+    tiles = t.column("tile_row").to_numpy().astype(np.int64) * (1 << 20) + t.column(
+        "tile_col"
+    ).to_numpy().astype(np.int64)
+    _, inverse, counts = np.unique(tiles, return_inverse=True, return_counts=True)
+    share = np.bincount(inverse, weights=bad.astype(np.float64)) / counts
+    share[counts < 10] = -1.0
+    best = int(np.argmax(share)) if share.max() >= 0 else int(np.argmax(counts))
+    pick = (inverse == best) & bad
+    if not pick.any():
+        return None
+    cx = float(np.median(t.column("centroid_x").to_numpy()[pick]))
+    cy = float(np.median(t.column("centroid_y").to_numpy()[pick]))
+    x0, y0 = round(cx - mpp0_side / 2), round(cy - mpp0_side / 2)
+    return (x0, y0, x0 + mpp0_side, y0 + mpp0_side), float(max(share[best], 0.0))
+
+
+def _inside(box: Any, size: tuple[int, int]) -> Any:
+    """``box`` (x0, y0, x1, y1) shifted to lie inside an image of ``size`` (w, h) where it fits."""
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    w, h = size
+    dx = max(0, -x0) if x1 - x0 > w else max(-x0, min(0, w - x1))
+    dy = max(0, -y0) if y1 - y0 > h else max(-y0, min(0, h - y1))
+    return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
+
+def _side_by_side(
+    slide: Any, box: tuple[int, int, int, int], polys: np.ndarray, colours: list[RGB]
+) -> bytes:
+    """PNG of the crop ``box`` (level-0 px) beside the same crop with outlines drawn."""
+    x0, y0, x1, y1 = box
+    crop = slide.read_region(0, x0, y0, x1 - x0, y1 - y0)
+    near = shapely.intersects(polys, shapely.box(x0, y0, x1, y1))
+    drawn = draw_outlines(
+        crop,
+        polys[near],
+        [c for c, k in zip(colours, near, strict=True) if k],
+        origin=(x0, y0),
+        width=2,
+    )
+    gap = np.full((crop.shape[0], 8, 3), 255, np.uint8)
+    return png_bytes(np.concatenate([crop[..., :3], gap, drawn], axis=1))
+
+
 def slide_pictures(res: Results, slide_id: str, path: str, folder: Path) -> SlidePictures:
     """Thumbnail and zoomed crop of one finished slide, written into ``folder``."""
     pics = SlidePictures(slide_id)
@@ -107,20 +176,18 @@ def slide_pictures(res: Results, slide_id: str, path: str, folder: Path) -> Slid
             picture = draw_outlines(picture, polys, [pics.colours[n] for n in names], scale=f / ds)
             pics.thumb = f"{slide_id}-thumb.png"
             _save(folder / pics.thumb, png_bytes(picture))
-            box = _densest_box(table_path, ZOOM_SIDE)
+            colours = [pics.colours[n] for n in names]
+            box = _inside(_densest_box(table_path, ZOOM_SIDE), slide.level_dimensions[0])
             if box is not None:
-                x0, y0, x1, y1 = box
-                crop = slide.read_region(0, x0, y0, x1 - x0, y1 - y0)
-                near = shapely.intersects(polys, shapely.box(x0, y0, x1, y1))
-                zoom = draw_outlines(
-                    crop,
-                    polys[near],
-                    [pics.colours[n] for n, k in zip(names, near, strict=True) if k],
-                    origin=(x0, y0),
-                    width=2,
-                )
                 pics.zoom, pics.zoom_box = f"{slide_id}-zoom.png", box
-                _save(folder / pics.zoom, png_bytes(zoom))
+                _save(folder / pics.zoom, _side_by_side(slide, box, polys, colours))
+            modality = meta.get("modality", "brightfield")
+            suspect = _suspect_box(table_path, ZOOM_SIDE, modality)
+            if suspect is not None:
+                suspect = (_inside(suspect[0], slide.level_dimensions[0]), suspect[1])
+                pics.suspect_box, pics.suspect_share = suspect
+                pics.suspect = f"{slide_id}-suspect.png"
+                _save(folder / pics.suspect, _side_by_side(slide, suspect[0], polys, colours))
     except Exception as exc:  # one slide's pictures never stop the report
         pics.problem = (
             f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -21,7 +21,7 @@ th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px;
           margin-right: 6px; vertical-align: -1px; }
 .slide { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
-.slide figure { margin: 0; } .slide img { border: 1px solid #ccc; max-width: 640px; }
+.slide figure { margin: 0; } .slide img { border: 1px solid #ccc; max-width: 1288px; }
 figcaption { font-size: 12px; color: #555; } .hists img { margin-right: 12px; }
 """
 
@@ -49,7 +49,8 @@ def _slide_table(table: pd.DataFrame) -> str:
     head = (
         '<tr><th class="l">slide</th><th class="l">status</th><th>nuclei</th><th>tissue mm²</th>'
         "<th>nuclei / mm²</th><th>median area µm²</th><th>median eq. diameter µm</th>"
-        '<th>µm/px</th><th class="l">segmenter</th><th>seconds</th><th class="l">error</th></tr>'
+        '<th>µm/px</th><th class="l">segmenter</th><th>seconds</th><th class="l">QC</th>'
+        '<th class="l">error</th></tr>'
     )
     rows = []
     for r in table.itertuples():
@@ -64,9 +65,24 @@ def _slide_table(table: pd.DataFrame) -> str:
             f"<td>{_num(r.nuclei_per_mm2, 0)}</td><td>{_num(r.median_area, 1)}</td>"
             f"<td>{_num(r.median_equivalent_diameter, 2)}</td><td>{_num(r.mpp, 3)}</td>"
             f'<td class="l">{_e(r.segmenter)}</td><td>{_num(r.wall_s, 1)}</td>'
+            f'<td class="l">{_qc_cell(r)}</td>'
             f'<td class="l">{_e(r.error)}</td></tr>'
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _flags(row: Any) -> list[str]:
+    flags = getattr(row, "qc_flags", None)
+    return [] if flags is None or (isinstance(flags, float) and math.isnan(flags)) else list(flags)
+
+
+def _qc_cell(row: Any) -> str:
+    if row.status != "done":
+        return ""
+    flags = _flags(row)
+    if not flags:
+        return '<span class="done">ok</span>'
+    return f'<span class="failed">{len(flags)} flag{"s" if len(flags) > 1 else ""}</span>'
 
 
 def _type_table(by_type: list[tuple], colours: dict[str, RGB]) -> str:
@@ -97,6 +113,13 @@ def _slide_section(row: Any, pics: SlidePictures) -> str:
         f"{_num(row.nuclei_per_mm2, 0)} nuclei / mm² &middot; {_e(row.vendor)} "
         f"{_num(row.mpp, 3)} µm/px &middot; <code>{_e(row.path)}</code></p>"
     )
+    flags = _flags(row)
+    if flags:
+        items = "".join(f"<li>{_e(f)}</li>" for f in flags)
+        parts.append(
+            f'<div class="failed"><b>QC: this result looks implausible; look at the pictures '
+            f"before using its numbers.</b><ul>{items}</ul></div>"
+        )
     if pics.problem:
         parts.append(f'<p class="failed">no pictures: {_e(pics.problem)}</p>')
     figures = []
@@ -110,8 +133,16 @@ def _slide_section(row: Any, pics: SlidePictures) -> str:
         x0, y0, x1, y1 = pics.zoom_box
         figures.append(
             f'<figure><img src="{_e(pics.zoom)}" alt="full-resolution crop of {_e(row.slide_id)}">'
-            f"<figcaption>full resolution, level-0 px x {x0}..{x1}, y {y0}..{y1} "
-            "(densest tile)</figcaption></figure>"
+            f"<figcaption>densest tile at full resolution (level-0 px x {x0}..{x1}, "
+            f"y {y0}..{y1}): the image, and its nuclei outlined</figcaption></figure>"
+        )
+    if pics.suspect and pics.suspect_box:
+        x0, y0, x1, y1 = pics.suspect_box
+        figures.append(
+            f'<figure><img src="{_e(pics.suspect)}" alt="least plausible region of '
+            f'{_e(row.slide_id)}"><figcaption>the tile where most objects look implausible '
+            f"({pics.suspect_share:.0%} tiny, eosin-dominant or on glass; x {x0}..{x1}, "
+            f"y {y0}..{y1}): the image, and its nuclei outlined</figcaption></figure>"
         )
     parts.append(f'<div class="slide">{"".join(figures)}</div>')
     return "".join(parts)

@@ -21,6 +21,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("path", pa.string()),
         ("status", pa.string()),
         ("error", pa.string()),
+        ("qc_flags", pa.string()),
         ("nuclei", pa.int64()),
         ("tissue_mm2", pa.float64()),
         ("tiles", pa.int64()),
@@ -58,6 +59,7 @@ class ManifestRow:
     path: str
     status: str  # "done" | "failed"
     error: str | None = None
+    qc_flags: str | None = None  # "; "-joined plausibility flags of a done slide (analysis._qc)
     nuclei: int | None = None
     tissue_mm2: float | None = None
     tiles: int | None = None

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from nucscale.analysis._qc import QC_COLUMNS, qc_flags, qc_measures
 from nucscale.store._atomic import atomic_write
 from nucscale.store._manifest import ManifestRow
 from nucscale.store._parquet import nuclei_path, read_metadata
@@ -36,25 +37,34 @@ KEY_FEATURES = (
 )
 
 _BBOX = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
-SCAN_COLUMNS = ("type_name", *KEY_FEATURES, *_BBOX)
+SCAN_COLUMNS = tuple(dict.fromkeys(("type_name", *KEY_FEATURES, *_BBOX, *QC_COLUMNS)))
+#: QC measures copied into the cohort table (:mod:`nucscale.analysis._qc`).
+QC_MEASURES = ("small_frac", "eosin_frac", "glass_frac")
 
 
 def slides_path(out: Path) -> Path:
     return Path(out) / "slides.parquet"
 
 
-def summarize(paths: Sequence[Path]) -> tuple[dict[str, Any], tuple[float, ...] | None]:
-    """Summary (counts per type, mean/median of :data:`KEY_FEATURES`) and bounding box
-    (x0, y0, x1, y1, level-0 px; None without nuclei) of a slide's tile fragment files."""
+def summarize(
+    paths: Sequence[Path], modality: str = "brightfield", tissue_mm2: float | None = None
+) -> tuple[dict[str, Any], tuple[float, ...] | None]:
+    """Summary (counts per type, mean/median of :data:`KEY_FEATURES`, QC measures and flags)
+    and bounding box (x0, y0, x1, y1, level-0 px; None without nuclei) of a slide's tile
+    fragment files."""
     parts = [pq.read_table(p, columns=list(SCAN_COLUMNS)) for p in paths]
     parts = [t for t in parts if t.num_rows]
     if not parts:
-        return {"nuclei": 0, "nuclei_by_type": {}}, None
+        flags = qc_flags({}, 0, tissue_mm2)
+        return {"nuclei": 0, "nuclei_by_type": {}, "qc": {}, "qc_flags": flags}, None
     table = pa.concat_tables(parts)
     by_type = pc.value_counts(table.column("type_name").combine_chunks()).to_pylist()
+    measures = qc_measures(table, modality)
     summary: dict[str, Any] = {
         "nuclei": table.num_rows,
         "nuclei_by_type": {d["values"]: d["counts"] for d in sorted(by_type, key=str)},
+        "qc": measures,
+        "qc_flags": qc_flags(measures, table.num_rows, tissue_mm2),
     }
     for name in KEY_FEATURES:
         values = table.column(name).to_numpy().astype(np.float64)
@@ -75,6 +85,8 @@ SLIDES_SCHEMA = pa.schema(
         pa.field("nuclei_by_type", pa.map_(pa.string(), pa.int64())),
         pa.field("tissue_mm2", pa.float64()),
         pa.field("nuclei_per_mm2", pa.float64()),
+        pa.field("qc_flags", pa.list_(pa.string())),
+        *[pa.field(name, pa.float64()) for name in QC_MEASURES],
         *[
             pa.field(f"{stat}_{name}", pa.float64())
             for name in KEY_FEATURES
@@ -104,6 +116,8 @@ def slide_row(out: Path, row: ManifestRow) -> dict[str, Any]:
         meta = read_metadata(nuclei_path(out, row.slide_id))
         summary = json.loads(meta.get("summary", "{}"))
         rec.update(summary)
+        rec.update(summary.get("qc", {}))
+        rec["qc_flags"] = summary.get("qc_flags", [])
         rec["vendor"] = meta.get("vendor") or None
         by_type = summary.get("nuclei_by_type", {})
         rec["nuclei_by_type"] = sorted(by_type.items())

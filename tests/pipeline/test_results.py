@@ -4,6 +4,7 @@ spatial), OME-Zarr labels (ome-zarr-py, as napari reads them), the README's SQL 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -331,8 +332,21 @@ def test_report_files(exported: Path) -> None:
     green = np.all(thumb == (20, 180, 60), axis=-1).sum()
     assert gold > 2000 and green > 500  # nuclei and the tissue outline are drawn
     zoom = np.asarray(Image.open(folder / f"{SLIDE}-zoom.png").convert("RGB"))
-    assert zoom.shape == (640, 640, 3)
-    assert np.all(zoom == (255, 200, 0), axis=-1).mean() > 0.02
+    assert zoom.shape == (640, 640 * 2 + 8, 3)  # the image | the image with outlines
+    plain, outlined = zoom[:, :640], zoom[:, 648:]
+    assert np.all(plain == (255, 200, 0), axis=-1).mean() < 0.001
+    assert np.all(outlined == (255, 200, 0), axis=-1).mean() > 0.02
+    # the QC flags of slides.parquet are on the page, in words
+    flags = pd.read_parquet(exported / "slides.parquet").set_index("slide_id").loc[SLIDE].qc_flags
+    if len(flags):
+        assert "looks implausible" in page
+        assert all(html.escape(f) in page for f in flags)
+    else:
+        assert '<span class="done">ok</span>' in page
+    if (folder / f"{SLIDE}-suspect.png").exists():
+        suspect = np.asarray(Image.open(folder / f"{SLIDE}-suspect.png").convert("RGB"))
+        assert suspect.shape == zoom.shape
+        assert "where most objects look implausible" in page
 
 
 def test_export_and_report_errors_are_one_line(
