@@ -14,12 +14,13 @@ pixel-size estimate, not a change of magnification.
 - flips and rot90;
 - then, by kind, the network's canonical input (:mod:`nucscale.models._unet_input`):
 
-  ``brightfield``: H&E stain jitter in HED space, sometimes a procedural eosin texture added
-  (:func:`nucscale.train._stain.add_eosin`), slight blur, brightness and contrast; the colour
+  ``brightfield``: H&E stain jitter in HED space, often procedural tissue (eosin texture,
+  cytoplasm around the nuclei) added (:func:`nucscale.train._stain.add_eosin`), slight blur,
+  brightness and contrast; the colour
   is kept (no channel shuffles or grey: hue is what separates haematoxylin from eosin);
   ``fluorescence``: the nuclear signal scaled by a jittered version of the image's intensity
   range (what a slide-level range from a thumbnail gives), gamma, blur and noise, inverted;
-  ``synthetic_he``: a fluorescence image rendered as H&E on an eosin texture
+  ``synthetic_he``: a fluorescence image rendered as H&E tissue from its signal and labels
   (:func:`nucscale.train._stain.fluorescence_as_he`), then as ``brightfield``.
 """
 
@@ -51,8 +52,8 @@ def crop_scaled(
     h, w = labels.shape
     y = int(rng.integers(min(0, h - size), max(0, h - size) + 1))
     x = int(rng.integers(min(0, w - size), max(0, w - size) + 1))
-    bg = labels == 0
-    fill = np.median(image[bg], axis=0) if bg.any() else np.zeros(3)
+    bg = labels[::4, ::4] == 0  # the background colour from every 16th pixel is plenty
+    fill = np.median(image[::4, ::4][bg], axis=0) if bg.any() else np.zeros(3)
     img = np.empty((size, size, 3), np.uint8)
     img[:] = fill.astype(np.uint8)
     lab = np.zeros((size, size), np.int32)
@@ -103,10 +104,16 @@ def _blur(x: np.ndarray, rng: np.random.Generator, p: float = 0.3) -> np.ndarray
     return ndi.gaussian_filter(x, (sigma, sigma, 0)[: x.ndim], mode="nearest")
 
 
-def brightfield(image: np.ndarray, rng: np.random.Generator, eosin_p: float = 0.5) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1]: an H&E patch with stain, blur and exposure jitter."""
+def brightfield(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    eosin_p: float = 0.5,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1]: an H&E patch with stain, blur and exposure jitter; with
+    probability ``eosin_p`` procedural tissue added around its ``labels``' nuclei first."""
     if rng.random() < eosin_p:
-        image = add_eosin(image, rng)
+        image = add_eosin(image, rng, labels=labels)
     if rng.random() < 0.8:
         image = hed_jitter(image, rng)
     x = _blur(image.astype(np.float32) / 255.0, rng)
@@ -158,10 +165,10 @@ def augment(
     img, lab = crop_scaled(image, labels, patch, rng, scale)
     img, lab = flip_rotate(img, lab, rng)
     if kind == "brightfield":
-        return brightfield(img, rng), lab
+        return brightfield(img, rng, labels=lab), lab
     if calibration is None:
         raise ValueError(f"{kind} augmentation needs the image's intensity range")
     if kind == "fluorescence":
         return fluorescence(img, calibration, rng), lab
-    he = fluorescence_as_he(_fluorescence_signal(img, calibration, rng), rng)
+    he = fluorescence_as_he(_fluorescence_signal(img, calibration, rng), rng, labels=lab)
     return brightfield(he, rng, eosin_p=0.0), lab

@@ -64,8 +64,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     checkpoint_every: int = 100
     brightfield_share: float = 0.3
-    synthetic_share: float = 0.2
-    glass_share: float = 0.08
+    synthetic_share: float = 0.32
+    glass_share: float = 0.06
     scale_min: float = 0.8
     scale_max: float = 1.25
     threads: int = 2

@@ -11,10 +11,13 @@ and the DSB nuclei themselves, not from any evaluation slide:
   and holes of bare glass;
 - :func:`compose_he`: Beer-Lambert rendering of haematoxylin and eosin densities with jittered
   stain vectors (the haematoxylin / eosin colours vary between labs and scanners);
-- :func:`add_eosin`: the texture added to a real H&E image's eosin density (its nuclei and
-  labels unchanged);
-- :func:`fluorescence_as_he`: a fluorescence image's nuclear signal as haematoxylin density on
-  an eosin texture: new H&E-looking images of thousands of labelled nuclei.
+- :func:`add_eosin`: the texture (and, around the labelled nuclei, a cytoplasm of some
+  haematoxylin and eosin) added to a real H&E image's stain densities (nuclei and labels
+  unchanged): DSB's nuclei on pale ground become nuclei inside tissue;
+- :func:`fluorescence_as_he`: a fluorescence image rendered as tissue: each labelled nucleus
+  with its own haematoxylin density (dark lymphocyte-like to pale vesicular nuclei with a dark
+  rim), its chromatin from the fluorescence signal, a cytoplasm around it, eosin-rich stroma
+  between the cells: new H&E-looking images of thousands of labelled nuclei.
 
 Stain vectors: Ruifrok & Johnston (2001) optical-density colours as used by scikit-image's
 ``rgb2hed``; densities here are natural-log optical densities per unit stain.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import hed2rgb, rgb2hed
+from skimage.segmentation import expand_labels, find_boundaries
 
 #: Optical density (natural log) per unit haematoxylin / eosin (Ruifrok & Johnston).
 HAEMATOXYLIN = np.array([0.65, 0.70, 0.29])
@@ -83,13 +87,17 @@ def _discs(shape: tuple[int, int], rng: np.random.Generator, px_per_um: float) -
     h, w = shape
     out = np.zeros(shape, np.float32)
     n = int(rng.poisson(rng.uniform(0, 12) * h * w / 256**2))
-    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
     for _ in range(n):
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
         r = rng.uniform(3.0, 4.0) * px_per_um
+        y0, y1 = max(0, int(cy - r) - 1), min(h, int(cy + r) + 2)
+        x0, x1 = max(0, int(cx - r) - 1), min(w, int(cx + r) + 2)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         d2 = ((gy - cy) ** 2 + (gx - cx) ** 2) / r**2
         disc = np.clip(1.0 - d2, 0.0, 1.0) ** 0.3 * (1.0 - 0.35 * np.exp(-d2 * 4))
-        out = np.maximum(out, disc.astype(np.float32))
+        out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], disc.astype(np.float32))
     return out
 
 
@@ -129,22 +137,70 @@ def compose_he(
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def add_eosin(image: np.ndarray, rng: np.random.Generator, px_per_um: float = 2.0) -> np.ndarray:
-    """A real H&E image with a procedural eosin texture added to its eosin density."""
+def _cytoplasm(
+    labels: np.ndarray, rng: np.random.Generator, px_per_um: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cell mask, cytoplasm mask): nuclei grown by 1.5-6 µm (cells), minus the nuclei."""
+    grow = rng.uniform(1.5, 6.0) * px_per_um
+    cells = expand_labels(labels, distance=grow) > 0
+    return cells, cells & (labels == 0)
+
+
+def _tissue_densities(
+    labels: np.ndarray, rng: np.random.Generator, px_per_um: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Haematoxylin and eosin densities of everything but the nuclei: cytoplasm around the
+    labelled nuclei (some haematoxylin, more eosin, grainy), eosin texture between cells."""
+    shape = labels.shape
+    de = eosin_texture(shape, rng, px_per_um)
+    dh = np.zeros(shape, np.float32)
+    if rng.random() < 0.75:
+        cells, cyto = _cytoplasm(labels, rng, px_per_um)
+        grain = 1.0 + 0.3 * _smooth_noise(shape, 1.5, rng)
+        mix = rng.uniform(0.5, 1.0)  # how much the cytoplasm replaces the stroma texture
+        de = np.where(cells, de * (1 - mix) + rng.uniform(0.15, 0.8) * grain * mix, de)
+        dh = np.where(cyto, rng.uniform(0.0, 0.25) * grain, dh)
+    return dh.astype(np.float32), de.astype(np.float32)
+
+
+def add_eosin(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    px_per_um: float = 2.0,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """A real H&E image with procedural tissue added to its stain densities: an eosin texture
+    and, given its ``labels``, cytoplasm around its nuclei (nuclei themselves unchanged)."""
     hed = rgb2hed(image)
-    # rgb2hed's eosin unit: OD / log(1e-6) scaled; convert the texture to that unit
-    extra = eosin_texture(image.shape[:2], rng, px_per_um) / np.log(1e6) * rng.uniform(0.5, 1.5)
-    hed[..., 1] += extra
+    lab = labels if labels is not None else np.zeros(image.shape[:2], np.int32)
+    dh, de = _tissue_densities(lab, rng, px_per_um)
+    # rgb2hed's unit: natural-log OD / log(1e6); keep the nuclei's own densities as they are
+    outside = (lab == 0).astype(np.float32)
+    scale = rng.uniform(0.5, 1.2) / np.log(1e6)
+    hed[..., 1] += de * scale
+    hed[..., 0] += dh * outside * scale
     return np.clip(np.rint(hed2rgb(hed) * 255), 0, 255).astype(np.uint8)
 
 
 def fluorescence_as_he(
-    signal: np.ndarray, rng: np.random.Generator, px_per_um: float = 2.0
+    signal: np.ndarray,
+    rng: np.random.Generator,
+    px_per_um: float = 2.0,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """RGB uint8 H&E-looking image of a fluorescence nuclear signal in [0, 1] (nuclei bright):
-    haematoxylin density proportional to the signal, on an eosin texture."""
-    dh = np.clip(signal, 0.0, 1.0) ** rng.uniform(0.6, 1.4) * rng.uniform(0.5, 1.6)
-    dh = dh + _smooth_noise(signal.shape, 1.0, rng) * 0.03 * dh  # chromatin grain
-    de = eosin_texture(signal.shape, rng, px_per_um)
-    de = de + np.clip(signal, 0, 1) * rng.uniform(0.0, 0.3)  # nuclei take some eosin too
+    """RGB uint8 H&E-looking image of a fluorescence nuclear ``signal`` in [0, 1] (nuclei
+    bright) and, when given, its instance ``labels`` (see the module docstring)."""
+    lab = labels if labels is not None else (signal > 0.5).astype(np.int32)
+    n = int(lab.max())
+    nuc = lab > 0
+    chrom = np.clip(signal, 0.0, 1.0) ** rng.uniform(0.6, 1.4)
+    chrom = chrom + _smooth_noise(signal.shape, 1.0, rng) * 0.05  # chromatin grain
+    density = rng.uniform(0.35, 1.6, n + 1)  # per nucleus: pale vesicular .. dense lymphocyte
+    vesicular = rng.random(n + 1) < 0.35  # pale inside, dark nuclear membrane
+    rim = find_boundaries(lab, connectivity=1, mode="inner")
+    inner = np.where(vesicular[lab], rng.uniform(0.25, 0.5), 1.0)
+    dh_nuc = density[lab] * (0.45 + 0.55 * np.clip(chrom, 0, 1)) * np.where(rim, 1.0, inner)
+    dh, de = _tissue_densities(lab, rng, px_per_um)
+    dh = np.where(nuc, dh_nuc, dh)
+    de = de + nuc * rng.uniform(0.0, 0.3)  # nuclei take some eosin too
     return compose_he(np.clip(dh, 0, None), de, rng, background=rng.uniform(225, 250))
