@@ -48,10 +48,8 @@ def settings_for(name: str, weights: dict[str, str]) -> Settings:
     """Settings of ``nucscale run --model NAME`` (``weights`` names extra U-Net weights)."""
     if name in weights:
         return Settings(segmenter="unet", weights=weights[name])
-    if name == "bioimageio":  # no pixel size in the package: 0.5 µm/px, as its card assumed
+    if name == "bioimageio":  # no pixel size in the package: --analysis-mpp 0.5, as its card had
         return Settings(segmenter=name, weights=str(BIOIMAGEIO), mpp=0.5)
-    if name == "torchscript":
-        return Settings(segmenter=name, weights=str(BIOIMAGEIO / "weights.pt"))
     return Settings(segmenter=name)
 
 

@@ -3,7 +3,8 @@
 A real CMU-1 region goes through ``predict_image`` for each network. HoVer-Net has seeded random
 weights (the released ones cannot be downloaded here; speed does not depend on the values).
 
-    python benchmarks/models.py [--size 2048] [--threads 1] [--models unet,hovernet-fast]
+    python benchmarks/models.py [--size 2048] [--threads 1] [--models unet,bioimageio,hovernet-fast]
+        [--bioimageio PACKAGE] [--weights-format torchscript,onnx]
     python benchmarks/models.py --runtime torch,onnx [--threads-list 1,2] [--repeats 3]
 
 ``megapixels_per_s`` counts the network and the post-processing to instances; the slower models
@@ -91,6 +92,10 @@ def onnx_runner(
     """``net`` exported to ONNX in memory and run by ONNX Runtime on ``threads`` CPU threads."""
     import onnxruntime as ort
 
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
+    except ImportError:
+        raise SystemExit("--runtime onnx needs the onnx package: pip install onnx") from None
     buf = io.BytesIO()
     torch.onnx.export(
         net, (torch.zeros(batch, 3, 320, 320),), buf, input_names=["x"], output_names=["y"],
@@ -172,10 +177,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2048, help="region side, px (CMU-1 from 0,0)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--models", default="unet,bioimageio,hovernet-fast", help="comma-separated")
     ap.add_argument(
-        "--models", default="unet,unet2d-nuclei-broad,hovernet-fast", help="comma-separated"
+        "--bioimageio",
+        default=str(SHARED / "models" / "unet2d-nuclei-broad"),
+        help="bioimage.io package of the bioimageio model (0.5 µm/px when it has no scale)",
     )
-    ap.add_argument("--unet", default=str(SHARED / "models" / "unet2d-nuclei-broad" / "weights.pt"))
+    ap.add_argument(
+        "--weights-format", default="torchscript,onnx", help="formats of the bioimageio package"
+    )
     ap.add_argument(
         "--runtime", default=None, help="compare runtimes for the U-Net instead: torch,onnx"
     )
@@ -190,15 +200,20 @@ def main() -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    from nucscale.models.bioimageio import BioImageIOModel
     from nucscale.models.hovernet import HoVerNet
-    from nucscale.models.torchscript import TorchScriptModel
     from nucscale.models.unet import UNetModel
 
     for name in args.models.split(","):
         if name == "unet":
             measure("unet (shipped default)", UNetModel(), args.size, args.batch)
-        elif name == "unet2d-nuclei-broad":
-            measure(name, TorchScriptModel(args.unet), min(args.size, 512), args.batch)
+        elif name == "bioimageio":
+            for fmt in args.weights_format.split(","):
+                model = BioImageIOModel(
+                    args.bioimageio, mpp=0.5, modality="brightfield", weights_format=fmt
+                )
+                size = min(args.size, 1024)  # ~0.2 s per 512 px patch on one core
+                measure(f"{model.name} ({fmt})", model, size, model.batch_size)
         elif name == "hovernet-fast":
             torch.manual_seed(0)  # random weights: speed does not depend on the values
             model = HoVerNet("fast", 6, "pannuke")

@@ -35,7 +35,11 @@ class Settings:
     segmenter:
         Name of the segmenter (see :func:`nucscale.infer.get_segmenter`).
     weights:
-        Weights file of a network segmenter (``None``: its default, if it ships one).
+        Weights file of a network segmenter (``None``: its default, if it ships one); for
+        ``bioimageio``, the model package (folder, YAML or .zip).
+    weights_format:
+        Weights format to run from a bioimage.io package: ``torchscript`` or ``onnx``
+        (``None``: the package's fastest here, see :mod:`nucscale.models.bioimageio`).
     tissue:
         ``auto`` (detect brightfield or fluorescence from the slide), ``brightfield``,
         ``fluorescence``, or ``none`` (keep every tile).
@@ -54,6 +58,7 @@ class Settings:
     halo: int | None = None
     segmenter: str = "unet"
     weights: str | None = None
+    weights_format: str | None = None
     tissue: str = "auto"
     tissue_max_size: int = 2048
     max_pixels: int = 2_000_000_000
@@ -67,6 +72,10 @@ class Settings:
         if self.tissue not in ("auto", "brightfield", "fluorescence", "none"):
             raise ConfigError(
                 f"tissue must be auto, brightfield, fluorescence or none, got {self.tissue!r}"
+            )
+        if self.weights_format not in (None, "torchscript", "onnx"):
+            raise ConfigError(
+                f"weights format must be torchscript or onnx, got {self.weights_format!r}"
             )
         if self.halo is not None and self.halo < 0:
             raise ConfigError(f"halo must be >= 0, got {self.halo}")

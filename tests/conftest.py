@@ -53,6 +53,13 @@ def highdicom_dir(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bioimageio_unet(shared_data: Path) -> Path:
+    """The bioimage.io package "UNet 2D Nuclei Broad" (MIT): YAML, TorchScript and ONNX weights,
+    test tensors; its README, covers and sample PNGs are absent."""
+    return _require(shared_data / "models" / "unet2d-nuclei-broad")
+
+
+@pytest.fixture(scope="session")
 def dsb2018(shared_data: Path) -> Path:
     """49 DSB 2018 images with instance-label ground truth (CC0)."""
     return _require(shared_data / "nuclei" / "dsb2018-dev")

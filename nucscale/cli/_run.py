@@ -47,7 +47,11 @@ def run(
         typer.Option(help="Pixel size of the slides in µm/px, for files that do not record it."),
     ] = None,
     analysis_mpp: Annotated[
-        float | None, typer.Option(help="Pixel size to analyse at, µm/px (default 0.5).")
+        float | None,
+        typer.Option(
+            help="Pixel size to analyse at, µm/px (default: the model's own, else 0.5; "
+            "required for a bioimage.io package that declares none)."
+        ),
     ] = None,
     tile: Annotated[
         int | None,
@@ -65,11 +69,19 @@ def run(
             "--model",
             "--segmenter",
             help="Segmenter: unet (default, shipped weights), baseline (weights-free H&E), "
-            "hovernet or torchscript (with --weights).",
+            "hovernet (with --weights CHECKPOINT) or bioimageio (with --weights PACKAGE: a "
+            "bioimage.io model folder, YAML or .zip).",
         ),
     ] = None,
     weights: Annotated[
         Path | None, typer.Option(help="Weights of a network segmenter (default: shipped ones).")
+    ] = None,
+    weights_format: Annotated[
+        str | None,
+        typer.Option(
+            help="Weights to run from a bioimage.io package: torchscript or onnx (default: "
+            "onnx on the CPU when the package has it, else torchscript)."
+        ),
     ] = None,
     dashboard: Annotated[
         str, typer.Option(help="Dashboard address of the local cluster.")
@@ -100,6 +112,7 @@ def run(
             segmenter=model,
             tissue=tissue,
             weights=str(weights.resolve()) if weights else None,
+            weights_format=weights_format,
             save_image=save_image or None,
         )
         seg, _ = build_segmenter(settings, plan_mpp(settings))
@@ -109,7 +122,7 @@ def run(
             raise typer.BadParameter("must be positive", param_hint="--mpp")
         slides, rejected = resolve_inputs(inputs, mpp)
     except NucscaleError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line
         raise typer.Exit(2) from None
     t0 = time.perf_counter()
     try:
@@ -136,7 +149,7 @@ def run(
                     progress=lambda d, n: bar.update(task, completed=d, total=n),
                 )
     except NucscaleError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line
         raise typer.Exit(2) from None
     table = Table("slide", "status", "nuclei", "tissue mm²", "seconds", "error")
     for r in rows:

@@ -104,4 +104,5 @@ class DenseSegmenter(Segmenter):
             "patch_input": str(self.model.spec.input_size),
             "patch_output": str(self.model.spec.output_size),
             "weights_sha256": self.model.weights_sha256,
+            **self.model.describe(),
         }

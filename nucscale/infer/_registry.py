@@ -17,24 +17,48 @@ from nucscale.infer._baseline import BaselineSegmenter
 from nucscale.infer._segmenter import Segmenter
 
 
-def _torchscript(
+def _bioimageio(
     weights: str | None = None,
-    card: str = "unet2d-nuclei-broad",
     modality: str = "fluorescence",
+    mpp: float | None = None,
+    weights_format: str | None = None,
+    *,
+    foreground_channel: int = 0,
+    threshold: float = 0.5,
+    h: float = 1.0,
+    min_size: int = 20,
+    max_diameter: int = 120,
 ) -> Segmenter:
-    """A TorchScript dense network described by a model card (``--model torchscript``).
+    """A bioimage.io model package (``--model bioimageio --weights PACKAGE``).
 
-    A network trained on fluorescence (card ``input.invert`` false) sees brightfield slides as
-    their haematoxylin density, so nuclei are bright on dark for it either way.
+    ``weights`` is the package (folder, YAML or .zip); ``mpp`` its working pixel size when the
+    package declares none (``--analysis-mpp``; refused without it); ``weights_format``
+    ``torchscript`` or ``onnx`` (``--weights-format``). The watershed parameters turn the
+    probability map into nuclei (px at the model's pixel size). Tiles default to the multiple
+    of the output patch nearest 2048 px, so their cores start on the patch grid.
     """
     from nucscale.infer._dense import DenseSegmenter
-    from nucscale.models.torchscript import TorchScriptModel, load_card
+    from nucscale.models.bioimageio import BioImageIOModel
 
     if weights is None:
-        raise SegmenterError("torchscript: pass the network's file with --weights")
-    fluorescence_model = not load_card(card).invert
-    stain = fluorescence_model and modality == "brightfield"
-    return DenseSegmenter(TorchScriptModel(weights, card, haematoxylin=stain))
+        raise SegmenterError(
+            "bioimageio: pass the model package (folder, bioimageio.yaml or .zip) with --weights"
+        )
+    model = BioImageIOModel(
+        weights,
+        mpp=mpp,
+        modality=modality,
+        weights_format=weights_format,
+        foreground_channel=foreground_channel,
+        threshold=threshold,
+        h=h,
+        min_size=min_size,
+        max_diameter=max_diameter,
+    )
+    segmenter = DenseSegmenter(model, batch_size=model.batch_size)
+    out = model.spec.output_size
+    segmenter.default_tile = max(1, round(2048 / out)) * out
+    return segmenter
 
 
 def _unet(weights: str | None = None, modality: str = "brightfield") -> Segmenter:
@@ -73,7 +97,7 @@ def _hovernet(weights: str | None = None, mode: str = "fast") -> Segmenter:
 SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
     BaselineSegmenter.name: BaselineSegmenter,
     "unet": _unet,
-    "torchscript": _torchscript,
+    "bioimageio": _bioimageio,
     "hovernet": _hovernet,
 }
 

@@ -92,3 +92,7 @@ class DenseModel(abc.ABC):
     @abc.abstractmethod
     def postprocess(self, maps: np.ndarray) -> Segmentation:
         """(K, h, w) float32 maps of a region -> instances in that region."""
+
+    def describe(self) -> dict[str, str]:
+        """Model-specific provenance added to the segmenter's (none by default)."""
+        return {}

@@ -43,13 +43,38 @@ DEFAULT_MPP = 0.5
 
 def segmenter_params(settings: Settings) -> tuple[tuple[str, Any], ...]:
     """Constructor parameters of the segmenter the user asked for (hashable, sorted)."""
-    return (("weights", settings.weights),) if settings.weights else ()
+    params: tuple[tuple[str, Any], ...] = ()
+    if settings.weights:
+        params = (("weights", settings.weights),)
+    if settings.weights_format is not None:
+        if not accepts(settings.segmenter, "weights_format"):
+            raise ConfigError(
+                f"--weights-format applies to --model bioimageio, not {settings.segmenter!r}"
+            )
+        params = (*params, ("weights_format", settings.weights_format))
+    return params
 
 
 def analysis_mpp(settings: Settings) -> float:
-    """The pixel size asked for: ``--analysis-mpp``, else the segmenter's native one, else 0.5."""
+    """The pixel size asked for: ``--analysis-mpp``, else the segmenter's native one, else 0.5.
+
+    Without ``--analysis-mpp`` the segmenter is built to ask it; one that cannot know its pixel
+    size (a bioimage.io package without a physical scale) refuses there, with the reason."""
+    if settings.mpp:
+        return settings.mpp
     native = get_segmenter(settings.segmenter, **dict(segmenter_params(settings))).native_mpp
-    return settings.mpp or native or DEFAULT_MPP
+    return native or DEFAULT_MPP
+
+
+def _takes_mpp(settings: Settings, params: tuple[tuple[str, Any], ...]) -> bool:
+    """Whether the segmenter is built for the analysis pixel size: it takes ``mpp`` and either
+    adapts to any pixel size (no native one) or the user gave ``--analysis-mpp`` (its working
+    pixel size, for a bioimage.io package that declares none)."""
+    if not accepts(settings.segmenter, "mpp"):
+        return False
+    if settings.mpp is not None:
+        return True
+    return get_segmenter(settings.segmenter, **dict(params)).native_mpp is None
 
 
 def build_segmenter(
@@ -60,8 +85,8 @@ def build_segmenter(
     params = segmenter_params(settings)
     if modality is not None and accepts(settings.segmenter, "modality"):
         params = (*params, ("modality", modality))
-    if get_segmenter(settings.segmenter, **dict(params)).native_mpp is None:
-        params = (*params, ("mpp", round(mpp, 6)))  # adapts its pixel sizes
+    if _takes_mpp(settings, params):
+        params = (*params, ("mpp", round(mpp, 6)))
     return get_segmenter(settings.segmenter, **dict(params)), params
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import nucscale.infer as infer
@@ -11,13 +13,13 @@ from nucscale.infer import SEGMENTERS, BaselineSegmenter, get_segmenter
 
 def test_registry_lists_baseline() -> None:
     assert SEGMENTERS["baseline"] is BaselineSegmenter
-    assert {"baseline", "torchscript"} <= set(SEGMENTERS)
+    assert {"baseline", "unet", "hovernet", "bioimageio"} == set(SEGMENTERS)
     assert all(callable(factory) for factory in SEGMENTERS.values())
 
 
-def test_torchscript_needs_weights() -> None:
-    with pytest.raises(SegmenterError, match="--weights"):
-        get_segmenter("torchscript")
+def test_bioimageio_needs_a_package() -> None:
+    with pytest.raises(SegmenterError, match=r"bioimageio: pass the model package .* --weights"):
+        get_segmenter("bioimageio")
 
 
 def test_same_name_and_params_give_the_same_instance() -> None:
@@ -36,7 +38,8 @@ def test_different_params_give_different_instances() -> None:
 
 def test_unknown_name_lists_known_names() -> None:
     with pytest.raises(
-        SegmenterError, match=r"unknown segmenter 'cellpose'; known: baseline, hovernet, torch"
+        SegmenterError,
+        match=r"unknown segmenter 'cellpose'; known: baseline, bioimageio, hovernet, unet",
     ):
         get_segmenter("cellpose")
 
@@ -87,3 +90,18 @@ def test_unet_defaults_to_the_shipped_weights() -> None:
 def test_unet_with_a_missing_weights_file() -> None:
     with pytest.raises(SegmenterError, match="weights file not found"):
         get_segmenter("unet", weights="/nonexistent/unet.pt")
+
+
+def test_bioimageio_segmenter_from_the_package(bioimageio_unet: Path) -> None:
+    seg = get_segmenter("bioimageio", weights=str(bioimageio_unet), mpp=0.5, modality="brightfield")
+    assert seg.native_mpp == 0.5 and seg.name == "unet-2d-nuclei-broad"
+    assert seg.batch_size == 1  # the package fixes its batch size to 1
+    # tiles: the multiple of the 448 px output nearest 2048, so cores start on the patch grid
+    assert seg.default_tile == 2240 and seg.grid_alignment == (448, 32)
+    # halo: margin 32 + one output patch covering post-processing 120 + largest nucleus 120
+    assert seg.halo_for(2240) == 32 + 448
+    info = seg.describe()
+    assert info["weights_format"] in ("onnx", "torchscript") and len(info["weights_sha256"]) == 64
+    assert info["input_signal"] == "haematoxylin" and info["mpp_source"] == "--analysis-mpp"
+    with pytest.raises(SegmenterError, match=r"no pixel size.*pass --analysis-mpp"):
+        get_segmenter("bioimageio", weights=str(bioimageio_unet))

@@ -17,6 +17,33 @@ from nucscale.pipeline._tasks import finished_with
 from nucscale.store import create_label_image, nuclei_path, write_nuclei
 
 
+def test_a_bioimageio_package_runs_at_the_given_pixel_size(
+    bioimageio_unet: Path, cmu1_svs: Path, tmp_path: Path
+) -> None:
+    """No scale in the package: --analysis-mpp is its pixel size, and without one the plan is
+    refused with the reason, never run at a guessed scale."""
+    from nucscale.errors import SegmenterError
+    from nucscale.pipeline._plan import analysis_mpp, build_segmenter
+
+    asked = Settings(segmenter="bioimageio", weights=str(bioimageio_unet))
+    with pytest.raises(SegmenterError, match=r"bioimageio\.yaml: .*pass --analysis-mpp"):
+        analysis_mpp(asked)
+    with pytest.raises(SegmenterError, match=r"pass --analysis-mpp"):
+        make_plan(SlideInput(str(cmu1_svs), "s"), asked, str(tmp_path), "k")
+    given = replace(asked, mpp=0.5, weights_format="torchscript")
+    assert analysis_mpp(given) == 0.5
+    seg, params = build_segmenter(given, 0.499, "brightfield")
+    assert dict(params) == {
+        "weights": str(bioimageio_unet),
+        "weights_format": "torchscript",
+        "modality": "brightfield",
+        "mpp": 0.499,
+    }
+    assert seg.native_mpp == 0.499 and seg.describe()["weights_format"] == "torchscript"
+    with pytest.raises(ConfigError, match="--weights-format applies to --model bioimageio"):
+        build_segmenter(Settings(segmenter="unet", weights_format="onnx"), 0.5)
+
+
 def test_cli_mpp_is_only_a_fallback(
     cmu1_svs: Path, openslide_fixtures: Path, tmp_path: Path
 ) -> None:
