@@ -16,12 +16,23 @@ from nucscale.io import open_slide, slide_info
 
 @app.command()
 def info(
-    slide: Annotated[Path, typer.Argument(help="Slide file, or DICOM WSI folder.")],
+    slide: Annotated[
+        Path,
+        typer.Argument(
+            help="Slide file, or DICOM WSI folder; or a bioimage.io model package (folder, "
+            "YAML or .zip) for --model bioimageio."
+        ),
+    ],
     mpp: Annotated[
         float | None, typer.Option(help="Pixel size in µm/px, overriding the file's.")
     ] = None,
 ) -> None:
-    """Show what nucscale sees in a slide."""
+    """Show what nucscale sees in a slide (or in a bioimage.io model package)."""
+    from nucscale.models._bioimageio_package import is_package
+
+    if is_package(slide):
+        _package_info(slide)
+        return
     try:
         with open_slide(slide, mpp=mpp) as s:
             meta = slide_info(s)
@@ -37,4 +48,21 @@ def info(
     for i, lv in enumerate(meta["levels"]):
         lmpp = f"{meta['mpp'] * lv['downsample']:.4g}" if meta["mpp"] else "-"
         table.add_row(str(i), str(lv["width"]), str(lv["height"]), f"{lv['downsample']:.4g}", lmpp)
+    out.print(table)
+
+
+def _package_info(path: Path) -> None:
+    """What ``--model bioimageio --weights PATH`` would run; a bad package is one line."""
+    from nucscale.models._bioimageio_package import load_package, summary
+
+    try:
+        pkg = load_package(path)
+    except NucscaleError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    out = Console()
+    out.print(f"[bold]{path}[/bold]: bioimage.io model package")
+    table = Table("field", "value")
+    for key, value in summary(pkg):
+        table.add_row(key, value)
     out.print(table)

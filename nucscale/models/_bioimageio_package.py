@@ -41,6 +41,13 @@ from typing import Any
 import numpy as np
 
 from nucscale.errors import SegmenterError
+from nucscale.models._bioimageio_axes import (
+    Tiling,
+    axes_of,
+    mpp_of,
+    output_geometry,
+    tiling_of,
+)
 from nucscale.models._bioimageio_ops import Op, check_ops
 
 log = logging.getLogger(__name__)
@@ -49,28 +56,6 @@ log = logging.getLogger(__name__)
 FORMATS = ("torchscript", "onnx")
 #: YAML names of a package, as bioimage.io names them.
 YAML_NAMES = ("bioimageio.yaml", "rdf.yaml")
-#: Micrometres per unit of the space units a package may declare.
-_UM_PER_UNIT = {
-    "angstrom": 1e-4,
-    "nanometer": 1e-3,
-    "micrometer": 1.0,
-    "millimeter": 1e3,
-    "centimeter": 1e4,
-    "meter": 1e6,
-}
-
-
-@dataclass(frozen=True)
-class Tiling:
-    """Valid sizes of the input's space axes: ``min + step * n`` (``step`` 0: only ``min``)."""
-
-    min: int
-    step: int
-
-    def valid(self, size: int) -> bool:
-        if self.step == 0:
-            return size == self.min
-        return size >= self.min and (size - self.min) % self.step == 0
 
 
 @dataclass(frozen=True)
@@ -158,6 +143,43 @@ def resolve(source: str | Path) -> tuple[Path, str]:
     if p.suffix.lower() in (".yaml", ".yml"):
         return p.parent, p.name
     raise _error(str(p), "not a bioimage.io package (expected a folder, a .yaml file or a .zip)")
+
+
+def is_package(path: str | Path) -> bool:
+    """Whether ``path`` looks like a bioimage.io package (a folder or zip holding a
+    bioimage.io YAML, or a YAML file); cheap, reads no description."""
+    p = Path(path)
+    if p.is_dir():
+        return any((p / n).is_file() for n in YAML_NAMES) or any(p.glob("*.bioimageio.yaml"))
+    if p.suffix.lower() in (".yaml", ".yml"):
+        return True
+    if p.suffix.lower() == ".zip" and zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as zf:
+            return any(n in YAML_NAMES or n.endswith(".bioimageio.yaml") for n in zf.namelist())
+    return False
+
+
+def summary(pkg: Package) -> list[tuple[str, str]]:
+    """What ``nucscale info PACKAGE`` shows, as (field, value) rows."""
+    t = pkg.tiling
+    sizes = f"{t.min} px" if t.step == 0 else f"{t.min} + n * {t.step} px"
+    weights = [f"{f} (sha256 {sha or 'not given'})" for f, (_, sha) in pkg.weights.items()]
+    return [
+        ("name", pkg.name + (f" ({pkg.id})" if pkg.id else "")),
+        ("description", pkg.yaml),
+        ("license", pkg.license or "-"),
+        ("input", f"{''.join(pkg.input_axes)}, {pkg.channels} channel(s), sizes {sizes}"),
+        ("output", f"{''.join(pkg.output_axes)}, {pkg.out_channels} channel(s), halo {pkg.halo}"),
+        ("batch", "any" if pkg.batch is None else str(pkg.batch)),
+        (
+            "pixel size",
+            f"{pkg.mpp:.4g} µm/px" if pkg.mpp else "not declared (pass --analysis-mpp)",
+        ),
+        ("preprocessing", ", ".join(op.id for op in pkg.preprocessing) or "-"),
+        ("postprocessing", ", ".join(op.id for op in pkg.postprocessing) or "-"),
+        ("weights", "; ".join(weights) or "none nucscale runs"),
+        ("other weights", ", ".join(pkg.other_formats) or "-"),
+    ]
 
 
 @contextmanager
@@ -249,15 +271,15 @@ def _package(descr: Any, source: str, where: str) -> Package:
     inp, out = descr.inputs[0], descr.outputs[0]
     if len(descr.outputs) > 1:
         log.info("%s: %d outputs; nucscale uses the first, %r", where, len(descr.outputs), out.id)
-    in_axes, in_ids = _axes(inp.axes, f"{where}: inputs[0]")
-    out_axes, out_ids = _axes(out.axes, f"{where}: outputs[0]")
+    in_axes, in_ids = axes_of(inp.axes, f"{where}: inputs[0]")
+    out_axes, out_ids = axes_of(out.axes, f"{where}: outputs[0]")
     space = {str(ax.id): ax for ax in inp.axes if isinstance(ax, v0_5.SpaceInputAxis)}
     ys, xs = space[in_ids["y"]], space[in_ids["x"]]
-    tiling = _tiling(ys.size, xs.size, where)
+    tiling = tiling_of(ys.size, xs.size, where)
     channel = [ax for ax in inp.axes if isinstance(ax, v0_5.ChannelAxis)]
     out_channel = [ax for ax in out.axes if isinstance(ax, v0_5.ChannelAxis)]
     batch = [ax for ax in inp.axes if isinstance(ax, v0_5.BatchAxis)]
-    halo, offset = _output_geometry(out.axes, out_ids, inp.id, in_ids, where)
+    halo, offset = output_geometry(out.axes, out_ids, inp.id, in_ids, where)
     if (in_axes.count("b") and batch[0].size == 1) or "b" not in in_axes:
         fixed_batch: int | None = 1
     else:
@@ -290,94 +312,13 @@ def _package(descr: Any, source: str, where: str) -> Package:
         tiling=tiling,
         halo=halo,
         offset=offset,
-        mpp=_mpp(ys, xs, where),
+        mpp=mpp_of(ys, xs, where),
         preprocessing=pre,
         postprocessing=post,
         weights=weights,
         other_formats=tuple(other),
         license=str(descr.license or ""),
     )
-
-
-def _axes(axes: Any, where: str) -> tuple[tuple[str, ...], dict[str, str]]:
-    """Axis kinds in order and kind -> axis id; 2D images only."""
-    kinds: list[str] = []
-    ids: dict[str, str] = {}
-    for ax in axes:
-        if ax.type == "batch":
-            kind = "b"
-        elif ax.type == "channel":
-            kind = "c"
-        elif ax.type == "space" and str(ax.id) in ("y", "x"):
-            kind = str(ax.id)
-        else:
-            raise _error(where, f"axis {ax.id!r} ({ax.type}): nucscale runs 2D models (y, x)")
-        kinds.append(kind)
-        ids[kind] = str(ax.id)
-    if "y" not in ids or "x" not in ids:
-        raise _error(where, "needs space axes y and x")
-    return tuple(kinds), ids
-
-
-def _tiling(ysize: Any, xsize: Any, where: str) -> Tiling:
-    from bioimageio.spec.model import v0_5
-
-    found = []
-    for size in (ysize, xsize):
-        if isinstance(size, int):
-            found.append(Tiling(size, 0))
-        elif isinstance(size, v0_5.ParameterizedSize):
-            found.append(Tiling(size.min, size.step))
-        else:
-            raise _error(where, f"input size {size!r}: nucscale needs fixed or min + n*step sizes")
-    if found[0] != found[1]:
-        raise _error(
-            where,
-            f"y and x take different sizes ({found[0]}, {found[1]}); nucscale runs square patches",
-        )
-    return found[0]
-
-
-def _output_geometry(
-    axes: Any, ids: Mapping[str, str], input_id: Any, in_ids: Mapping[str, str], where: str
-) -> tuple[int, int]:
-    """``(halo, offset)`` of the output's space axes, equal for y and x, at the input's scale."""
-    found = []
-    for kind in ("y", "x"):
-        ax = next(a for a in axes if str(a.id) == ids[kind])
-        size, halo = ax.size, int(getattr(ax, "halo", 0) or 0)
-        ref_ok = (
-            getattr(size, "tensor_id", None) == input_id
-            and str(getattr(size, "axis_id", "")) == in_ids[kind]
-        )
-        if not ref_ok:
-            raise _error(
-                where,
-                f"outputs[0] axis {ax.id!r}: its size must refer to the input's axis "
-                f"{in_ids[kind]!r} (nucscale runs dense, same-grid outputs)",
-            )
-        if int(size.offset) % 2 or int(size.offset) > 0:
-            raise _error(
-                where,
-                f"outputs[0] axis {ax.id!r}: size offset {size.offset} must be even and "
-                "<= 0 (a centred output)",
-            )
-        found.append((halo, int(size.offset)))
-    if found[0] != found[1]:
-        raise _error(where, "outputs[0]: y and x have different halos or offsets")
-    return found[0]
-
-
-def _mpp(ys: Any, xs: Any, where: str) -> float | None:
-    """µm per pixel when the space axes give a physical unit; ``None`` otherwise."""
-    if ys.unit is None and xs.unit is None:
-        return None
-    if ys.unit not in _UM_PER_UNIT or xs.unit not in _UM_PER_UNIT:
-        raise _error(where, f"space unit {ys.unit or xs.unit!r}: not a microscope length unit")
-    y, x = ys.scale * _UM_PER_UNIT[ys.unit], xs.scale * _UM_PER_UNIT[xs.unit]
-    if abs(y - x) > 1e-6 * max(y, x):
-        raise _error(where, f"anisotropic pixels ({y:g} x {x:g} µm); nucscale needs square pixels")
-    return float(x)
 
 
 def read_weights(source: str | Path, fmt: str) -> tuple[bytes, str]:

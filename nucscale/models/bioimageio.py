@@ -21,9 +21,11 @@ Geometry
     ``halo`` is discarded: ``PatchSpec(input, input + offset - 2 * halo)``.
 Weights
     TorchScript (``torch.jit.load``) or ONNX (ONNX Runtime), read from the package with their
-    sha256 checked against the package's; default TorchScript when present. On this CPU the two
-    run UNet 2D Nuclei Broad equally fast within the noise of a shared machine (best of 3, 16
-    patches of 512 px, 1 thread: TorchScript 0.49 s/patch, ONNX 0.50 s/patch).
+    sha256 checked against the package's. Default: ONNX when the package has it and this
+    process has no GPU, else TorchScript. Measured on this 2-core machine while a training run
+    used ~1.4 cores (``benchmarks/models.py --models bioimageio --size 1024``, 9 patches of
+    512 px, best of 3): 1 thread TorchScript 2.65 s, ONNX 2.13 s; 2 threads 3.03 s and 2.83 s;
+    the same 286 nuclei either way.
 Pixel size
     The space axes' physical scale when the package gives one (unit + scale); otherwise the
     caller must say (``mpp``, from ``--analysis-mpp``): the package does not know it, and a
@@ -48,14 +50,9 @@ from scipy import ndimage as ndi
 from nucscale.errors import SegmenterError
 from nucscale.infer._segmenter import Segmentation
 from nucscale.models._base import DenseModel, PatchSpec
+from nucscale.models._bioimageio_axes import Tiling
 from nucscale.models._bioimageio_ops import apply_ops, calibrate_ops
-from nucscale.models._bioimageio_package import (
-    FORMATS,
-    Package,
-    Tiling,
-    load_package,
-    read_weights,
-)
+from nucscale.models._bioimageio_package import FORMATS, Package, load_package, read_weights
 from nucscale.models._runtime import OnnxModule, describe_runtime, load_torchscript
 from nucscale.models._watershed import watershed_instances
 

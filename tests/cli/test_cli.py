@@ -33,6 +33,27 @@ def test_info_on_a_missing_file(tmp_path: Path) -> None:
     assert "nope.svs" in res.output
 
 
+def test_info_on_a_bioimageio_package(bioimageio_unet: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["info", str(bioimageio_unet)], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "bioimage.io model package" in res.output and "UNet 2D Nuclei Broad" in res.output
+    assert "bcyx, 1 channel(s), sizes 512 px" in res.output and "halo 32" in res.output
+    assert "not declared (pass --analysis-mpp)" in res.output
+    assert "ensure_dtype, zero_mean_unit_variance, ensure_dtype" in res.output
+    assert "onnx (sha256 85f5ac80fa977fea3562ef97c8c5950288be2c4f4cdb5d994807df97008ce088)" in (
+        res.output
+    )
+    bad = tmp_path / "bad.bioimageio.yaml"
+    text = (bioimageio_unet / "bioimageio.yaml").read_text()
+    bad.write_text(text.replace("id: zero_mean_unit_variance", "id: fancy_norm"))
+    res = runner.invoke(app, ["info", str(bad)], env={"COLUMNS": "80"})
+    assert res.exit_code == 2
+    assert res.output.strip().count("\n") == 0  # one line, however narrow the terminal
+    assert f"{bad}: inputs[0].preprocessing[1]: unknown preprocessing op 'fancy_norm'" in (
+        res.output
+    )
+
+
 def test_run_refuses_a_too_small_halo(cmu1_svs: Path, tmp_path: Path) -> None:
     res = runner.invoke(
         app,

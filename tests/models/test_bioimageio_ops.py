@@ -99,3 +99,15 @@ def test_what_cannot_be_run_consistently_is_refused(op: Op, output: bool, messag
     with pytest.raises(SegmenterError, match=rf"pkg\.yaml: ops\[0\]: .*{message}"):
         check_ops([op], "pkg.yaml: ops", IDS, own_tensor="raw", output=output)
     check_ops([Op("sigmoid"), Op("clip", {"min": 0.0})], "pkg.yaml", IDS, output=True)  # fine
+
+
+def test_patch_size_is_the_valid_one_nearest_512() -> None:
+    from nucscale.models._bioimageio_axes import Tiling
+    from nucscale.models.bioimageio import choose_patch_size
+
+    assert choose_patch_size(Tiling(512, 0), 0, 32) == 512  # fixed size: that one
+    assert choose_patch_size(Tiling(64, 16), 0, 0) == 512
+    size = choose_patch_size(Tiling(100, 48), 0, 8)  # 484 or 532: 532 is nearer
+    assert size == 532 and Tiling(100, 48).valid(size) and not Tiling(100, 48).valid(512)
+    # an output that the halo would empty grows the patch by steps
+    assert choose_patch_size(Tiling(16, 16), -8, 300, target=16) == 624
