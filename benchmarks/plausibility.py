@@ -13,7 +13,11 @@ collagen-rich stroma, a tissue edge on glass) into ``--overlays DIR`` as
 ``<label>-<region>.png``, for looking at, side by side with another model's.
 
     python benchmarks/plausibility.py [SLIDE] [--model unet] [--weights W] [--label new]
-        [--overlays docs/overlays] [--keep OUT]
+        [--overlays DIR] [--keep OUT]
+    python benchmarks/plausibility.py --pair before after --overlays DIR --to docs/overlays
+
+``--pair A B`` runs nothing: it puts the overlays ``A-<region>.png`` and ``B-<region>.png`` of
+DIR side by side, captioned, as ``cmu1-<region>.jpg`` in ``--to`` (the model card's pictures).
 """
 
 from __future__ import annotations
@@ -60,7 +64,9 @@ def run(slide: str, out: Path, model: str | None, weights: str | None, extra: li
         cmd += ["--model", model]
     if weights:
         cmd += ["--weights", weights]
-    subprocess.run(cmd + extra, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd + extra, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"nucscale run failed ({done.returncode}):\n{done.stderr[-2000:]}")
 
 
 def figures(out: Path) -> dict[str, float]:
@@ -94,11 +100,37 @@ def overlays(out: Path, slide: str, folder: Path, label: str) -> list[Path]:
             big = np.asarray(Image.fromarray(crop).resize((2 * w, 2 * h), Image.Resampling.LANCZOS))
             near = shapely.intersects(polys, shapely.box(x0, y0, x0 + w, y0 + h))
             pic = draw_outlines(
-                big, polys[near], [(255, 230, 0)] * int(near.sum()), origin=(x0, y0), scale=2
+                big,
+                polys[near],
+                [(255, 230, 0)] * int(near.sum()),
+                origin=(x0, y0),
+                scale=2,
+                width=2,
             )
             path = folder / f"{label}-{name}.png"
             Image.fromarray(pic).save(path, optimize=True)
             written.append(path)
+    return written
+
+
+def pair(folder: Path, before: str, after: str, dest: Path) -> list[Path]:
+    """``before`` and ``after`` overlays of each region side by side, captioned, as JPEG."""
+    from PIL import ImageDraw
+
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in REGIONS:
+        a = Image.open(folder / f"{before}-{name}.png").convert("RGB")
+        b = Image.open(folder / f"{after}-{name}.png").convert("RGB")
+        canvas = Image.new("RGB", (a.width + b.width + 16, a.height + 36), "white")
+        canvas.paste(a, (0, 36))
+        canvas.paste(b, (a.width + 16, 36))
+        draw = ImageDraw.Draw(canvas)
+        for x, text in ((8, before), (a.width + 24, after)):
+            draw.text((x, 8), f"{text}: CMU-1 {name}", fill=(0, 0, 0), font_size=22)
+        path = dest / f"cmu1-{name}.jpg"
+        canvas.save(path, quality=82, optimize=True)
+        written.append(path)
     return written
 
 
@@ -110,8 +142,16 @@ def main() -> None:
     ap.add_argument("--label", default=None, help="name in the JSON and the overlay files")
     ap.add_argument("--overlays", type=Path, default=None, help="write region overlays here")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run's output here")
+    ap.add_argument("--pair", nargs=2, metavar=("BEFORE", "AFTER"), default=None)
+    ap.add_argument("--to", type=Path, default=REPO / "docs" / "overlays")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="more `nucscale run` options")
     args = ap.parse_args()
+    if args.pair:
+        if args.overlays is None:
+            raise SystemExit("--pair needs --overlays DIR (where the overlays are)")
+        files = pair(args.overlays, *args.pair, args.to)
+        print(json.dumps({"benchmark": "plausibility-pair", "files": [str(f) for f in files]}))
+        return
     label = args.label or args.model or "default"
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp) / "out"

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 MODALITIES = ("brightfield", "fluorescence")
 #: Defaults of :class:`UNet`; the weights file's ``config`` overrides them.
-DEFAULT_CONFIG: dict[str, int] = {"depth": 4, "width": 8, "in_channels": 3, "out_channels": 2}
+DEFAULT_CONFIG: dict[str, int] = {"depth": 5, "width": 8, "in_channels": 3, "out_channels": 3}
 
 
 def default_weights() -> Path:
@@ -79,7 +79,7 @@ class UNet(nn.Module):
     """U-Net with ``depth`` levels (channels ``width * 2**i``); returns logits, input size."""
 
     def __init__(
-        self, depth: int = 4, width: int = 8, in_channels: int = 3, out_channels: int = 2
+        self, depth: int = 5, width: int = 8, in_channels: int = 3, out_channels: int = 3
     ) -> None:
         super().__init__()
         if depth < 1 or width < 1 or in_channels < 1 or out_channels < 1:
