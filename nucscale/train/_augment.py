@@ -34,7 +34,7 @@ from scipy import ndimage as ndi
 from skimage.color import hed2rgb, rgb2hed
 
 from nucscale.models._unet_input import fluorescence_input, nuclear_signal
-from nucscale.train._stain import add_eosin, fluorescence_as_he
+from nucscale.train._stain import add_eosin, fluorescence_as_he, pale_nuclei
 
 KINDS = ("brightfield", "fluorescence", "synthetic_he")
 
@@ -111,7 +111,10 @@ def brightfield(
     labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1]: an H&E patch with stain, blur and exposure jitter; with
-    probability ``eosin_p`` procedural tissue added around its ``labels``' nuclei first."""
+    probability ``eosin_p`` procedural tissue added around its ``labels``' nuclei first, and
+    (given labels) sometimes its nuclei made paler."""
+    if labels is not None and rng.random() < 0.4:
+        image = pale_nuclei(image, labels, rng)
     if rng.random() < eosin_p:
         image = add_eosin(image, rng, labels=labels)
     if rng.random() < 0.8:

@@ -14,6 +14,8 @@ and the DSB nuclei themselves, not from any evaluation slide:
 - :func:`add_eosin`: the texture (and, around the labelled nuclei, a cytoplasm of some
   haematoxylin and eosin) added to a real H&E image's stain densities (nuclei and labels
   unchanged): DSB's nuclei on pale ground become nuclei inside tissue;
+- :func:`pale_nuclei`: a real H&E image's nuclei made paler one by one (DSB's H&E nuclei are
+  nearly all dark; epithelial nuclei often are not);
 - :func:`fluorescence_as_he`: a fluorescence image rendered as tissue: each labelled nucleus
   with its own haematoxylin density (dark lymphocyte-like to pale vesicular nuclei with a dark
   rim), its chromatin from the fluorescence signal, a cytoplasm around it, eosin-rich stroma
@@ -150,10 +152,16 @@ def _tissue_densities(
     labels: np.ndarray, rng: np.random.Generator, px_per_um: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Haematoxylin and eosin densities of everything but the nuclei: cytoplasm around the
-    labelled nuclei (some haematoxylin, more eosin, grainy), eosin texture between cells."""
+    labelled nuclei (some haematoxylin, more eosin, grainy), eosin texture between cells, and
+    sometimes basophilic fibres (keratin flakes, mucus strands, elastic fibres: purple, long,
+    paler than nuclei) that are not nuclei either."""
     shape = labels.shape
     de = eosin_texture(shape, rng, px_per_um)
     dh = np.zeros(shape, np.float32)
+    if rng.random() < 0.25:
+        strands = _fibres(shape, rng) * (labels == 0)
+        dh += strands * rng.uniform(0.1, 0.45)
+        de += strands * rng.uniform(0.1, 0.6)
     if rng.random() < 0.75:
         cells, cyto = _cytoplasm(labels, rng, px_per_um)
         grain = 1.0 + 0.3 * _smooth_noise(shape, 1.5, rng)
@@ -182,6 +190,22 @@ def add_eosin(
     return np.clip(np.rint(hed2rgb(hed) * 255), 0, 255).astype(np.uint8)
 
 
+def pale_nuclei(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A real H&E image whose nuclei are made paler one by one: each nucleus's haematoxylin
+    density scaled by its own factor in [0.3, 1] inside, less at its rim (vesicular nuclei
+    of epithelium keep a darker nuclear membrane); everything else unchanged."""
+    n = int(labels.max())
+    if n == 0:
+        return image
+    hed = rgb2hed(image)
+    factor = rng.uniform(0.3, 1.0, n + 1)
+    factor[0] = 1.0
+    rim = find_boundaries(labels, connectivity=1, mode="inner")
+    scale = np.where(rim, np.maximum(factor[labels], 0.7), factor[labels])
+    hed[..., 0] *= scale
+    return np.clip(np.rint(hed2rgb(hed) * 255), 0, 255).astype(np.uint8)
+
+
 def fluorescence_as_he(
     signal: np.ndarray,
     rng: np.random.Generator,
@@ -195,8 +219,8 @@ def fluorescence_as_he(
     nuc = lab > 0
     chrom = np.clip(signal, 0.0, 1.0) ** rng.uniform(0.6, 1.4)
     chrom = chrom + _smooth_noise(signal.shape, 1.0, rng) * 0.05  # chromatin grain
-    density = rng.uniform(0.35, 1.6, n + 1)  # per nucleus: pale vesicular .. dense lymphocyte
-    vesicular = rng.random(n + 1) < 0.35  # pale inside, dark nuclear membrane
+    density = rng.uniform(0.25, 1.6, n + 1)  # per nucleus: pale vesicular .. dense lymphocyte
+    vesicular = rng.random(n + 1) < 0.45  # pale inside, dark nuclear membrane
     rim = find_boundaries(lab, connectivity=1, mode="inner")
     inner = np.where(vesicular[lab], rng.uniform(0.25, 0.5), 1.0)
     dh_nuc = density[lab] * (0.45 + 0.55 * np.clip(chrom, 0, 1)) * np.where(rim, 1.0, inner)
