@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from nucscale.analysis import evaluate
+from nucscale.analysis import evaluate, to_image_grid
 from nucscale.cluster import get_client
 from nucscale.config import Settings
 from nucscale.pipeline import resolve_inputs, run_cohort
@@ -51,15 +51,6 @@ def settings_for(name: str, weights: dict[str, str]) -> Settings:
     if name == "bioimageio":  # no pixel size in the package: --analysis-mpp 0.5, as its card had
         return Settings(segmenter=name, weights=str(BIOIMAGEIO), mpp=0.5)
     return Settings(segmenter=name)
-
-
-def to_native(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Analysis-resolution labels mapped onto the image's own ``shape``: each image pixel takes
-    the label of the analysis pixel covering its centre."""
-    fy, fx = shape[0] / labels.shape[0], shape[1] / labels.shape[1]
-    iy = np.minimum(((np.arange(shape[0]) + 0.5) / fy).astype(np.int64), labels.shape[0] - 1)
-    ix = np.minimum(((np.arange(shape[1]) + 0.5) / fx).astype(np.int64), labels.shape[1] - 1)
-    return labels[np.ix_(iy, ix)]
 
 
 def manifest(ids: list[str], folder: Path) -> Path:
@@ -87,7 +78,7 @@ def run_model(
     scores = {}
     for i in ids:
         gt = np.asarray(Image.open(DSB / f"{i}_labels.png")).astype(np.int32)
-        pred = to_native(np.asarray(open_labels(out, i)[:]), gt.shape)
+        pred = to_image_grid(np.asarray(open_labels(out, i)[:]), gt.shape)
         scores[i] = {k: float(v) for k, v in evaluate(gt, pred).items()}
     return scores
 

@@ -1,7 +1,7 @@
 """Evaluation of instance segmentations: metrics (PQ, mPQ, AJI, Dice, DSB score), overlays, and
 plausibility (QC) checks of a slide's nuclei."""
 
-from nucscale.analysis._compare import compare_runs, read_run
+from nucscale.analysis._compare import compare_runs, read_run, to_image_grid
 from nucscale.analysis._metrics import (
     DSB_THRESHOLDS,
     Overlaps,
@@ -33,4 +33,5 @@ __all__ = [
     "qc_flags",
     "qc_measures",
     "read_run",
+    "to_image_grid",
 ]

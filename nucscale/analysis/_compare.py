@@ -20,6 +20,16 @@ from nucscale.store import nuclei_path, open_labels, read_nuclei
 TILE_COLUMNS = ("nucleus_id", "tile_row", "tile_col")
 
 
+def to_image_grid(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Labels at the analysis pixel size mapped onto an image's own pixel grid of ``shape``:
+    each image pixel takes the label of the analysis pixel that covers its centre. For scoring
+    a run of an image analysed at another pixel size against ground truth at its own."""
+    fy, fx = shape[0] / labels.shape[0], shape[1] / labels.shape[1]
+    iy = np.minimum(((np.arange(shape[0]) + 0.5) / fy).astype(np.int64), labels.shape[0] - 1)
+    ix = np.minimum(((np.arange(shape[1]) + 0.5) / fx).astype(np.int64), labels.shape[1] - 1)
+    return labels[np.ix_(iy, ix)]
+
+
 def read_run(out: str | Path, slide_id: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Label image and feature columns (rows sorted by centroid y, x) of one slide's output."""
     root = Path(out)

@@ -1,11 +1,11 @@
-"""compare_runs: same nuclei up to ids, or not."""
+"""compare_runs: same nuclei up to ids, or not; labels mapped onto an image's own grid."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nucscale.analysis import compare_runs
+from nucscale.analysis import compare_runs, to_image_grid
 
 
 def _run(labels: np.ndarray, area: list[float]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -40,3 +40,11 @@ def test_a_merge_a_loss_and_a_feature_change_are_seen() -> None:
     assert diff["pq"] == pytest.approx(0.8)  # 2 TP, 1 FN, IoU 1: 2 / (2 + 0.5)
     with pytest.raises(ValueError, match="shape"):
         compare_runs(_run(a, []), _run(a[:10], []))
+
+
+def test_to_image_grid_maps_analysis_labels_onto_the_image() -> None:
+    labels = np.array([[1, 2], [3, 0]], np.int32)  # analysis px = 2x2 image px
+    grid = to_image_grid(labels, (4, 4))
+    np.testing.assert_array_equal(grid, [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 0, 0], [3, 3, 0, 0]])
+    # and finer analysis pixels: each image pixel takes the one covering its centre
+    np.testing.assert_array_equal(to_image_grid(grid, (2, 2)), labels)
