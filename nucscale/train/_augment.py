@@ -83,13 +83,15 @@ def flip_rotate(
 def hed_jitter(image: np.ndarray, rng: np.random.Generator, amount: float = 0.05) -> np.ndarray:
     """Perturb haematoxylin / eosin / DAB densities: ``d * a + b`` per stain.
 
-    ``a ~ U(1 ± 4 amount)`` (eosin ``U(0.5, 1.8)``: slides differ most in their eosin),
+    ``a ~ U(1 ± 4 amount)`` (haematoxylin ``U(0.7, 1.8)``, eosin ``U(0.5, 1.8)``: slides
+    differ most in their stain strengths),
     ``b ~ U(± amount / 10)``: scikit-image's HED values are optical densities divided by
     ``-log(1e-6)`` (background ~0.01, dense nuclei ~0.2), so the shift moves a typical
     background by ~10 grey levels, not more.
     """
     hed = rgb2hed(image)
     alpha = rng.uniform(1 - amount * 4, 1 + amount * 4, 3)
+    alpha[0] = rng.uniform(0.7, 1.8)  # haematoxylin: slides differ in strength too
     alpha[1] = rng.uniform(0.5, 1.8)
     beta = rng.uniform(-amount, amount, 3) * 0.1
     out = hed2rgb(hed * alpha + beta)
