@@ -100,10 +100,18 @@ def train(
             ck = run_training(data, out, cfg, resume=resume, progress=report)
         if tune:
             tuned = tune_checkpoint(data, out)
+            extra = "".join(
+                f", {label} >= {tuned[key]}"
+                for key, label in (
+                    ("dist_threshold", "marker centre distance"),
+                    ("min_core", "instance centre-distance peak"),
+                )
+                if key in tuned
+            )
             console.print(
                 f"post-processing: foreground >= {tuned['fg_threshold']}, boundary >= "
-                f"{tuned['boundary_threshold']}, markers >= {tuned['min_marker']:.0f} px "
-                f"(training-image PQ {tuned['train_pq']:.3f})"
+                f"{tuned['boundary_threshold']}, markers >= {tuned['min_marker']:.0f} px"
+                f"{extra} (training-image PQ {tuned['train_pq']:.3f})"
             )
         if export is not None:
             export_weights(out, export)

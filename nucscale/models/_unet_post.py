@@ -13,6 +13,8 @@
 4. foreground components no marker reached (thin nuclei whose interior is all boundary)
    become instances of their own;
 5. instances under ``min_area`` px or with a bounding box side over ``max_diameter`` dropped,
+   and, given ``min_core``, those whose centre-distance peaks below it (no nucleus centre the
+   network believes in: on real slides these are fragments of fibre, keratin and ink edges);
    then relabelled 1..n in raster order of their first pixel.
 
 Every step is a pure function of the maps; ties in the watershed are broken by
@@ -30,8 +32,11 @@ from nucscale.infer._segmenter import Segmentation
 _FOUR = ndi.generate_binary_structure(2, 1)
 
 
-def _relabel(labels: np.ndarray, min_area: int, max_diameter: int) -> np.ndarray:
-    """Drop small / too-large instances; renumber 1..n in raster order of first pixel.
+def _relabel(
+    labels: np.ndarray, min_area: int, max_diameter: int, peak_ok: np.ndarray | None = None
+) -> np.ndarray:
+    """Drop small / too-large instances (and those where ``peak_ok[label]`` is False);
+    renumber 1..n in raster order of first pixel.
 
     In O(pixels) passes (bincount, find_objects): a sort of the whole window (``np.unique``)
     cost a third of the post-processing. An instance's first pixel in raster order is on the
@@ -42,6 +47,8 @@ def _relabel(labels: np.ndarray, min_area: int, max_diameter: int) -> np.ndarray
         return np.zeros_like(labels, np.int32)
     counts = np.bincount(labels.ravel(), minlength=n + 1)
     keep = counts >= min_area
+    if peak_ok is not None:
+        keep &= peak_ok
     keep[0] = False
     top = np.zeros(n + 1, np.int64)
     for lab, sl in enumerate(ndi.find_objects(labels), start=1):
@@ -76,6 +83,7 @@ def unet_instances(
     min_area: int = 10,
     max_diameter: int = 0,
     min_marker: int | None = None,
+    min_core: float | None = None,
 ) -> Segmentation:
     """Instances from foreground and boundary probability maps.
 
@@ -93,6 +101,9 @@ def unet_instances(
         Instances with a bounding-box side longer than this are dropped (0: keep all).
     min_marker:
         Smallest marker (seed) kept, px; ``None``: ``min_area // 4``.
+    min_core:
+        With ``dist``: instances whose highest centre distance is below this are dropped
+        (``None``: kept).
 
     Returns
     -------
@@ -119,7 +130,12 @@ def unet_instances(
     if n_orphan:
         base = int(labels.max())
         labels[orphan > 0] = orphan[orphan > 0] + base
-    labels = _relabel(labels, min_area, max_diameter)
+    peak_ok = None
+    if dist is not None and min_core is not None and labels.max() > 0:
+        n_all = int(labels.max())
+        peak = ndi.maximum(dist, labels, np.arange(n_all + 1))
+        peak_ok = np.asarray(peak, np.float32) >= min_core
+    labels = _relabel(labels, min_area, max_diameter, peak_ok)
     n_out = int(labels.max())
     # mean foreground per instance (bincount: one pass, where ndi.mean takes several)
     area = np.bincount(labels.ravel(), minlength=n_out + 1)[1:]

@@ -245,6 +245,8 @@ class UNetModel(DenseModel):
         self.min_marker = int(marker) if marker is not None else None
         dist = tuned.get("dist_threshold")
         self.dist_threshold = float(dist) if dist is not None else None
+        core = tuned.get("min_core")
+        self.min_core = float(core) if core is not None else None
         if self.module.config["in_channels"] != 3:
             raise SegmenterError("unet: UNetModel takes RGB; in_channels must be 3")
         fold_batchnorm(self.module)
@@ -294,6 +296,7 @@ class UNetModel(DenseModel):
             min_area=self.min_area,
             max_diameter=self.max_nucleus_diameter,
             min_marker=self.min_marker,
+            min_core=self.min_core,
         )
 
 

@@ -36,6 +36,7 @@ def test_train_command_writes_checkpoint_and_weights(dsb2018: Path, tmp_path: Pa
     assert tuned["fg_threshold"] in (0.4, 0.5, 0.6)
     assert tuned["boundary_threshold"] in (0.3, 0.4, 0.5, 0.6, 0.7)
     assert tuned["min_marker"] in (2, 8, 24)
+    assert tuned.get("min_core") in (None, 0.3, 0.4, 0.5, 0.55, 0.6)  # centre-distance peak
     assert 0.0 <= tuned["train_pq"] <= 1.0
     slim = torch.load(w, weights_only=True)
     assert "optimizer" not in slim
@@ -46,6 +47,7 @@ def test_train_command_writes_checkpoint_and_weights(dsb2018: Path, tmp_path: Pa
         tuned["boundary_threshold"],
         tuned["min_marker"],
     )
+    assert model.min_core == tuned.get("min_core")
 
 
 def test_train_scores_the_heldout_images(dsb2018: Path, tmp_path: Path) -> None:
