@@ -6,7 +6,9 @@
 """
 
 from nucscale.io._base import Level, Slide
+from nucscale.io._channels import Channel, choose_nuclear
 from nucscale.io._open import open_slide, read_region_cached, slide_info
+from nucscale.io._options import ReadOptions
 from nucscale.io._synthetic import (
     mosaic,
     write_flat_tiff,
@@ -15,8 +17,11 @@ from nucscale.io._synthetic import (
 )
 
 __all__ = [
+    "Channel",
     "Level",
+    "ReadOptions",
     "Slide",
+    "choose_nuclear",
     "mosaic",
     "open_slide",
     "read_region_cached",

@@ -16,6 +16,9 @@ from types import TracebackType
 import dask.array as da
 import numpy as np
 
+from nucscale.io._channels import Channel
+from nucscale.io._options import DEFAULT, ReadOptions
+
 PAD_VALUE = 255
 
 
@@ -33,17 +36,31 @@ class Slide(abc.ABC):
 
     Subclasses set ``backend``, fill ``_levels``, ``_file_mpp`` (and ``_vendor``) when they
     open the file, and implement ``_read(level, x, y, w, h)`` for regions fully inside the
-    level; padding is done here. ``mpp`` given at construction overrides the file's value.
+    level; padding is done here. ``mpp`` given at construction overrides the file's value;
+    ``options`` are the user's read choices (channel, intensity range, Z plane).
+
+    Readers of multi-channel or more-than-8-bit data describe what they did: ``channels``
+    (every channel the file has, as :class:`~nucscale.io._channels.Channel`), ``read_notes``
+    (JSON-able: the channel read and why, the intensity window and its source, the Z plane),
+    recorded in each slide's provenance and shown by ``nucscale info``; ``bit_depth`` and
+    ``dims`` (e.g. ``{"z": 1, "t": 1, "c": 3}``) describe the stored samples.
     """
 
     backend: str = "abstract"
 
-    def __init__(self, path: str | Path, mpp: float | None = None) -> None:
+    def __init__(
+        self, path: str | Path, mpp: float | None = None, options: ReadOptions = DEFAULT
+    ) -> None:
         self.path = Path(path)
+        self.options = options
         self._levels: tuple[Level, ...] = ()
         self._file_mpp: float | None = None
         self._mpp_override = mpp
         self._vendor: str | None = None
+        self.channels: tuple[Channel, ...] = ()
+        self.read_notes: dict[str, object] = {}
+        self.bit_depth: int | str = 8
+        self.dims: dict[str, int] = {}
 
     # -- metadata -----------------------------------------------------------------------------
     @property
@@ -118,12 +135,12 @@ class Slide(abc.ABC):
         from nucscale.io._open import read_region_cached
 
         lw, lh = self.levels[level].width, self.levels[level].height
-        path = str(self.path)
+        path, options = str(self.path), self.options
 
         def block(block_info: dict | None = None) -> np.ndarray:
             assert block_info is not None  # dask always passes it to a block function
             (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
-            return read_region_cached(path, level, x0, y0, x1 - x0, y1 - y0)
+            return read_region_cached(path, level, x0, y0, x1 - x0, y1 - y0, options)
 
         chunks = (_splits(lh, chunk), _splits(lw, chunk), (3,))
         return da.map_blocks(

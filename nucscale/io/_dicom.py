@@ -35,6 +35,7 @@ from pydicom.dataset import Dataset
 from nucscale.errors import SlideFormatError
 from nucscale.io._base import Level, Slide
 from nucscale.io._dicom_frames import LIBRARY_ERRORS, Instance, frame
+from nucscale.io._options import DEFAULT, ReadOptions
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,10 @@ class DicomSlide(Slide):
 
     backend = "dicom"
 
-    def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
-        super().__init__(path, mpp)
+    def __init__(
+        self, path: str | Path, *, mpp: float | None = None, options: ReadOptions = DEFAULT
+    ) -> None:
+        super().__init__(path, mpp, options)
         series = _gather(self.path)
         volumes = [(p, ds) for p, ds in series if _flavour(ds) == "VOLUME"]
         if not volumes:

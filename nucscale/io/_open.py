@@ -17,6 +17,7 @@ PNG, JPEG, BMP, GIF, WebP               :class:`~nucscale.io._plain.PlainSlide`
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -37,6 +38,7 @@ from nucscale.errors import (
 from nucscale.io._base import Slide
 from nucscale.io._dicom import DicomSlide
 from nucscale.io._openslide import OpenSlideSlide
+from nucscale.io._options import DEFAULT, ReadOptions
 from nucscale.io._plain import PlainSlide
 from nucscale.io._tiff import TiffSlide
 
@@ -130,7 +132,9 @@ _READERS: dict[str, type[Slide]] = {
 }
 
 
-def open_slide(path: str | os.PathLike[str], *, mpp: float | None = None) -> Slide:
+def open_slide(
+    path: str | os.PathLike[str], *, mpp: float | None = None, options: ReadOptions = DEFAULT
+) -> Slide:
     """Open a slide or picture, choosing the reader from the file's content.
 
     Parameters
@@ -141,6 +145,9 @@ def open_slide(path: str | os.PathLike[str], *, mpp: float | None = None) -> Sli
     mpp:
         Pixel size of level 0 in µm/px; overrides what the file says (or supplies it when the
         file says nothing).
+    options:
+        The user's read choices (nuclear channel, intensity range, Z plane); default: decided
+        by the documented rules (:mod:`nucscale.io._options`).
 
     Returns
     -------
@@ -162,7 +169,7 @@ def open_slide(path: str | os.PathLike[str], *, mpp: float | None = None) -> Sli
     kind = sniff(p)
     reader: Any = _READERS[kind]
     try:
-        slide: Slide = reader(p, mpp=None if mpp is None else float(mpp))
+        slide: Slide = reader(p, mpp=None if mpp is None else float(mpp), options=options)
     except NucscaleError:
         raise
     except MemoryError:
@@ -176,22 +183,26 @@ def open_slide(path: str | os.PathLike[str], *, mpp: float | None = None) -> Sli
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _cached_slide(path: str) -> Slide:
-    return open_slide(path)
+def _cached_slide(path: str, options: ReadOptions) -> Slide:
+    return open_slide(path, options=options)
 
 
-def read_region_cached(path: str, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-    """Read a region through a per-process cache of open slides (keyed by the path string).
+def read_region_cached(
+    path: str, level: int, x: int, y: int, w: int, h: int, options: ReadOptions = DEFAULT
+) -> np.ndarray:
+    """Read a region through a per-process cache of open slides (keyed by path and options).
 
-    This is what Dask tasks call: the graph carries the path, and each worker process opens a
-    slide once and reuses it. Arguments are those of :meth:`Slide.read_region`.
+    This is what Dask tasks call: the graph carries the path and the read options, and each
+    worker process opens a slide once and reuses it. Arguments are those of
+    :meth:`Slide.read_region`, plus the :class:`~nucscale.io._options.ReadOptions` the plan
+    opened the slide with.
 
     Returns
     -------
     numpy.ndarray
         RGB uint8 (h, w, 3); outside the image is white.
     """
-    return _cached_slide(str(path)).read_region(level, x, y, w, h)
+    return _cached_slide(str(path), options).read_region(level, x, y, w, h)
 
 
 def clear_slide_cache() -> None:
@@ -200,13 +211,15 @@ def clear_slide_cache() -> None:
 
 
 def slide_info(slide: Slide) -> dict[str, Any]:
-    """Describe a slide for ``nucscale info``: path, backend, vendor, mpp and levels.
+    """Describe a slide for ``nucscale info``: path, backend, vendor, mpp, levels, and how its
+    samples are read (channels, bit depth, dimensions, the read choices made).
 
     Returns
     -------
     dict
-        ``{"path", "backend", "vendor", "mpp", "levels": [{"width", "height", "downsample"}]}``
-        with plain Python values (JSON-serialisable).
+        ``{"path", "backend", "vendor", "mpp", "levels": [{"width", "height", "downsample"}],
+        "bit_depth", "dims", "channels": [{"index", "name", "description", "emission_nm",
+        "excitation_nm"}], "read": {...}}`` with plain Python values (JSON-serialisable).
     """
     return {
         "path": str(slide.path),
@@ -217,4 +230,8 @@ def slide_info(slide: Slide) -> dict[str, Any]:
             {"width": int(lv.width), "height": int(lv.height), "downsample": float(lv.downsample)}
             for lv in slide.levels
         ],
+        "bit_depth": slide.bit_depth,
+        "dims": dict(slide.dims),
+        "channels": [dataclasses.asdict(ch) for ch in slide.channels],
+        "read": dict(slide.read_notes),
     }

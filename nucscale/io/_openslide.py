@@ -27,6 +27,7 @@ import openslide
 
 from nucscale.errors import SlideFormatError, SlideReadError
 from nucscale.io._base import Level, Slide
+from nucscale.io._options import DEFAULT, ReadOptions
 from nucscale.io._plain import to_rgb8
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,10 @@ class OpenSlideSlide(Slide):
 
     backend = "openslide"
 
-    def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
-        super().__init__(path, mpp)
+    def __init__(
+        self, path: str | Path, *, mpp: float | None = None, options: ReadOptions = DEFAULT
+    ) -> None:
+        super().__init__(path, mpp, options)
         self._lock = threading.Lock()
         self._osr: openslide.OpenSlide | None = self._open()
         osr = self._osr

@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from nucscale.config import Settings
 from nucscale.errors import SlideFormatError, SlideReadError
 from nucscale.io._base import Level, Slide
+from nucscale.io._options import DEFAULT, ReadOptions
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,10 @@ class PlainSlide(Slide):
 
     backend = "plain"
 
-    def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
-        super().__init__(path, mpp)
+    def __init__(
+        self, path: str | Path, *, mpp: float | None = None, options: ReadOptions = DEFAULT
+    ) -> None:
+        super().__init__(path, mpp, options)
         limit = Settings.from_env().max_pixels
         # Our own size check below replaces Pillow's decompression-bomb guard up to `limit`.
         if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:

@@ -28,6 +28,7 @@ import zarr
 
 from nucscale.errors import SlideFormatError, SlideReadError
 from nucscale.io._base import Level, Slide
+from nucscale.io._options import DEFAULT, ReadOptions
 from nucscale.io._plain import plausible_mpp, to_rgb8
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ class TiffSlide(Slide):
 
     backend = "tifffile"
 
-    def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
-        super().__init__(path, mpp)
+    def __init__(
+        self, path: str | Path, *, mpp: float | None = None, options: ReadOptions = DEFAULT
+    ) -> None:
+        super().__init__(path, mpp, options)
         try:
             self._tif = tifffile.TiffFile(self.path)
         except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as exc:
