@@ -41,3 +41,20 @@ class ReadOptions:
 
 
 DEFAULT = ReadOptions()
+
+
+def options_of(meta: dict[str, str]) -> ReadOptions:
+    """The read options a slide was processed with, from its table's provenance
+    (``read_options``, JSON); the defaults when the table predates them."""
+    import json
+
+    text = meta.get("read_options")
+    if not text:
+        return DEFAULT
+    raw = json.loads(text)
+    intensity = raw.get("intensity")
+    return ReadOptions(
+        channel=raw.get("channel"),
+        intensity=None if intensity is None else (float(intensity[0]), float(intensity[1])),
+        z=raw.get("z"),
+    )

@@ -2,16 +2,23 @@
 
 Regions are read lazily through ``series.aszarr(level=i)`` opened with zarr, so only the tiles
 (or strips) a region touches are decoded. Samples become RGB uint8 with
-:func:`~nucscale.io._plain.to_rgb8`: greyscale is repeated, alpha composited on white, and
-16-bit data scaled by its dtype range (65535 -> 255; 12-bit data stored in 16 bits comes out
-dark, by design: the mapping does not depend on the image content).
+:func:`~nucscale.io._plain.to_rgb8`: greyscale is repeated, alpha composited on white.
+Samples of more than 8 bits (and floats) go through one intensity window per slide
+(:mod:`nucscale.io._intensity`: 0 to the top of the bit depth the values use, from the
+lowest-resolution level; ``--intensity-range`` overrides), fixed when the slide is opened.
 
 Pixel size: OME ``PhysicalSizeX/Y`` (with units) first, then the TIFF resolution tags, accepted
 only with a centimetre or inch unit and a result between 0.01 and 50 µm/px (a 72-dpi default
 is not a pixel size).
 
 Multi-channel fluorescence (OME ``CYX`` stacks, or minisblack pages with several samples that
-are not grey + alpha) is read as its first channel, the nuclear stain by convention, in grey.
+are not grey + alpha) is read as its nuclear channel, in grey, chosen by
+:func:`~nucscale.io._channels.choose_nuclear` from the OME ``Channel`` names and wavelengths
+(``--channel`` overrides; no names and no choice: refused, never "the first").
+
+Other dimensions: a time axis longer than 1 is refused; a Z stack needs ``--z INDEX`` or
+``--z max`` (maximum projection); any other non-spatial axis longer than 1 is refused. Axes of
+length 1 are read at index 0.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import zarr
 
 from nucscale.errors import SlideFormatError, SlideReadError
 from nucscale.io._base import Level, Slide
+from nucscale.io._channels import Channel, choose_nuclear
+from nucscale.io._intensity import describe, to_uint8, window_of
 from nucscale.io._options import DEFAULT, ReadOptions
 from nucscale.io._plain import plausible_mpp, to_rgb8
 
@@ -46,7 +55,9 @@ _UNIT_TO_UM = {
     "Å": 1e-4,
 }
 _ASSOCIATED = ("label", "macro", "thumbnail", "overview")
-_EXTRA_AXES_OK = set("TZQIRLHEVPAMB")  # any non-spatial axis is read at index 0
+_EXTRA_AXES_OK = set("TZQIRLHEVPAMB")  # non-spatial axes: read at index 0 when of length 1
+#: Bigger lowest levels are subsampled (every k-th pixel) to compute the intensity window.
+_WINDOW_SAMPLE_PX = 4_000_000
 
 
 class TiffSlide(Slide):
@@ -71,13 +82,18 @@ class TiffSlide(Slide):
             self._axes = [lv.axes for lv in self._series]
             self._levels = self._make_levels()
             self._check_decodable()
+            self._arrays: dict[int, Any] = {}
+            self._lock = threading.Lock()
+            self._pixels_xml = self._ome_pixels()
             self._nuclear_only = self._is_multichannel_fluorescence()
+            self._channel: int | None = self._choose_channel() if self._nuclear_only else None
+            self._z: int | str | None = self._choose_plane()
             self._file_mpp = self._ome_mpp() or self._tag_mpp()
+            self._window: tuple[float, float] | None = None
+            self._window = self._intensity_window()
         except Exception:
             self._tif.close()
             raise
-        self._arrays: dict[int, Any] = {}
-        self._lock = threading.Lock()
 
     # -- metadata -----------------------------------------------------------------------------
 
@@ -121,8 +137,8 @@ class TiffSlide(Slide):
 
     def _is_multichannel_fluorescence(self) -> bool:
         """Several channels that are not RGB(A): a fluorescence stack (OME ``CYX``, or
-        multi-sample minisblack). Only its first channel, by convention the nuclear stain
-        (DAPI / Hoechst), is read, as grey; reading four channels as RGBA would be wrong."""
+        multi-sample minisblack). Only its nuclear channel is read, as grey; reading four
+        channels as RGBA would be wrong."""
         page = self._series[0].keyframe
         axes, shape = self._axes[0], self._series[0].shape
         channels = next((n for ax, n in zip(axes, shape, strict=True) if ax in "SC"), 1)
@@ -132,25 +148,119 @@ class TiffSlide(Slide):
         if photometric not in (0, 1):  # MINISWHITE / MINISBLACK: else RGB, YCbCr, palette...
             return False
         alpha = channels == 2 and any(int(e) in (1, 2) for e in (page.extrasamples or ()))
-        if not alpha:
-            log.info("%s: %d fluorescence channels; reading channel 0", self.path, channels)
         return not alpha
 
-    def _ome_mpp(self) -> float | None:
+    def _describe_channels(self) -> tuple[Channel, ...]:
+        """Every channel of the stack, named from the OME ``Channel`` elements where present."""
+        axes, shape = self._axes[0], self._series[0].shape
+        n = next((int(k) for ax, k in zip(axes, shape, strict=True) if ax in "SC"), 1)
+        elements = []
+        if self._pixels_xml is not None:
+            elements = [el for el in self._pixels_xml if _local(el.tag) == "Channel"]
+        out = []
+        for i in range(n):
+            attrs = dict(elements[i].attrib) if i < len(elements) else {}
+            name = attrs.get("Name") or attrs.get("Fluor") or attrs.get("ID") or f"channel {i}"
+            emission = (attrs.get("EmissionWavelength"), attrs.get("EmissionWavelengthUnit"))
+            excitation = (attrs.get("ExcitationWavelength"), attrs.get("ExcitationWavelengthUnit"))
+            out.append(
+                Channel(
+                    i,
+                    name,
+                    attrs.get("Fluor", ""),
+                    _wavelength_nm(*emission),
+                    _wavelength_nm(*excitation),
+                )
+            )
+        return tuple(out)
+
+    def _choose_channel(self) -> int:
+        self.channels = self._describe_channels()
+        chosen, reason = choose_nuclear(self.path, self.channels, self.options.channel)
+        self.read_notes.update({"channel": chosen.label(), "channel_rule": reason})
+        log.info("%s: nuclear channel %s (%s)", self.path, chosen.label(), reason)
+        return chosen.index
+
+    def _choose_plane(self) -> int | str | None:
+        """The Z plane to read (index or ``"max"``), ``None`` without a Z axis; refuses time
+        series, unchosen Z stacks and other non-spatial axes longer than 1."""
+        axes, shape = self._axes[0], self._series[0].shape
+        sizes = dict(zip(axes, (int(k) for k in shape), strict=True))
+        self.dims = {ax.lower(): sizes.get(ax, 1) for ax in "TCZ"}
+        self.dims["c"] = next((k for ax, k in sizes.items() if ax in "SC"), 1)
+        if sizes.get("T", 1) > 1:
+            raise SlideFormatError(
+                self.path,
+                f"{sizes['T']} time points; nucscale reads one image per slide: "
+                "write the time point you want as its own file",
+            )
+        others = [ax for ax, k in sizes.items() if ax not in "YXSCZT" and k > 1]
+        if others:
+            raise SlideFormatError(
+                self.path,
+                f"axis {others[0]!r} of length {sizes[others[0]]} in {axes!r}: "
+                "nucscale reads one 2-D plane and will not pick one silently",
+            )
+        n_z = sizes.get("Z", 1)
+        z = self.options.z
+        if "Z" not in sizes:
+            return None
+        if n_z == 1:
+            return 0
+        if z is None:
+            raise SlideFormatError(
+                self.path,
+                f"{n_z} focal planes (a Z stack); pass --z INDEX (0-{n_z - 1}) or "
+                "--z max for a maximum projection",
+            )
+        if z != "max" and int(z) >= n_z:
+            raise SlideFormatError(self.path, f"--z {z}: the stack has {n_z} planes (0-{n_z - 1})")
+        self.read_notes["z"] = "max projection" if z == "max" else int(z)
+        return z if z == "max" else int(z)
+
+    def _intensity_window(self) -> tuple[float, float] | None:
+        """One window for the whole slide, from its lowest level (see the module docstring)."""
+        page = self._series[0].keyframe
+        dtype = np.dtype(page.dtype)
+        self.bit_depth = (
+            f"float{dtype.itemsize * 8}" if dtype.kind == "f" else int(page.bitspersample or 8)
+        )
+        if dtype == np.uint8 and self.options.intensity is None:
+            return None
+        last = len(self._series) - 1
+        lh, lw = _yx(self._series[last])
+        step = max(1, int(np.ceil(np.sqrt(lh * lw / _WINDOW_SAMPLE_PX))))
+        sample = self._samples(last, 0, 0, lw, lh, step)
+        source = (
+            "--intensity-range"
+            if self.options.intensity is not None
+            else (
+                f"rule: {'percentiles' if dtype.kind == 'f' else 'bit depth used'} of level "
+                f"{last} ({lw}x{lh} px)"
+            )
+        )
+        window = window_of(sample, override=self.options.intensity)
+        self.read_notes.update(describe(window, source))
+        return window
+
+    def _ome_pixels(self) -> ET.Element | None:
+        """The OME ``Pixels`` element of the series read, or ``None``."""
         if not self._tif.is_ome or not self._tif.ome_metadata:
             return None
         try:
             root = ET.fromstring(self._tif.ome_metadata)
         except ET.ParseError:
-            log.warning("%s: OME-XML does not parse; ignoring its pixel size", self.path)
+            log.warning("%s: OME-XML does not parse; ignoring its metadata", self.path)
             return None
-        images = [el for el in root.iter() if el.tag.endswith("}Image") or el.tag == "Image"]
+        images = [el for el in root.iter() if _local(el.tag) == "Image"]
         image = images[self._series_index] if self._series_index < len(images) else None
-        pixels = None
         for el in image.iter() if image is not None else root.iter():
-            if el.tag.endswith("}Pixels") or el.tag == "Pixels":
-                pixels = el
-                break
+            if _local(el.tag) == "Pixels":
+                return el
+        return None
+
+    def _ome_mpp(self) -> float | None:
+        pixels = self._pixels_xml
         if pixels is None:
             return None
         sizes = [
@@ -173,18 +283,24 @@ class TiffSlide(Slide):
                 self._arrays[level] = arr
             return arr
 
-    def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    def _samples(self, level: int, x: int, y: int, w: int, h: int, step: int = 1) -> np.ndarray:
+        """Decoded samples of a region as (h, w) or (h, w, c): the chosen channel and Z plane
+        (or the maximum over Z), in the file's dtype."""
         axes = self._axes[level]
         index: list[slice | int] = []
         channel_axis_seen = False
         for ax in axes:
             if ax == "Y":
-                index.append(slice(y, y + h))
+                index.append(slice(y, y + h, step))
             elif ax == "X":
-                index.append(slice(x, x + w))
+                index.append(slice(x, x + w, step))
             elif ax in "SC" and not channel_axis_seen:
-                index.append(slice(None))
+                index.append(slice(None) if self._channel is None else self._channel)
                 channel_axis_seen = True
+            elif ax == "Z" and self._z == "max":
+                index.append(slice(None))
+            elif ax == "Z" and isinstance(self._z, int):
+                index.append(self._z)
             else:
                 index.append(0)
         try:
@@ -194,13 +310,19 @@ class TiffSlide(Slide):
                 self.path, f"cannot decode level {level} region at ({x}, {y}): {exc}"
             ) from exc
         kept = [ax for ax, i in zip(axes, index, strict=True) if not isinstance(i, int)]
+        if "Z" in kept:  # maximum projection
+            region = region.max(axis=kept.index("Z"))
+            kept.remove("Z")
         # Put the region in (y, x, channel) order whatever the file's order (planar, OME CYX).
         order = [kept.index("Y"), kept.index("X")] + [
             i for i, ax in enumerate(kept) if ax not in "YX"
         ]
-        region = np.transpose(region, order)
-        if self._nuclear_only and region.ndim == 3:
-            region = region[:, :, 0]
+        return np.transpose(region, order)
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        region = self._samples(level, x, y, w, h)
+        if region.dtype != np.uint8 and self._window is not None:
+            region = to_uint8(region, self._window)
         try:
             return to_rgb8(region)
         except ValueError as exc:
@@ -232,6 +354,23 @@ def _ome_size(value: str | None, unit: str | None) -> float | None:
         log.warning("OME PhysicalSize unit %r not understood; ignoring it", unit)
         return None
     return size * factor
+
+
+def _local(tag: str) -> str:
+    """An XML tag without its namespace."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _wavelength_nm(value: str | None, unit: str | None) -> float | None:
+    """An OME wavelength in nm (OME's default unit), ``None`` when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        return None
+    factor = {"nm": 1.0, "µm": 1e3, "um": 1e3, "pm": 1e-3, "Å": 0.1}.get((unit or "nm").strip())
+    return None if factor is None or v <= 0 else v * factor
 
 
 def _yx(series: Any) -> tuple[int, int]:

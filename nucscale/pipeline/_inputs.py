@@ -7,10 +7,11 @@ import glob
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nucscale.errors import InputError
+from nucscale.io._options import DEFAULT, ReadOptions
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _FORBIDDEN_ID = re.compile(r"[/\\=\x00-\x1f\x7f]")
@@ -28,12 +29,16 @@ class SlideInput:
     default_mpp:
         Pixel size used only when the file records none (the command line's ``--mpp``, which
         applies to a whole cohort and must not rescale slides that know their own).
+    options:
+        How to read the slide's samples (``--channel``, ``--intensity-range``, ``--z``; a CSV
+        ``channel`` column overrides ``--channel`` for its row).
     """
 
     path: str
     slide_id: str
     mpp: float | None = None
     default_mpp: float | None = None
+    options: ReadOptions = DEFAULT
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,9 @@ def _abs(path: Path) -> str:
     return os.path.abspath(path)
 
 
-def _from_csv(manifest: Path, default_mpp: float | None) -> list[SlideInput | RejectedInput]:
+def _from_csv(
+    manifest: Path, default_mpp: float | None, options: ReadOptions
+) -> list[SlideInput | RejectedInput]:
     try:
         with manifest.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
@@ -98,21 +105,24 @@ def _from_csv(manifest: Path, default_mpp: float | None) -> list[SlideInput | Re
             reason = f"{manifest} line {i}: mpp {mpp_raw!r} is not a positive number"
             out.append(RejectedInput(_abs(path), sid, reason))
             continue
+        channel = (row.get("channel") or "").strip()
+        row_options = replace(options, channel=channel) if channel else options
         try:
             sid = check_slide_id(sid, f"{manifest} line {i}")
-            out.append(SlideInput(_abs(path), sid, mpp, default_mpp))
+            out.append(SlideInput(_abs(path), sid, mpp, default_mpp, row_options))
         except InputError as exc:
             out.append(RejectedInput(_abs(path), default_slide_id(path), str(exc)))
     return out
 
 
 def resolve_inputs(
-    inputs: list[str], mpp: float | None = None
+    inputs: list[str], mpp: float | None = None, options: ReadOptions = DEFAULT
 ) -> tuple[list[SlideInput], list[RejectedInput]]:
     """Expand files, DICOM folders, glob patterns and ``.csv`` manifests into slides.
 
     ``mpp`` is the fallback pixel size for files that record none; a CSV ``mpp`` column
-    overrides the file's value for its row. Paths come back absolute.
+    overrides the file's value for its row. ``options`` are the read choices of every slide; a
+    CSV ``channel`` column overrides the channel for its row. Paths come back absolute.
 
     A path that does not exist is kept (it fails later with a clear reason in the manifest); a
     glob that matches nothing is an :class:`InputError`. Duplicate slide ids: the first wins and
@@ -122,16 +132,17 @@ def resolve_inputs(
     for item in inputs:
         p = Path(item)
         if p.suffix.lower() == ".csv" and p.is_file():
-            found.extend(_from_csv(p, mpp))
+            found.extend(_from_csv(p, mpp, options))
         elif not p.exists() and _GLOB_CHARS.search(item):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise InputError(item, "glob pattern matches no file")
             found.extend(
-                SlideInput(_abs(Path(m)), default_slide_id(Path(m)), None, mpp) for m in matches
+                SlideInput(_abs(Path(m)), default_slide_id(Path(m)), None, mpp, options)
+                for m in matches
             )
         else:
-            found.append(SlideInput(_abs(p), default_slide_id(p), None, mpp))
+            found.append(SlideInput(_abs(p), default_slide_id(p), None, mpp, options))
     accepted: list[SlideInput] = []
     rejected: list[RejectedInput] = []
     owner: dict[str, str] = {}

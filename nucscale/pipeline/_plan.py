@@ -21,7 +21,8 @@ from nucscale.config import Settings
 from nucscale.errors import ConfigError, MissingPixelSizeError, SlideNotFoundError
 from nucscale.infer import Calibration, Segmenter, get_segmenter
 from nucscale.infer._registry import accepts
-from nucscale.io import open_slide
+from nucscale.io import ReadOptions, Slide, open_slide
+from nucscale.io._options import DEFAULT
 from nucscale.pipeline._inputs import SlideInput
 from nucscale.store import create_label_image
 from nucscale.tiling import (
@@ -126,6 +127,7 @@ class SlidePlan:
     provenance: tuple[tuple[str, str], ...]
     plan_s: float
     save_image: bool = False
+    options: ReadOptions = DEFAULT  # the user's read choices; workers open the slide with them
 
     @property
     def work(self) -> Path:
@@ -161,6 +163,15 @@ class SlidePlan:
         return sorted(cells)
 
 
+def read_provenance(slide: Slide) -> dict[str, str]:
+    """How the slide's samples were read, for the provenance: the user's choices
+    (``read_options``) and what the reader decided (``read.channel``, ``read.channel_rule``,
+    ``read.intensity_range``, ...), JSON-encoded."""
+    out = {"read_options": json.dumps(asdict(slide.options), sort_keys=True)}
+    out.update({f"read.{k}": json.dumps(v) for k, v in sorted(slide.read_notes.items())})
+    return out
+
+
 def settings_key(inp: SlideInput, settings: Settings) -> str:
     """Hash of what determines a slide's results; equal keys mean a finished slide is reusable."""
     try:
@@ -169,7 +180,14 @@ def settings_key(inp: SlideInput, settings: Settings) -> str:
     except OSError:
         stamp = []
     blob = json.dumps(
-        [str(Path(inp.path).resolve()), stamp, inp.mpp, asdict(settings), __version__],
+        [
+            str(Path(inp.path).resolve()),
+            stamp,
+            inp.mpp,
+            asdict(inp.options),
+            asdict(settings),
+            __version__,
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -189,7 +207,7 @@ def make_plan(
     t0 = time.perf_counter()
     if not os.path.exists(inp.path):
         raise SlideNotFoundError(inp.path, "no such file or directory")
-    with open_slide(inp.path, mpp=inp.mpp) as slide:
+    with open_slide(inp.path, mpp=inp.mpp, options=inp.options) as slide:
         mpp0 = slide.mpp if slide.mpp is not None else inp.default_mpp
         if mpp0 is None:
             raise MissingPixelSizeError(
@@ -215,6 +233,7 @@ def make_plan(
             "weights_sha256": "",
             **segmenter.describe(),
             **{f"calibration.{k}": repr(v) for k, v in calibration.values.items()},
+            **read_provenance(slide),
             **dict(run_info or {}),
         }
         plan = SlidePlan(
@@ -237,6 +256,7 @@ def make_plan(
             provenance=tuple(sorted(provenance.items())),
             plan_s=0.0,
             save_image=settings.save_image,
+            options=inp.options,
         )
     _prepare_work(plan)
     return _with_time(plan, time.perf_counter() - t0)

@@ -31,6 +31,7 @@ import shapely
 from nucscale import __version__
 from nucscale.analysis._qc import GLASS_LEVEL, QC_COLUMNS, SMALL_AREA_UM2
 from nucscale.io import open_slide
+from nucscale.io._options import options_of
 from nucscale.models._types import RGB, type_colour
 from nucscale.query import Results
 from nucscale.report._pictures import (
@@ -165,7 +166,8 @@ def slide_pictures(res: Results, slide_id: str, path: str, folder: Path) -> Slid
     meta = read_metadata(table_path)
     cols = ["geometry", "type_name"]
     try:
-        with open_slide(path, mpp=float(meta.get("mpp_level0", "0")) or None) as slide:
+        mpp0 = float(meta.get("mpp_level0", "0")) or None
+        with open_slide(path, mpp=mpp0, options=options_of(meta)) as slide:
             thumb, ds = low_res_image(slide, TISSUE_MAX_SIZE)
             mask = tissue_mask_for(thumb, meta.get("modality", "brightfield"))
             small, f = resize_to(thumb, THUMB_SIDE)

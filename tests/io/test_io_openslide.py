@@ -28,6 +28,10 @@ def test_cmu1_svs_metadata(cmu1_svs: Path) -> None:
         "vendor": "aperio",
         "mpp": pytest.approx(0.499),
         "levels": [{"width": 2220, "height": 2967, "downsample": 1.0}],
+        "bit_depth": 8,  # RGB, 8 bits per sample: read as it is, no channel choice
+        "dims": {},
+        "channels": [],
+        "read": {},
     }
 
 

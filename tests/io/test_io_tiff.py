@@ -140,22 +140,3 @@ def test_sample_layouts_become_rgb(cmu1_region: np.ndarray, tmp_path: Path) -> N
             px = slide.read_region(0, 0, 0, 640, 480)
         assert px.dtype == np.uint8, name
         np.testing.assert_array_equal(px, expected, err_msg=name)
-
-
-def test_multichannel_fluorescence_reads_the_nuclear_channel(tmp_path: Path) -> None:
-    """4- and 3-channel fluorescence stacks are not RGBA / RGB: channel 0 (DAPI) as grey."""
-    rng = np.random.default_rng(0)
-    stack = rng.integers(0, 65535, (4, 120, 160), dtype=np.uint16)
-    dapi8 = (stack[0].astype(np.float64) / 65535 * 255).round().astype(np.uint8)
-    meta = {"axes": "CYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65}
-    tifffile.imwrite(tmp_path / "four.ome.tif", stack, ome=True, metadata=meta)
-    three = {"photometric": "minisblack", "planarconfig": "separate"}  # 3 samples, not RGB
-    tifffile.imwrite(tmp_path / "three.tif", stack[:3], **three)
-    for name in ("four.ome.tif", "three.tif"):
-        with open_slide(tmp_path / name) as slide:
-            px = slide.read_region(0, 0, 0, 160, 120)
-        assert px.shape == (120, 160, 3), name
-        assert np.array_equal(px[:, :, 0], px[:, :, 2]), name  # grey
-        assert np.abs(px[:, :, 0].astype(int) - dapi8).max() <= 1, name
-    with open_slide(tmp_path / "four.ome.tif") as slide:
-        assert slide.mpp == pytest.approx(0.65)
