@@ -2,28 +2,35 @@
 
 A slide is one series (SeriesInstanceUID): given a folder, its largest WSI series; given one
 file, that file's series gathered from the files beside it. Levels are the VOLUME instances,
-largest first (LABEL, OVERVIEW and THUMBNAIL instances are skipped). Frames map to tiles by
-TILED_FULL order (row-major over tiles; frames past the first focal plane and optical path are
-ignored) or, for TILED_SPARSE, by each frame's PlanePositionSlideSequence. Concatenated
-instances join at their frame offsets; where several instances cover a tile the first wins.
+largest first (LABEL, OVERVIEW and THUMBNAIL instances are skipped). Each frame's tile, focal
+plane and optical path come from the declared layout only (TILED_FULL order, else per-frame
+positions; a multi-frame file with neither is refused, see
+:func:`~nucscale.io._dicom_frames.placement`). Concatenated instances join at their frame
+offsets; where several instances cover a tile the first wins.
 
-Only metadata is parsed at open (``stop_before_pixels``). The first read of an instance
-indexes its encapsulated fragments (Basic Offset Table or one fragment per frame, via
-``pydicom.encaps``); a frame is then one seek and one read, decoded with imagecodecs (JPEG,
-JPEG-LS, JPEG 2000) or, for RLE and anything unusual, ``pydicom.pixels.pixel_array(path,
-index=i)``. Decoded frames sit in a small per-process LRU.
+Optical paths are the slide's channels (``OpticalPathIdentifier``, ``OpticalPathDescription``,
+``IlluminationWaveLength`` as excitation, the image-path filter as emission). Fluorescence
+(MONOCHROME samples, or more than one optical path) reads only the nuclear optical path chosen
+by :func:`~nucscale.io._channels.choose_nuclear`, grey repeated to RGB; brightfield RGB with one
+optical path is read as it is. Focal planes: one is read as it is; several need
+``ReadOptions.z`` (an index, or ``"max"`` for the maximum projection of the planes' frames).
+Samples of more than 8 bits pass through one intensity window per slide
+(:func:`~nucscale.io._intensity.window_of` with ``BitsStored``, or ``--intensity-range``).
+
+Only metadata is parsed at open (``stop_before_pixels``), plus, for samples of more than 8
+bits, a few frames of the lowest level (the sample type :func:`window_of` needs). Frames are
+located and decoded by :mod:`nucscale.io._dicom_frames`.
 
 Colour: JPEG frames are decoded by libjpeg honouring the JPEG's own JFIF/Adobe colour space,
 not PhotometricInterpretation; the shared CMU-1 pyramid is YCbCr JPEG labelled RGB, which
 OpenSlide 4.0.1 shows in false colours (so DICOM never goes to OpenSlide). MONOCHROME2 is
-repeated to RGB, MONOCHROME1 inverted first, YBR_FULL converted, and samples above 8 bits
-scaled by their BitsStored range.
+repeated to RGB, MONOCHROME1 inverted first, YBR_FULL converted.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +41,25 @@ from pydicom.dataset import Dataset
 
 from nucscale.errors import SlideFormatError
 from nucscale.io._base import Level, Slide
-from nucscale.io._dicom_frames import LIBRARY_ERRORS, Instance, frame
+from nucscale.io._channels import Channel, choose_nuclear
+from nucscale.io._dicom_frames import (
+    LIBRARY_ERRORS,
+    Grid,
+    Instance,
+    Placement,
+    frame,
+    optical_path_keys,
+    placement,
+    samples,
+)
+from nucscale.io._intensity import describe, window_of
 from nucscale.io._options import DEFAULT, ReadOptions
 
 log = logging.getLogger(__name__)
 
 VL_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 _REQUIRED = ("TotalPixelMatrixColumns", "TotalPixelMatrixRows", "Rows", "Columns")
+_WINDOW_SAMPLE_FRAMES = 16  # lowest-level frames decoded at open for the intensity window
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -55,13 +74,12 @@ def is_dicom_file(path: Path) -> bool:
 
 @dataclass
 class _DicomLevel:
-    width: int
-    height: int
-    tile_w: int
-    tile_h: int
+    grid: Grid
     instances: list[Instance]
-    tile_inst: np.ndarray  # (tiles_y, tiles_x) instance index, -1 where no frame
-    tile_frame: np.ndarray  # (tiles_y, tiles_x) frame index within that instance
+    placements: list[Placement]
+    # (planes read, tiles_y, tiles_x): instance index (-1 where no frame), frame within it
+    tile_inst: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.int32))
+    tile_frame: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.int64))
 
 
 class DicomSlide(Slide):
@@ -79,27 +97,92 @@ class DicomSlide(Slide):
             raise SlideFormatError(
                 self.path, "DICOM WSI series has no VOLUME image (only label/overview/thumbnail)"
             )
-        self._dlevels = _build_levels(volumes)
-        w0, h0 = self._dlevels[0].width, self._dlevels[0].height
+        levels = _build_levels(volumes)
+        ds0 = levels[0].instances[0].ds
+        key = self._choose_path(levels, ds0)
+        levels = _levels_with(self.path, levels, key)
+        planes = self._choose_planes(levels, key)
+        for lv, chosen in zip(levels, planes, strict=True):
+            _fill_tile_map(lv, key, chosen)
+        self._dlevels = levels
+        w0, h0 = levels[0].grid.width, levels[0].grid.height
         self._levels = tuple(
-            Level(lv.width, lv.height, (w0 / lv.width + h0 / lv.height) / 2) for lv in self._dlevels
+            Level(g.width, g.height, (w0 / g.width + h0 / g.height) / 2)
+            for g in (lv.grid for lv in levels)
         )
-        ds0 = self._dlevels[0].instances[0].ds
         self._vendor = str(ds0.get("Manufacturer", "") or "").strip() or None
         self._file_mpp = _pixel_spacing_um(ds0)
+        self._window = self._choose_window(ds0)
+
+    def _choose_path(self, levels: list[_DicomLevel], ds0: Dataset) -> str:
+        """Describe the optical paths; the key of the one to read (the nuclear one if
+        fluorescence)."""
+        keys, channels = _channels(levels)
+        monochrome = str(ds0.get("PhotometricInterpretation", "")).startswith("MONOCHROME")
+        described = any(
+            inst.ds.get("OpticalPathSequence") for lv in levels for inst in lv.instances
+        )
+        self.channels = tuple(channels) if described or monochrome or len(keys) > 1 else ()
+        if not (monochrome or len(keys) > 1):
+            return keys[0]  # brightfield RGB, one optical path
+        chosen, rule = choose_nuclear(self.path, channels, self.options.channel)
+        self.read_notes.update(channel=chosen.label(), channel_rule=rule)
+        return keys[chosen.index]
+
+    def _choose_planes(self, levels: list[_DicomLevel], key: str) -> list[np.ndarray]:
+        """The focal planes to read at each level: its one plane, ``--z INDEX`` or all
+        (``--z max``)."""
+        z, out = self.options.z, []
+        for i, lv in enumerate(levels):
+            planes = np.unique(np.concatenate([pl.plane[pl.path == key] for pl in lv.placements]))
+            n = len(planes)
+            if n > 1 and z is None:
+                where = "" if i == 0 else f" at level {i}"
+                raise SlideFormatError(
+                    self.path, f"{n} focal planes{where}; pass --z INDEX or --z max"
+                )
+            if n > 1 and z != "max" and int(str(z)) >= n:
+                raise SlideFormatError(
+                    self.path, f"--z {z}: the slide has {n} focal planes (0..{n - 1})"
+                )
+            out.append(planes if n == 1 or z == "max" else planes[[int(str(z))]])
+            if i == 0:
+                self.dims = {"z": n, "c": max(len(self.channels), 1)}
+                if n > 1:
+                    self.read_notes["z"] = "max" if z == "max" else int(str(z))
+        return out
+
+    def _choose_window(self, ds0: Dataset) -> tuple[float, float] | None:
+        """The slide's intensity window (samples of more than 8 bits, or --intensity-range on
+        grey), recorded in ``read_notes``."""
+        bits = int(ds0.get("BitsStored") or ds0.get("BitsAllocated") or 8)
+        self.bit_depth = bits
+        grey = str(ds0.get("PhotometricInterpretation", "")).startswith("MONOCHROME")
+        override = self.options.intensity
+        if int(ds0.get("BitsAllocated") or 8) <= 8 and not (grey and override):
+            return None
+        window = window_of(_lowest_sample(self._dlevels[-1]), bits_stored=bits, override=override)
+        source = "--intensity-range" if override else f"BitsStored {bits}"
+        self.read_notes.update(describe(window, source))
+        return window
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         lv = self._dlevels[level]
+        tw, th = lv.grid.tile_w, lv.grid.tile_h
         out = np.full((h, w, 3), 255, np.uint8)
-        for ty in range(y // lv.tile_h, (y + h - 1) // lv.tile_h + 1):
-            for tx in range(x // lv.tile_w, (x + w - 1) // lv.tile_w + 1):
-                k = int(lv.tile_inst[ty, tx])
-                if k < 0:
-                    continue  # TILED_SPARSE: no frame here, glass
-                tile = frame(lv.instances[k], int(lv.tile_frame[ty, tx]))
-                ox, oy = tx * lv.tile_w, ty * lv.tile_h
+        for ty in range(y // th, (y + h - 1) // th + 1):
+            for tx in range(x // tw, (x + w - 1) // tw + 1):
+                frames = [
+                    frame(lv.instances[k], int(f), self._window)
+                    for k, f in zip(lv.tile_inst[:, ty, tx], lv.tile_frame[:, ty, tx], strict=True)
+                    if k >= 0
+                ]
+                if not frames:
+                    continue  # no frame here (TILED_SPARSE): glass
+                tile = frames[0] if len(frames) == 1 else np.maximum.reduce(frames)  # --z max
+                ox, oy = tx * tw, ty * th
                 x0, y0 = max(x, ox), max(y, oy)
-                x1, y1 = min(x + w, ox + lv.tile_w), min(y + h, oy + lv.tile_h)
+                x1, y1 = min(x + w, ox + tw), min(y + h, oy + th)
                 out[y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
         return out
 
@@ -215,76 +298,108 @@ def _build_levels(volumes: list[tuple[Path, Dataset]]) -> list[_DicomLevel]:
     levels = []
     for (width, height), members in sorted(groups.items(), key=lambda kv: -kv[0][0]):
         members.sort(key=lambda m: (int(m[1].get("InstanceNumber") or 0), str(m[0])))
-        levels.append(_tile_map(width, height, members))
+        ds0 = members[0][1]
+        grid = Grid(width, height, int(ds0.Columns), int(ds0.Rows))
+        for p, ds in members:
+            if (int(ds.Columns), int(ds.Rows)) != (grid.tile_w, grid.tile_h):
+                raise SlideFormatError(p, "instances of one level have different frame sizes")
+        levels.append(
+            _DicomLevel(
+                grid,
+                [Instance(p, ds) for p, ds in members],
+                [placement(p, ds, grid) for p, ds in members],
+            )
+        )
     return levels
 
 
-def _tile_map(width: int, height: int, members: list[tuple[Path, Dataset]]) -> _DicomLevel:
-    ds0 = members[0][1]
-    tile_w, tile_h = int(ds0.Columns), int(ds0.Rows)
-    nx, ny = -(-width // tile_w), -(-height // tile_h)
-    tile_inst = np.full((ny, nx), -1, np.int32)
-    tile_frame = np.full((ny, nx), -1, np.int64)
-    instances = []
-    for k, (p, ds) in enumerate(members):
-        if (int(ds.Columns), int(ds.Rows)) != (tile_w, tile_h):
-            raise SlideFormatError(p, "instances of one level have different frame sizes")
-        instances.append(Instance(p, ds))
-        n_frames = int(ds.NumberOfFrames)
-        positions = _sparse_positions(p, ds, n_frames)
-        if positions is None:  # TILED_FULL; a concatenation part starts at its frame offset
-            offset = int(ds.get("ConcatenationFrameOffsetNumber") or 0)
-            expected = nx * ny * _count(ds, "TotalPixelMatrixFocalPlanes")
-            expected *= _count(ds, "NumberOfOpticalPaths")
-            if not ds.get("ConcatenationUID") and n_frames != expected:
-                raise SlideFormatError(
-                    p,
-                    f"NumberOfFrames={n_frames} does not match the {nx}x{ny} tile grid "
-                    f"(expected {expected} frames); the file is incomplete or mislabelled",
-                )
-            g = np.arange(offset, offset + min(n_frames, max(nx * ny - offset, 0)))
-            rows, cols = np.divmod(g, nx)
-            free = tile_inst[rows, cols] < 0
-            tile_inst[rows[free], cols[free]] = k
-            tile_frame[rows[free], cols[free]] = (g - offset)[free]
-        else:
-            for f, (r, c) in enumerate(positions):
-                if r % tile_h or c % tile_w or not (0 <= r < height and 0 <= c < width):
-                    raise SlideFormatError(p, f"frame {f} at ({c}, {r}) is off the tile grid")
-                if tile_inst[r // tile_h, c // tile_w] < 0:
-                    tile_inst[r // tile_h, c // tile_w] = k
-                    tile_frame[r // tile_h, c // tile_w] = f
-    return _DicomLevel(width, height, tile_w, tile_h, instances, tile_inst, tile_frame)
-
-
-def _count(ds: Dataset, name: str) -> int:
-    try:
-        return max(int(ds.get(name) or 1), 1)
-    except (TypeError, ValueError):
-        return 1
-
-
-def _sparse_positions(path: Path, ds: Dataset, n_frames: int) -> list[tuple[int, int]] | None:
-    """0-based (row, col) of each frame from per-frame plane positions, or None if TILED_FULL."""
-    organisation = str(ds.get("DimensionOrganizationType") or "")
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if organisation == "TILED_FULL" or not per_frame:
-        if organisation == "TILED_SPARSE":
-            raise SlideFormatError(path, "TILED_SPARSE without PerFrameFunctionalGroupsSequence")
-        return None
-    if len(per_frame) != n_frames:
+def _levels_with(path: Path, levels: list[_DicomLevel], key: str) -> list[_DicomLevel]:
+    """The levels that hold frames of optical path ``key`` (a pyramid may lack some paths
+    below full resolution)."""
+    kept = [lv for lv in levels if any((pl.path == key).any() for pl in lv.placements)]
+    if not kept or kept[0] is not levels[0]:
         raise SlideFormatError(
-            path, f"{len(per_frame)} per-frame groups for NumberOfFrames={n_frames}"
+            path, f"optical path {key!r} has no frames at full resolution; the file is incomplete"
         )
+    if len(kept) < len(levels):
+        log.info("%s: %d levels lack optical path %r; skipped", path, len(levels) - len(kept), key)
+    return kept
+
+
+def _fill_tile_map(lv: _DicomLevel, key: str, planes: np.ndarray) -> None:
+    """Which instance and frame hold each tile of each plane read (the first instance wins)."""
+    nx, ny = lv.grid.nx, lv.grid.ny
+    lv.tile_inst = np.full((len(planes), ny, nx), -1, np.int32)
+    lv.tile_frame = np.full((len(planes), ny, nx), -1, np.int64)
+    for k, pl in enumerate(lv.placements):
+        for i, plane in enumerate(planes):
+            sel = (pl.path == key) & (pl.plane == plane)
+            rows, cols, frames = pl.row[sel], pl.col[sel], pl.frame[sel]
+            _, first = np.unique(rows * nx + cols, return_index=True)  # first frame per tile
+            rows, cols, frames = rows[first], cols[first], frames[first]
+            free = lv.tile_inst[i, rows, cols] < 0
+            lv.tile_inst[i, rows[free], cols[free]] = k
+            lv.tile_frame[i, rows[free], cols[free]] = frames[free]
+
+
+def _lowest_sample(lv: _DicomLevel) -> np.ndarray:
+    """Samples of the lowest level's first frames, for :func:`window_of` (which, given
+    BitsStored, needs only their type)."""
+    placed = np.argwhere(lv.tile_inst >= 0)[:_WINDOW_SAMPLE_FRAMES]
+    parts = [
+        samples(lv.instances[int(lv.tile_inst[tuple(ix)])], int(lv.tile_frame[tuple(ix)])).ravel()
+        for ix in placed
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
+
+
+# -- optical paths --------------------------------------------------------------------------------
+def _channels(levels: list[_DicomLevel]) -> tuple[list[str], list[Channel]]:
+    """The optical path keys that have frames, in the files' order, and their descriptions."""
+    items: dict[str, Dataset] = {}
+    order: list[str] = []
+    for lv in levels:
+        for inst in lv.instances:
+            seq = inst.ds.get("OpticalPathSequence") or []
+            for key, item in zip(optical_path_keys(inst.ds), seq, strict=False):
+                items.setdefault(key, item)
+                order.append(key)
+    framed = {str(k) for lv in levels for pl in lv.placements for k in np.unique(pl.path)}
+    order += sorted(framed)
+    keys = [k for k in dict.fromkeys(order) if k in framed]
+    return keys, [_channel(i, k, items.get(k, Dataset())) for i, k in enumerate(keys)]
+
+
+def _channel(index: int, key: str, item: Dataset) -> Channel:
+    description = str(item.get("OpticalPathDescription") or "").strip()
+    if not description:
+        codes = item.get("ChannelDescriptionCodeSequence") or []
+        description = ", ".join(str(c.get("CodeMeaning") or "") for c in codes).strip(", ")
+    excitation = _nm(item.get("IlluminationWaveLength")) or _filter_nm(item, "LightPath")
+    return Channel(
+        index,
+        key or "unnamed",
+        description,
+        emission_nm=_filter_nm(item, "ImagePath"),
+        excitation_nm=excitation,
+    )
+
+
+def _filter_nm(item: Dataset, which: str) -> float | None:
+    """A filter's centre wavelength: its pass-through wavelength, else its pass band's middle."""
+    through = _nm(item.get(f"{which}FilterPassThroughWavelength"))
+    if through is not None:
+        return through
+    band = item.get(f"{which}FilterPassBand")
+    values = [_nm(v) for v in (band or [])]
+    if len(values) == 2 and values[0] is not None and values[1] is not None:
+        return (values[0] + values[1]) / 2
+    return None
+
+
+def _nm(value: Any) -> float | None:
     try:
-        out = []
-        for item in per_frame:
-            pos = item.PlanePositionSlideSequence[0]
-            r = int(pos.RowPositionInTotalImagePixelMatrix) - 1
-            c = int(pos.ColumnPositionInTotalImagePixelMatrix) - 1
-            out.append((r, c))
-    except (AttributeError, IndexError, TypeError, ValueError) as exc:
-        if organisation == "TILED_SPARSE":
-            raise SlideFormatError(path, f"TILED_SPARSE frame without a position: {exc}") from exc
+        nm = float(value)
+    except (TypeError, ValueError):
         return None
-    return out
+    return nm if np.isfinite(nm) and nm > 0 else None
