@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from nucscale.config import Settings
 from nucscale.errors import SlideFormatError, SlideReadError
 from nucscale.io._base import Level, Slide
+from nucscale.io._intensity import describe, to_uint8, window_of
 from nucscale.io._options import DEFAULT, ReadOptions
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,15 @@ class PlainSlide(Slide):
                 arr = _pil_to_array(img)
         except (OSError, SyntaxError, ValueError) as exc:
             raise SlideReadError(self.path, f"cannot decode image: {exc}") from exc
-        rgb = to_rgb8(arr, max_value=65535 if arr.dtype == np.int32 else None)
+        if arr.dtype != np.uint8 and arr.dtype != np.bool_:
+            # 16-bit pictures: one window for the whole image (nucscale.io._intensity)
+            arr = arr.astype(np.uint16) if arr.dtype == np.int32 else arr
+            self.bit_depth = int(arr.dtype.itemsize * 8)
+            window = window_of(arr, override=self.options.intensity)
+            source = "--intensity-range" if self.options.intensity else "rule: bit depth used"
+            self.read_notes.update(describe(window, source))
+            arr = to_uint8(arr, window)
+        rgb = to_rgb8(arr)
         lv = self._levels[0]
         if rgb.shape[:2] != (lv.height, lv.width):
             raise SlideReadError(self.path, f"decoded shape {rgb.shape} differs from header")

@@ -57,6 +57,14 @@ def test_png_modes(cmu1_region: np.ndarray, tmp_path: Path) -> None:
         np.testing.assert_array_equal(
             slide.read_region(0, 0, 0, 640, 480), np.repeat(grey[:, :, None], 3, 2)
         )
+    # a dim 16-bit PNG (values 0-235, an 8-bit camera's data in 16 bits) reads as its 8-bit
+    # copy, not black (it was divided by 65535)
+    dim = np.minimum(grey, 235)
+    Image.fromarray(dim.astype(np.uint16)).save(tmp_path / "dim16.png")
+    with open_slide(tmp_path / "dim16.png") as slide:
+        px = slide.read_region(0, 0, 0, 640, 480)
+        assert slide.read_notes["intensity_range"] == [0.0, 255.0] and slide.bit_depth == 16
+    np.testing.assert_array_equal(px, np.repeat(dim[:, :, None], 3, 2))
     with open_slide(tmp_path / "rgba.png") as slide:
         px = slide.read_region(0, 0, 0, 640, 480)
     assert (px[:, :320] == 255).all()
