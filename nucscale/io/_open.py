@@ -37,6 +37,7 @@ from nucscale.errors import (
 )
 from nucscale.io._base import Slide
 from nucscale.io._dicom import DicomSlide
+from nucscale.io._omezarr import OmeZarrSlide, is_zarr_folder
 from nucscale.io._openslide import OpenSlideSlide
 from nucscale.io._options import DEFAULT, ReadOptions
 from nucscale.io._plain import PlainSlide
@@ -70,7 +71,7 @@ def sniff(path: str | os.PathLike[str]) -> str:
     if not p.exists():
         raise SlideNotFoundError(p, "no such file or folder; check the path")
     if p.is_dir():
-        return "dicom"
+        return "omezarr" if is_zarr_folder(p) else "dicom"
     try:
         with open(p, "rb") as fp:
             head = fp.read(132)
@@ -129,6 +130,7 @@ _READERS: dict[str, type[Slide]] = {
     "openslide": OpenSlideSlide,
     "tifffile": TiffSlide,
     "plain": PlainSlide,
+    "omezarr": OmeZarrSlide,
 }
 
 
