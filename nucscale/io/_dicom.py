@@ -139,17 +139,19 @@ class DicomSlide(Slide):
             if n > 1 and z is None:
                 where = "" if i == 0 else f" at level {i}"
                 raise SlideFormatError(
-                    self.path, f"{n} focal planes{where}; pass --z INDEX or --z max"
+                    self.path,
+                    f"{n} focal planes{where}; pass --z INDEX (0-{n - 1}) or --z max for a "
+                    "maximum projection",
                 )
             if n > 1 and z != "max" and int(str(z)) >= n:
                 raise SlideFormatError(
-                    self.path, f"--z {z}: the slide has {n} focal planes (0..{n - 1})"
+                    self.path, f"--z {z}: the slide has {n} focal planes (0-{n - 1})"
                 )
             out.append(planes if n == 1 or z == "max" else planes[[int(str(z))]])
             if i == 0:
-                self.dims = {"z": n, "c": max(len(self.channels), 1)}
+                self.dims = {"z": n, "t": 1, "c": max(len(self.channels), 1)}
                 if n > 1:
-                    self.read_notes["z"] = "max" if z == "max" else int(str(z))
+                    self.read_notes["z"] = "max projection" if z == "max" else int(str(z))
         return out
 
     def _choose_window(self, ds0: Dataset) -> tuple[float, float] | None:
@@ -160,9 +162,11 @@ class DicomSlide(Slide):
         grey = str(ds0.get("PhotometricInterpretation", "")).startswith("MONOCHROME")
         override = self.options.intensity
         if int(ds0.get("BitsAllocated") or 8) <= 8 and not (grey and override):
+            if grey:
+                self.read_notes.update(describe(None, "8-bit samples as stored"))
             return None
         window = window_of(_lowest_sample(self._dlevels[-1]), bits_stored=bits, override=override)
-        source = "--intensity-range" if override else f"BitsStored {bits}"
+        source = "--intensity-range" if override else f"rule: DICOM BitsStored {bits}"
         self.read_notes.update(describe(window, source))
         return window
 
