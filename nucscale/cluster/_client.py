@@ -74,12 +74,14 @@ def get_client(
         except OSError as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         try:
+            _quiet(client)
             yield client
         finally:
             client.close()
         return
     if gpu:
         with _cuda_cluster(dashboard_address, memory_limit) as cluster, Client(cluster) as client:
+            _quiet(client)
             yield client
         return
     n = workers if workers is not None else default_workers()
@@ -99,7 +101,15 @@ def get_client(
         ) as cluster,
         Client(cluster) as client,
     ):
+        _quiet(client)
         yield client
+
+
+def _quiet(client: Client) -> None:
+    """Workers log no traceback for nucscale's own errors (:mod:`nucscale.cluster._quiet`)."""
+    from nucscale.cluster._quiet import QuietInputErrors
+
+    client.register_plugin(QuietInputErrors())
 
 
 def _cuda_cluster(dashboard_address: str | None, memory_limit: str) -> LocalCluster:

@@ -8,6 +8,8 @@ whose nuclear channel is not the first.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +95,21 @@ def test_nuclear_channel_is_found_by_name_or_refused(
     out2 = tmp_path / "out2"
     _run([str(csv), "--mpp", "0.5", "--out", str(out2)])
     assert _nuclei(out2, "unnamed").equals(_nuclei(out, "single"))
+
+
+def test_refused_slides_leave_one_line_and_no_worker_traceback(
+    nuclei8: np.ndarray, tmp_path: Path
+) -> None:
+    """As a user runs it (a subprocess, a local cluster): Dask's worker logged every failed
+    task with its traceback, three times with the retries; now only the one-line reasons."""
+    stack = np.stack([nuclei8 // 2, nuclei8 // 3, nuclei8])
+    unnamed = _ome(tmp_path / "abc.ome.tif", stack, ["a", "b", "c"])
+    truncated = tmp_path / "cut.tif"
+    truncated.write_bytes(unnamed.read_bytes()[:5000])
+    cmd = [sys.executable, "-m", "nucscale", "run", str(unnamed), str(truncated), "--mpp", "0.5"]
+    cmd += ["--out", str(tmp_path / "out"), "--workers", "1", "--dashboard", ":0"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    text = res.stdout + res.stderr
+    assert "0 done, 2 failed" in text, text
+    assert "Traceback" not in text and "Compute Failed" not in text, text
+    assert "pass --channel NAME|INDEX" in text
