@@ -50,6 +50,7 @@ from nucscale.io._dicom_frames import (
     frame,
     optical_path_keys,
     placement,
+    rank_focal_planes,
     samples,
 )
 from nucscale.io._intensity import describe, window_of
@@ -311,7 +312,7 @@ def _build_levels(volumes: list[tuple[Path, Dataset]]) -> list[_DicomLevel]:
             _DicomLevel(
                 grid,
                 [Instance(p, ds) for p, ds in members],
-                [placement(p, ds, grid) for p, ds in members],
+                rank_focal_planes([placement(p, ds, grid) for p, ds in members]),
             )
         )
     return levels

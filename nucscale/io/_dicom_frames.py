@@ -7,8 +7,12 @@ Frame layout (:func:`placement`), one rule (DICOM PS3.3 C.7.6.17.3):
   ``((path * n_focal + plane) * tiles_y + row) * tiles_x + col``, counted from the instance's
   ``ConcatenationFrameOffsetNumber`` in a concatenation;
 - otherwise each frame's ``PlanePositionSlideSequence`` (TILED_SPARSE, or any file with
-  per-frame positions) gives its tile, its ``ZOffsetInSlideCoordinateSystem`` its focal plane,
-  and its ``OpticalPathIdentificationSequence`` (per-frame, else shared) its optical path;
+  per-frame positions) gives its tile and its ``ZOffsetInSlideCoordinateSystem``, and its
+  ``OpticalPathIdentificationSequence`` (per-frame, else shared) its optical path. Its focal
+  plane is the rank of its Z among the level's frames of the same tile and optical path
+  (:func:`rank_focal_planes`): scanners record each tile's autofocus Z, so a single-plane
+  slide has as many distinct Z offsets as tiles, while a Z stack has one frame per plane at
+  every tile, in this instance or another;
 - a single frame covering the whole image needs neither;
 - anything else is refused: frames in an unknown order would be a silent scramble.
 
@@ -28,7 +32,7 @@ from __future__ import annotations
 import functools
 import struct
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -96,7 +100,8 @@ class Placement:
     layout: str  # "TILED_FULL", "per-frame positions" or "one frame"
     frame: np.ndarray  # frame index within the instance
     path: np.ndarray  # optical path key (str) of each frame
-    plane: np.ndarray  # focal plane: its index (TILED_FULL) or its Z offset in µm (per frame)
+    plane: np.ndarray  # focal plane index; Z offset in µm from per-frame positions until
+    # rank_focal_planes turns it into an index
     row: np.ndarray  # tile row
     col: np.ndarray  # tile column
 
@@ -238,6 +243,32 @@ def _per_frame(path: Path, ds: Dataset, grid: Grid, per_frame: Any) -> Placement
         np.array(rows, np.int64),
         np.array(cols, np.int64),
     )
+
+
+def rank_focal_planes(placements: list[Placement]) -> list[Placement]:
+    """One level's placements with each per-frame Z offset replaced by its dense rank among
+    the frames of the same optical path and tile (over all the level's instances)."""
+    ranked = [i for i, pl in enumerate(placements) if pl.layout == "per-frame positions"]
+    if not ranked:
+        return placements
+    parts = [placements[i] for i in ranked]
+    z = np.concatenate([pl.plane for pl in parts])
+    _, path_id = np.unique(np.concatenate([pl.path for pl in parts]), return_inverse=True)
+    where = [path_id, *(np.concatenate([getattr(pl, a) for pl in parts]) for a in ("row", "col"))]
+    _, group = np.unique(np.stack(where, axis=1), axis=0, return_inverse=True)
+    order = np.lexsort((z, group))  # by tile, then Z
+    g, zs = group[order], z[order]
+    group_start = np.r_[True, g[1:] != g[:-1]]
+    new_plane = np.cumsum(np.r_[True, zs[1:] != zs[:-1]] | group_start)
+    first = new_plane[np.flatnonzero(group_start)]
+    counts = np.diff(np.r_[np.flatnonzero(group_start), len(g)])
+    rank = np.empty(len(z))
+    rank[order] = new_plane - np.repeat(first, counts)
+    out, start = list(placements), 0
+    for i, pl in zip(ranked, parts, strict=True):
+        out[i] = replace(pl, plane=rank[start : start + len(pl.plane)])
+        start += len(pl.plane)
+    return out
 
 
 # -- decoding --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
@@ -173,6 +174,37 @@ def test_focal_planes(write_wsi: WriteWsi, tmp_path: Path, stack: np.ndarray, la
     np.testing.assert_array_equal(_read(path, z="max"), stack[0].max(axis=0))
     with open_slide(path, options=ReadOptions(z="max")) as slide:
         assert slide.read_notes["z"] == "max projection" and slide.dims["z"] == 2
+
+
+def test_per_tile_autofocus_z_is_one_plane(
+    write_wsi: WriteWsi, tmp_path: Path, fields: dict[str, np.ndarray]
+) -> None:
+    """Scanners record each tile's own autofocus Z: 16 tiles at 16 Z offsets are one plane."""
+    path = write_wsi(tmp_path / "a.dcm", fields["nuclei"][None, None], layout="TILED_SPARSE")
+    ds = pydicom.dcmread(path)
+    focus = np.random.default_rng(7).uniform(-2.0, 2.0, 16)
+    for item, z in zip(ds.PerFrameFunctionalGroupsSequence, focus, strict=True):
+        item.PlanePositionSlideSequence[0].ZOffsetInSlideCoordinateSystem = round(float(z), 4)
+    ds.save_as(path)
+    with open_slide(path) as slide:
+        assert slide.dims["z"] == 1 and "z" not in slide.read_notes
+    np.testing.assert_array_equal(_read(path), fields["nuclei"])
+
+
+def test_one_instance_per_plane(write_wsi: WriteWsi, tmp_path: Path, stack: np.ndarray) -> None:
+    series = generate_uid()
+    for z, z_um in enumerate([3.0, -1.0]):  # plane 0 is the lower Z: the first file is plane 1
+        write_wsi(
+            tmp_path / f"{z}.dcm",
+            stack[:, z : z + 1],
+            layout="TILED_SPARSE",
+            z_um=[z_um],
+            series_uid=series,
+        )
+    with pytest.raises(SlideFormatError, match="2 focal planes"):
+        open_slide(tmp_path)
+    np.testing.assert_array_equal(_read(tmp_path, z="0"), stack[0, 1])
+    np.testing.assert_array_equal(_read(tmp_path, z="1"), stack[0, 0])
 
 
 def test_paths_and_planes_index_the_right_frames(
