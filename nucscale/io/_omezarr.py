@@ -73,8 +73,9 @@ from nucscale.io._plain import plausible_mpp
 
 log = logging.getLogger(__name__)
 
-#: Pixels of the lowest level read to compute the intensity window; bigger levels are strided.
-SAMPLE_PIXELS = 4096 * 4096
+#: Pixels of the lowest level read whole for the intensity window; bigger levels are sampled
+#: by chunks.
+SAMPLE_PIXELS = 2048 * 2048
 
 
 class OmeZarrSlide(Slide):
@@ -230,31 +231,47 @@ class OmeZarrSlide(Slide):
             self.read_notes.update(describe(window, "--intensity-range"))
             return window
         level = len(self._levels) - 1
-        lv = self._levels[level]
-        step = max(1, math.ceil(math.sqrt(lv.width * lv.height / SAMPLE_PIXELS)))
-        sample = self._raw(level, 0, 0, lv.width, lv.height, step)
+        sample, chunk_step = self._sample(level)
         window = window_of(sample)
         if dtype.kind in "ui":
-            source = (
-                f"bit depth of the values (largest {int(sample.max(initial=0))} at level {level})"
-            )
+            top = int(sample.max(initial=0))
+            source = f"bit depth of the values (largest {top} at level {level})"
         else:
             lo, hi = FLOAT_PERCENTILES
             source = f"{lo:g}th-{hi:g}th percentiles of level {level}"
-        if step > 1:
-            source += f", every {step}th pixel"
+        if chunk_step > 1:
+            source += f", one chunk in {chunk_step} across and down"
         self.read_notes.update(describe(window, source))
         return window
 
+    def _sample(self, level: int) -> tuple[np.ndarray, int]:
+        """The samples of ``level`` as read, for the intensity window, and the chunk step: the
+        whole level up to :data:`SAMPLE_PIXELS` samples (planes of a projection count), else one
+        chunk in k across and down (the same chunks on every worker), so a single-level slide
+        is not decoded whole at open."""
+        lv = self._levels[level]
+        size = lv.width * lv.height * (self.dims["z"] if self._z == "max" else 1)
+        if size <= SAMPLE_PIXELS:
+            return self._raw(level, 0, 0, lv.width, lv.height), 1
+        arr = self._arrays[level]
+        cy, cx = arr.chunks[self._roles.index("y")], arr.chunks[self._roles.index("x")]
+        k = max(1, math.ceil(math.sqrt(size / SAMPLE_PIXELS)))
+        parts = [
+            self._raw(level, x, y, min(cx, lv.width - x), min(cy, lv.height - y)).ravel()
+            for y in range(0, lv.height, cy * k)
+            for x in range(0, lv.width, cx * k)
+        ]
+        return np.concatenate(parts), k
+
     # -- pixels -------------------------------------------------------------------------------
-    def _raw(self, level: int, x: int, y: int, w: int, h: int, step: int = 1) -> np.ndarray:
+    def _raw(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         """Samples (h, w) or (h, w, 3) as stored, the channel, plane or projection chosen."""
         index: list[int | slice] = []
         for role in self._roles:
             if role == "y":
-                index.append(slice(y, y + h, step))
+                index.append(slice(y, y + h))
             elif role == "x":
-                index.append(slice(x, x + w, step))
+                index.append(slice(x, x + w))
             elif role == "c":
                 index.append(slice(None) if self._channel is None else self._channel)
             elif role == "z" and self._z == "max":

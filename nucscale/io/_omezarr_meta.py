@@ -148,8 +148,7 @@ def find_image(path: Path) -> tuple[zarr.Group, dict[str, Any], str, dict[str, o
         raise SlideFormatError(
             path,
             f"OME-Zarr (NGFF) version {version} is not supported; nucscale reads "
-            f"{' and '.join(NGFF_VERSIONS)} (convert it, e.g. with ome2024-ngff-challenge or "
-            "bioformats2raw)",
+            f"{' and '.join(NGFF_VERSIONS)}: convert the image to one of them",
         )
     return root, meta, version if stated else f"{version} (not stated)", notes
 
@@ -232,8 +231,18 @@ def scale_of(holder: dict, n: int) -> list[float] | None:
 
 
 # -- channels -------------------------------------------------------------------------------------
+def _entries(omero: dict) -> list[dict[str, Any]] | None:
+    """The ``omero`` channel entries (a non-dict entry counts as empty), or ``None``."""
+    listed = omero.get("channels")
+    if not isinstance(listed, list):
+        return None
+    return [c if isinstance(c, dict) else {} for c in listed]
+
+
 def channels_of(path: Path, omero: dict, xml: list[dict[str, Any]], n: int) -> tuple[Channel, ...]:
-    labels = omero.get("channels") if isinstance(omero.get("channels"), list) else None
+    """The ``n`` channels: names from the ``omero`` labels, else the OME-XML ``Name``; the
+    OME-XML ``Fluor`` (or its other name) as description, and its wavelengths."""
+    labels = _entries(omero)
     if labels is not None and len(labels) != n:
         log.warning(
             "%s: %d omero channels for %d in the image; ignoring them", path, len(labels), n
@@ -242,7 +251,7 @@ def channels_of(path: Path, omero: dict, xml: list[dict[str, Any]], n: int) -> t
     xml = xml if len(xml) == n else []
     out = []
     for i in range(n):
-        label = str((labels[i] or {}).get("label") or "") if labels else ""
+        label = str(labels[i].get("label") or "") if labels else ""
         info = xml[i] if xml else {}
         name = label or info.get("name", "")
         desc = info.get("fluor") or (info.get("name", "") if info.get("name") != name else "")
@@ -258,14 +267,13 @@ def rgb_reason(channels: tuple[Channel, ...], omero: dict, dtype: np.dtype) -> s
         words = set(re.findall(r"[a-z0-9]+", f"{ch.name} {ch.description}".lower()))
         if words & set(NUCLEAR_NAMES) or ch.emission_nm or ch.excitation_nm:
             return None  # fluorescence evidence wins
-    entries = omero.get("channels") if isinstance(omero.get("channels"), list) else []
-    colors = [str((c or {}).get("color") or "").upper() for c in entries or []]
+    colors = [str(c.get("color") or "").upper() for c in _entries(omero) or []]
     if colors == _RGB_COLORS:
         return "omero colours FF0000, 00FF00, 0000FF"
     if [ch.name.strip().lower() for ch in channels] in _RGB_NAMES:
         return "channels named R, G, B"
-    rdefs = omero.get("rdefs") if isinstance(omero.get("rdefs"), dict) else {}
-    if (rdefs or {}).get("model") == "color" and not any(colors):
+    rdefs = omero.get("rdefs")
+    if isinstance(rdefs, dict) and rdefs.get("model") == "color" and not any(colors):
         return "omero rdefs model 'color' with 3 uint8 channels"
     return None
 

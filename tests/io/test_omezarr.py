@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from nucscale.cli import app
 from nucscale.errors import SlideFormatError, SlideReadError
 from nucscale.io import ReadOptions, open_slide, read_region_cached, slide_info
+from nucscale.io import _omezarr as omezarr
 from nucscale.io._open import sniff
 from nucscale.io._synthetic_omezarr import pyramid, write_omezarr, write_rgb_omezarr
 from nucscale.store._omezarr import create_label_image, finish_label_image, write_image
@@ -229,10 +230,37 @@ def test_uint16_by_one_window_per_slide(
             assert np.abs(got.astype(int) - grey).max() <= 1
     override = ReadOptions(intensity=(0, 128))
     with open_slide(path, options=override) as s:
-        assert s.read_notes["source"] == "--intensity-range"
+        assert "--intensity-range" in s.read_notes.values()  # the source, whatever its key
         got = s.read_region(0, 0, 0, 256, 256)[:, :, 0]
         expect = np.rint(np.clip(grey.astype(np.float32) * factor / 128 * 255, 0, 255))
         assert np.abs(got.astype(int) - expect.astype(int)).max() <= 1
+
+
+def test_float_samples_by_the_lowest_level_percentiles(
+    fields: list[np.ndarray], tmp_path: Path
+) -> None:
+    grey = fields[0].astype(np.float32) / 255
+    path = write_omezarr(grey[None], tmp_path / "f.zarr", channels=["DAPI"], levels=2)
+    low = pyramid(grey[None], "cyx", 2)[1]
+    lo, hi = np.percentile(low, (0.1, 99.9))
+    with open_slide(path) as s:
+        assert s.bit_depth == "float32"
+        assert s.read_notes["intensity_range"] == pytest.approx([lo, hi])
+        got = s.read_region(0, 0, 0, 256, 256)[:, :, 0]
+    expect = np.rint(np.clip((grey - lo) / (hi - lo), 0, 1) * 255)
+    assert np.abs(got.astype(int) - expect.astype(int)).max() <= 1
+
+
+def test_a_big_lowest_level_is_sampled_by_chunks(
+    fields: list[np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(omezarr, "SAMPLE_PIXELS", 128 * 128)
+    data = (fields[0].astype(np.uint16) * 16)[None]
+    data[0, 200, 200] = 60000  # a hot pixel in a chunk the sample skips does not count
+    path = write_omezarr(data, tmp_path / "big.zarr", channels=["DAPI"], chunk=64)
+    with open_slide(path) as s:
+        assert s.read_notes["intensity_range"] == [0.0, 4095.0]
+        assert "one chunk in 2 across and down" in str(s.read_notes.values())
 
 
 # -- Z and T -------------------------------------------------------------------------------------
@@ -297,6 +325,41 @@ def test_a_level_contradicting_its_scale_is_not_used(
     with open_slide(path) as s:
         assert s.level_dimensions == ((256, 256), (64, 64))
         assert s.read_notes["levels_ignored"][0]["path"] == "1"
+
+
+def test_axes_by_declaration(fields: list[np.ndarray], tmp_path: Path) -> None:
+    zyx = np.stack(fields)
+    path = write_omezarr(zyx[None], tmp_path / "a.zarr", "czyx", version="0.4", channels=["DNA"])
+    attrs = json.loads((path / ".zattrs").read_text())
+    axes = attrs["multiscales"][0]["axes"]
+    for axis in axes:  # untyped axes (valid 0.4) are placed by their names
+        axis.pop("type")
+    (path / ".zattrs").write_text(json.dumps(attrs))
+    with open_slide(path, options=ReadOptions(z="2")) as s:
+        assert np.array_equal(s.read_region(0, 0, 0, 256, 256), _grey3(fields[2]))
+    axes[0] = {"name": "angle", "type": "rotation"}  # a custom axis of one entry is read at 0
+    (path / ".zattrs").write_text(json.dumps(attrs))
+    with open_slide(path, options=ReadOptions(z="2")) as s:
+        assert np.array_equal(s.read_region(0, 0, 0, 256, 256), _grey3(fields[2]))
+        assert s.dims == {"t": 1, "c": 1, "z": 3}
+    axes[0], axes[1] = {"name": "z", "type": "space"}, {"name": "angle", "type": "rotation"}
+    (path / ".zattrs").write_text(json.dumps(attrs))
+    with pytest.raises(SlideFormatError, match=r"axis 'angle' .* has 3 entries"):
+        open_slide(path)
+
+
+def test_a_pyramid_that_also_halves_z_keeps_level_0_only(
+    fields: list[np.ndarray], tmp_path: Path
+) -> None:
+    zyx = np.stack([fields[0], fields[1], fields[2], fields[0]])
+    path = write_omezarr(zyx, tmp_path / "z.zarr", "zyx", channels=None, levels=2)
+    group = zarr.open_group(str(path), mode="r+")
+    del group["1"]
+    group.create_array("1", data=zyx[::2, ::2, ::2], chunks=(1, 128, 128))
+    with open_slide(path, options=ReadOptions(z="1")) as s:
+        assert s.level_dimensions == ((256, 256),)  # level 1's plane 1 is not level 0's
+        assert "changes t, c or z" in str(s.read_notes["levels_ignored"])
+        assert np.array_equal(s.read_region(0, 0, 0, 256, 256), _grey3(fields[1]))
 
 
 def test_regions_decode_only_the_chunks_they_touch(cmu1_region: np.ndarray, tmp_path: Path) -> None:
