@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nucscale.cli._app import app, console
+from nucscale.cli._read_options import ChannelOption, IntensityOption, ZOption, read_options
 from nucscale.errors import NucscaleError
 from nucscale.io import open_slide, slide_info
 
@@ -26,6 +27,9 @@ def info(
     mpp: Annotated[
         float | None, typer.Option(help="Pixel size in µm/px, overriding the file's.")
     ] = None,
+    channel: ChannelOption = None,
+    intensity_range: IntensityOption = None,
+    z: ZOption = None,
 ) -> None:
     """Show what nucscale sees in a slide (or in a bioimage.io model package)."""
     from nucscale.models._bioimageio_package import is_package
@@ -34,10 +38,11 @@ def info(
         _package_info(slide)
         return
     try:
-        with open_slide(slide, mpp=mpp) as s:
+        options = read_options(channel, intensity_range, z)
+        with open_slide(slide, mpp=mpp, options=options) as s:
             meta = slide_info(s)
     except NucscaleError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     out = Console()  # results go to stdout; errors to stderr
     out.print(f"[bold]{meta['path']}[/bold]")
@@ -49,6 +54,30 @@ def info(
         lmpp = f"{meta['mpp'] * lv['downsample']:.4g}" if meta["mpp"] else "-"
         table.add_row(str(i), str(lv["width"]), str(lv["height"]), f"{lv['downsample']:.4g}", lmpp)
     out.print(table)
+    _samples_info(out, meta)
+
+
+def _samples_info(out: Console, meta: dict) -> None:
+    """Bit depth, dimensions, channels (the one read marked) and the read choices made."""
+    dims = "  ".join(f"{k}={v}" for k, v in meta["dims"].items())
+    out.print(f"samples: {meta['bit_depth']} bit" + (f"   dimensions: {dims}" if dims else ""))
+    read = meta["read"]
+    if meta["channels"]:
+        table = Table("channel", "name", "description", "excitation nm", "emission nm", "read")
+        for ch in meta["channels"]:
+            chosen = read.get("channel", "").split(":")[0] == str(ch["index"])
+            table.add_row(
+                str(ch["index"]),
+                ch["name"],
+                ch["description"] or "-",
+                f"{ch['excitation_nm']:g}" if ch["excitation_nm"] else "-",
+                f"{ch['emission_nm']:g}" if ch["emission_nm"] else "-",
+                f"yes ({read.get('channel_rule', '')})" if chosen else "",
+            )
+        out.print(table)
+    for key, value in read.items():
+        if key not in ("channel", "channel_rule"):
+            out.print(f"{key}: {value}")
 
 
 def _package_info(path: Path) -> None:

@@ -11,10 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nucscale.cli._app import app, console
+from nucscale.cli._read_options import ChannelOption, IntensityOption, ZOption, read_options
 from nucscale.cluster import get_client
 from nucscale.config import Settings
-from nucscale.errors import InputError, NucscaleError
-from nucscale.io import ReadOptions
+from nucscale.errors import NucscaleError
 from nucscale.pipeline import resolve_inputs, run_cohort
 from nucscale.pipeline._plan import analysis_mpp as plan_mpp
 from nucscale.pipeline._plan import build_segmenter, check_halo
@@ -102,30 +102,9 @@ def run(
         bool,
         typer.Option(help="Also write the analysed image as OME-Zarr (OUT/images/<id>.zarr)."),
     ] = False,
-    channel: Annotated[
-        str | None,
-        typer.Option(
-            help="Nuclear channel of multi-channel fluorescence slides: a name (DAPI) or a "
-            "0-based index (default: by name, then blue emission; refused when undecided). A "
-            "CSV 'channel' column overrides it per slide."
-        ),
-    ] = None,
-    intensity_range: Annotated[
-        tuple[float, float] | None,
-        typer.Option(
-            help="Sample values mapped to black and white for more-than-8-bit or float "
-            "slides (default: 0 to the top of the bit depth the values use; floats: the "
-            "0.1-99.9th percentiles), e.g. --intensity-range 0 4095."
-        ),
-    ] = None,
-    z: Annotated[
-        str | None,
-        typer.Option(
-            "--z",
-            help="Focal plane of a Z stack: its 0-based index, or max for a maximum "
-            "projection (a stack without --z is refused).",
-        ),
-    ] = None,
+    channel: ChannelOption = None,
+    intensity_range: IntensityOption = None,
+    z: ZOption = None,
 ) -> None:
     """Find and measure every nucleus; write OUT/nuclei (GeoParquet), OUT/labels (OME-Zarr),
     OUT/slides.parquet and OUT/manifest.parquet."""
@@ -145,10 +124,7 @@ def run(
             check_halo(seg, settings.halo, settings.tile or seg.default_tile)
         if mpp is not None and not mpp > 0:
             raise typer.BadParameter("must be positive", param_hint="--mpp")
-        try:
-            options = ReadOptions(channel=channel, intensity=intensity_range, z=z)
-        except ValueError as exc:
-            raise InputError("command line", str(exc)) from None
+        options = read_options(channel, intensity_range, z)
         slides, rejected = resolve_inputs(inputs, mpp, options)
     except NucscaleError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line

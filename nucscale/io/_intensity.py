@@ -7,11 +7,11 @@ fixed once per slide, when it is opened, and every read applies it:
 The window, in order:
 
 1. ``--intensity-range LOW HIGH`` (:class:`~nucscale.io._options.ReadOptions`);
-2. integer samples: ``low = 0`` and ``high`` = the top of the bit depth the file declares
-   (DICOM ``BitsStored``), else of the bit depth its values use: the smallest ``2**k - 1``
-   (k >= 8) at or above the largest sample of the slide's lowest-resolution level. A 12-bit
-   camera's 16-bit file maps 4095 to 255; a 16-bit file of values 0-235 reads exactly as its
-   8-bit copy. Dividing by the dtype's range instead (65535) turned such files black;
+2. integer samples: ``low = 0`` and ``high`` = the top of the bit depth its values use: the
+   smallest ``2**k - 1`` (k >= 8) at or above the largest sample of the slide's
+   lowest-resolution level, capped by the bit depth the file declares (DICOM ``BitsStored``).
+   A 12-bit camera's 16-bit file maps 4095 to 255; a 16-bit file of values 0-235 reads
+   exactly as its 8-bit copy, whatever bit depth it declares (cameras often declare 16). Dividing by the dtype's range instead (65535) turned such files black;
    stretching to each image's own percentiles would make a dim and a bright slide look alike;
 3. floats: the 0.1st and 99.9th percentiles of that lowest level (floats carry no bit depth).
 
@@ -43,10 +43,10 @@ def window_of(
     if sample.dtype == np.uint8 or sample.dtype == np.bool_:
         return None
     if np.issubdtype(sample.dtype, np.integer):
-        if bits_stored is not None and 8 <= bits_stored <= 64:
-            return (0.0, float(2**bits_stored - 1))
         top = int(sample.max(initial=0))
         bits = max(8, math.ceil(math.log2(top + 1))) if top > 0 else 8
+        if bits_stored is not None and 8 <= bits_stored < bits:
+            bits = bits_stored  # values above the declared depth are clipped
         return (0.0, float(2**bits - 1))
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
@@ -69,5 +69,8 @@ def to_uint8(arr: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
 
 
 def describe(window: tuple[float, float] | None, source: str) -> dict[str, object]:
-    """The provenance entry of a window: ``{"intensity_range": [low, high], "source": ...}``."""
-    return {"intensity_range": None if window is None else [window[0], window[1]], "source": source}
+    """The provenance entry of a window: ``intensity_range`` [low, high], ``intensity_source``."""
+    return {
+        "intensity_range": None if window is None else [window[0], window[1]],
+        "intensity_source": source,
+    }

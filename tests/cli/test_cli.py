@@ -89,3 +89,25 @@ def test_gpu_flag_without_dask_cuda(cmu1_svs: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["run", str(cmu1_svs), "--out", str(tmp_path / "o"), "--gpu"])
     assert res.exit_code == 2
     assert "dask-cuda" in res.output
+
+
+def test_info_names_channels_bit_depth_and_the_channel_read(dsb2018: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    grey = np.asarray(Image.open(dsb2018 / "519dc0d672d1_image.png").convert("L"))
+    stack = np.stack([grey // 2, grey // 3, grey]).astype(np.uint16) * 33  # 12-bit camera
+    meta = {"axes": "CYX", "Channel": {"Name": ["Actin", "WGA", "DAPI"]}}
+    tifffile.imwrite(tmp_path / "three.ome.tif", stack, ome=True, metadata=meta)
+    res = runner.invoke(app, ["info", str(tmp_path / "three.ome.tif")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "samples: 16 bit   dimensions: t=1  c=3  z=1" in res.output
+    assert "Actin" in res.output and "WGA" in res.output
+    assert "yes (named as a nuclear stain)" in res.output
+    assert "intensity_range: [0.0, 4095.0]" in res.output
+    args = ["info", str(tmp_path / "three.ome.tif"), "--channel", "WGA"]
+    res = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "yes (--channel)" in res.output
+    res = runner.invoke(app, ["info", str(tmp_path / "three.ome.tif"), "--z", "top"])
+    assert res.exit_code == 2 and "--z takes a plane index" in res.output
