@@ -31,8 +31,10 @@ Channels (:mod:`nucscale.io._channels`): names from the ``omero`` channel labels
 ``Fluor`` and wavelengths from ``OME/METADATA.ome.xml`` in a bioformats2raw layout. Three uint8
 channels are brightfield RGB when the ``omero`` colours are FF0000, 00FF00, 0000FF in that
 order, or the labels are R, G, B (or red, green, blue), or ``rdefs.model`` is ``"color"`` and no
-colours are given; never when a channel is named as a nuclear stain or has a wavelength, and
-never with ``--channel``. Otherwise the nuclear channel is chosen by
+colours are given (OMERO sets that model on most fluorescence images too, so it is the weakest
+sign); never when a channel is named as a nuclear stain or has a wavelength (a red, green, blue
+coloured mCherry, GFP, DAPI stack is fluorescence), and never with ``--channel``. Otherwise the
+nuclear channel is chosen by
 :func:`~nucscale.io._channels.choose_nuclear` and read as grey (repeated to RGB).
 
 Z and T (:mod:`nucscale.io._options`): more than one time point is refused; one focal plane is
@@ -41,7 +43,12 @@ arbitrary plane.
 
 Samples that are not uint8 go through one intensity window per slide
 (:mod:`nucscale.io._intensity`), computed at open from the lowest level as it is read (same
-channel, plane or projection).
+channel, plane or projection); a lowest level over :data:`SAMPLE_PIXELS` samples (a slide
+without a pyramid) is sampled one chunk in k across and down, so that every worker's open does
+not decode the whole slide.
+
+zarr is used directly, not ome-zarr-py's reader: a region read needs one array per level and
+basic indexing, which zarr-python 3 gives for Zarr v2 and v3 alike.
 """
 
 from __future__ import annotations
@@ -204,8 +211,8 @@ class OmeZarrSlide(Slide):
                 raise SlideFormatError(
                     self.path, f"--z {z}: the image has {nz} focal plane(s) (0-{nz - 1})"
                 )
-        if "z" in self._roles:
-            self.read_notes.update({"z": z, "z_rule": rule})
+        if "z" in self._roles:  # as the TIFF and DICOM readers note it
+            self.read_notes.update({"z": "max projection" if z == "max" else z, "z_rule": rule})
         return z
 
     def _choose_channel(self, meta: dict, dtype: np.dtype) -> int | None:

@@ -277,7 +277,7 @@ def test_z_stack_needs_a_choice(fields: list[np.ndarray], tmp_path: Path) -> Non
         assert s.dims == {"t": 1, "c": 1, "z": 3}
     with open_slide(path, options=ReadOptions(z="max")) as s:
         assert np.array_equal(s.read_region(0, 0, 0, 256, 256), _grey3(zyx.max(axis=0)))
-        assert s.read_notes["z"] == "max"
+        assert s.read_notes["z"] == "max projection"
     # the Dask path opens the slide by path and options, and sees the same projection
     got = read_region_cached(str(path), 0, 10, 20, 100, 50, ReadOptions(z="max"))
     assert np.array_equal(got, _grey3(zyx.max(axis=0)[20:70, 10:110]))
