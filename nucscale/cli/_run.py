@@ -156,21 +156,29 @@ def run(
     except NucscaleError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line
         raise typer.Exit(2) from None
-    table = Table("slide", "status", "nuclei", "tissue mm²", "seconds", "error")
+    table = Table("slide", "status", "nuclei", "tissue mm²", "seconds", "error / QC flags")
     for r in rows:
+        if r.status != "done":
+            status = "[red]failed[/red]"
+        elif r.qc_flags:
+            status = "[yellow]done, suspicious[/yellow]"
+        else:
+            status = "[green]done[/green]"
         table.add_row(
             r.slide_id,
-            "[green]done[/green]" if r.status == "done" else "[red]failed[/red]",
+            status,
             "" if r.nuclei is None else str(r.nuclei),
             "" if r.tissue_mm2 is None else f"{r.tissue_mm2:.2f}",
             "" if r.wall_s is None else f"{r.wall_s:.1f}",
-            r.error or "",
+            r.error or r.qc_flags or "",
         )
     console.print(table)
     failed = sum(r.status != "done" for r in rows)
+    suspicious = sum(r.status == "done" and bool(r.qc_flags) for r in rows)
+    flagged = f" ({suspicious} flagged by QC: look at `nucscale report`)" if suspicious else ""
     console.print(
-        f"{len(rows) - failed} done, {failed} failed in {time.perf_counter() - t0:.1f} s; "
-        f"results in {out}"
+        f"{len(rows) - failed} done{flagged}, {failed} failed in "
+        f"{time.perf_counter() - t0:.1f} s; results in {out}"
     )
     if failed:
         raise typer.Exit(1)

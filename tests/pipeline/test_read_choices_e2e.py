@@ -29,7 +29,9 @@ FLUO_ID = "519dc0d672d1"
 
 
 def _run(args: list[str]) -> str:
-    res = CliRunner().invoke(app, ["run", *args, "--workers", "1"], terminal_width=200)
+    res = CliRunner().invoke(
+        app, ["run", *args, "--workers", "1"], terminal_width=200, env={"COLUMNS": "250"}
+    )
     assert res.exit_code == 0, res.output
     return res.output
 
@@ -113,3 +115,21 @@ def test_refused_slides_leave_one_line_and_no_worker_traceback(
     assert "0 done, 2 failed" in text, text
     assert "Traceback" not in text and "Compute Failed" not in text, text
     assert "pass --channel NAME|INDEX" in text
+
+
+def test_done_but_suspicious_is_said_in_the_printed_table(cmu1_svs: Path, tmp_path: Path) -> None:
+    """Real CMU-1 tissue blurred until no nucleus is left: done, but flagged where users look."""
+    from scipy import ndimage as ndi
+
+    with open_slide(cmu1_svs) as slide:
+        tissue = slide.read_region(0, 700, 2000, 1024, 1024).astype(np.float32)
+    blurred = np.clip(ndi.gaussian_filter(tissue, (12, 12, 0)), 0, 255).astype(np.uint8)
+    Image.fromarray(blurred).save(tmp_path / "blurred.png")
+    out = tmp_path / "out"
+    text = _run([str(tmp_path / "blurred.png"), "--mpp", "0.5", "--out", str(out)])
+    assert "done, suspicious" in text and "no nuclei in" in text
+    assert "1 done (1 flagged by QC" in text
+    (row,) = read_manifest(out).values()
+    assert row.status == "done" and "no nuclei in" in (row.qc_flags or "")
+    slides = pq.read_table(out / "slides.parquet").to_pylist()
+    assert slides[0]["qc_flags"] == ["no nuclei in 0.244 mm² of tissue"]
