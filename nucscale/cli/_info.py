@@ -20,8 +20,8 @@ def info(
     slide: Annotated[
         Path,
         typer.Argument(
-            help="Slide file, or DICOM WSI folder; or a bioimage.io model package (folder, "
-            "YAML or .zip) for --model bioimageio."
+            help="Slide file, DICOM WSI folder or OME-Zarr folder; or a bioimage.io model "
+            "package (folder, YAML or .zip) for --model bioimageio."
         ),
     ],
     mpp: Annotated[

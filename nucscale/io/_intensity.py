@@ -11,8 +11,9 @@ The window, in order:
    smallest ``2**k - 1`` (k >= 8) at or above the largest sample of the slide's
    lowest-resolution level, capped by the bit depth the file declares (DICOM ``BitsStored``).
    A 12-bit camera's 16-bit file maps 4095 to 255; a 16-bit file of values 0-235 reads
-   exactly as its 8-bit copy, whatever bit depth it declares (cameras often declare 16). Dividing by the dtype's range instead (65535) turned such files black;
-   stretching to each image's own percentiles would make a dim and a bright slide look alike;
+   exactly as its 8-bit copy, whatever bit depth it declares (cameras often declare 16).
+   Dividing by the dtype's range instead (65535) turned such files black; stretching to each
+   image's own percentiles would make a dim and a bright slide look alike;
 3. floats: the 0.1st and 99.9th percentiles of that lowest level (floats carry no bit depth).
 
 uint8 samples are read as they are.

@@ -6,7 +6,9 @@ as a PNG, a text file named ``.svs`` is refused with a clear error.
 ======================================  ==================================================
 content                                 reader
 ======================================  ==================================================
-folder, or ``DICM`` at byte 128         :class:`~nucscale.io._dicom.DicomSlide` (never
+folder holding ``.zattrs``, ``.zgroup``,  :class:`~nucscale.io._omezarr.OmeZarrSlide`
+``.zarray`` or ``zarr.json``            (OME-Zarr / NGFF 0.4 and 0.5, bioformats2raw)
+other folder, or ``DICM`` at byte 128   :class:`~nucscale.io._dicom.DicomSlide` (never
                                         OpenSlide: it shows false colours on YCbCr frames)
 anything OpenSlide detects as a vendor  :class:`~nucscale.io._openslide.OpenSlideSlide`
 format (aperio, hamamatsu, mirax, ...)
@@ -100,8 +102,8 @@ def sniff(path: str | os.PathLike[str]) -> str:
 
 
 _EXPECTED = (
-    "expected a whole-slide image (SVS, NDPI, MRXS, SCN, OME-TIFF, tiled TIFF, DICOM WSI) "
-    "or a picture (PNG, JPEG, BMP)"
+    "expected a whole-slide image (SVS, NDPI, MRXS, SCN, OME-TIFF, tiled TIFF, DICOM WSI, "
+    "OME-Zarr) or a picture (PNG, JPEG, BMP)"
 )
 
 

@@ -68,8 +68,13 @@ def check_slide_id(slide_id: str, source: str) -> str:
 
 
 def default_slide_id(path: Path) -> str:
-    """File stem (folder name for a DICOM folder), with unsafe characters replaced by '_'."""
+    """File stem (folder name for a DICOM folder, without ``.ome.zarr`` / ``.zarr`` for an
+    OME-Zarr one), with unsafe characters replaced by '_'."""
     name = path.name if path.is_dir() else path.stem
+    for suffix in (".ome.zarr", ".zarr"):
+        if path.is_dir() and name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
     name = _FORBIDDEN_ID.sub("_", name).lstrip(".")
     return name or "slide"
 

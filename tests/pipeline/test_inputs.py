@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from nucscale.errors import InputError
+from nucscale.io import ReadOptions
 from nucscale.pipeline import check_slide_id, resolve_inputs
 
 
@@ -77,3 +78,23 @@ def test_settings_from_env_survive_cli_defaults() -> None:
     s = Settings.from_env({"NUCSCALE_HALO": "200", "NUCSCALE_TILE": "512"})
     kept = s.replace(halo=None, tile=None, mpp=0.25)
     assert (kept.halo, kept.tile, kept.mpp) == (200, 512, 0.25)
+
+
+def test_ome_zarr_folders_are_named_without_their_suffix(tmp_path: Path) -> None:
+    for name in ("a.ome.zarr", "b.zarr", "c.ome.ZARR"):
+        (tmp_path / name).mkdir()
+    slides, rejected = resolve_inputs(
+        [str(tmp_path / n) for n in ("a.ome.zarr", "b.zarr", "c.ome.ZARR")]
+    )
+    assert not rejected
+    assert [s.slide_id for s in slides] == ["a", "b", "c"]
+    (tmp_path / "d.tif").write_bytes(b"")
+    (slide,), _ = resolve_inputs([str(tmp_path / "d.tif")])
+    assert slide.slide_id == "d"
+
+
+def test_channel_column_sets_the_read_options_of_its_row(tmp_path: Path) -> None:
+    csv = tmp_path / "cohort.csv"
+    csv.write_text("path,channel\na.tif,DAPI\nb.tif,\n")
+    slides, _ = resolve_inputs([str(csv)], options=ReadOptions(channel="2", z="max"))
+    assert [(s.options.channel, s.options.z) for s in slides] == [("DAPI", "max"), ("2", "max")]
