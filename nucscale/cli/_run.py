@@ -175,10 +175,10 @@ def run(
     console.print(table)
     failed = sum(r.status != "done" for r in rows)
     suspicious = sum(r.status == "done" and bool(r.qc_flags) for r in rows)
-    flagged = f" ({suspicious} flagged by QC: look at `nucscale report`)" if suspicious else ""
+    flagged = f"; {suspicious} done but flagged by QC (see `nucscale report`)" if suspicious else ""
     console.print(
-        f"{len(rows) - failed} done{flagged}, {failed} failed in "
-        f"{time.perf_counter() - t0:.1f} s; results in {out}"
+        f"{len(rows) - failed} done, {failed} failed in {time.perf_counter() - t0:.1f} s"
+        f"{flagged}; results in {out}"
     )
     if failed:
         raise typer.Exit(1)
