@@ -61,6 +61,9 @@ class Slide(abc.ABC):
         self.read_notes: dict[str, object] = {}
         self.bit_depth: int | str = 8
         self.dims: dict[str, int] = {}
+        #: What lies outside the image (and in tiles a sparse file lacks): glass (255) unless a
+        #: reader knows it reads a fluorescence channel (0, no signal).
+        self.background: int = PAD_VALUE
 
     # -- metadata -----------------------------------------------------------------------------
     @property
@@ -101,8 +104,11 @@ class Slide(abc.ABC):
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         """RGB uint8 array (h, w, 3) for a region fully inside ``level``."""
 
-    def read_region(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        """Read a region of ``level`` as RGB uint8 (h, w, 3); outside the image is white.
+    def read_region(
+        self, level: int, x: int, y: int, w: int, h: int, fill: int | None = None
+    ) -> np.ndarray:
+        """Read a region of ``level`` as RGB uint8 (h, w, 3); outside the image is ``fill``
+        (default: the slide's ``background``, white glass for brightfield).
 
         Parameters
         ----------
@@ -112,16 +118,20 @@ class Slide(abc.ABC):
             Top-left corner in that level's pixel coordinates (may be negative).
         w, h:
             Size of the region in pixels.
+        fill:
+            The value beyond the image: the pipeline passes its modality's background (255
+            brightfield, 0 fluorescence), as its tile store pads.
         """
         if not 0 <= level < len(self.levels):
             raise IndexError(f"{self.path}: level {level} out of range 0..{len(self.levels) - 1}")
+        pad = self.background if fill is None else fill
         if w <= 0 or h <= 0:
-            return np.full((max(h, 0), max(w, 0), 3), PAD_VALUE, np.uint8)
+            return np.full((max(h, 0), max(w, 0), 3), pad, np.uint8)
         lw, lh = self.levels[level].width, self.levels[level].height
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, lw), min(y + h, lh)
         if x0 == x and y0 == y and x1 == x + w and y1 == y + h:
             return self._read(level, x, y, w, h)
-        out = np.full((h, w, 3), PAD_VALUE, np.uint8)
+        out = np.full((h, w, 3), pad, np.uint8)
         if x1 > x0 and y1 > y0:
             out[y0 - y : y1 - y, x0 - x : x1 - x] = self._read(level, x0, y0, x1 - x0, y1 - y0)
         return out

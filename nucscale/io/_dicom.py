@@ -128,6 +128,7 @@ class DicomSlide(Slide):
             return keys[0]  # brightfield RGB, one optical path
         chosen, rule = choose_nuclear(self.path, channels, self.options.channel)
         self.read_notes.update(channel=chosen.label(), channel_rule=rule)
+        self.background = 0  # a fluorescence channel: tiles a sparse file lacks hold no signal
         return keys[chosen.index]
 
     def _choose_planes(self, levels: list[_DicomLevel], key: str) -> list[np.ndarray]:
@@ -174,7 +175,7 @@ class DicomSlide(Slide):
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         lv = self._dlevels[level]
         tw, th = lv.grid.tile_w, lv.grid.tile_h
-        out = np.full((h, w, 3), 255, np.uint8)
+        out = np.full((h, w, 3), self.background, np.uint8)
         for ty in range(y // th, (y + h - 1) // th + 1):
             for tx in range(x // tw, (x + w - 1) // tw + 1):
                 frames = [
@@ -183,7 +184,7 @@ class DicomSlide(Slide):
                     if k >= 0
                 ]
                 if not frames:
-                    continue  # no frame here (TILED_SPARSE): glass
+                    continue  # no frame here (TILED_SPARSE): background
                 tile = frames[0] if len(frames) == 1 else np.maximum.reduce(frames)  # --z max
                 ox, oy = tx * tw, ty * th
                 x0, y0 = max(x, ox), max(y, oy)

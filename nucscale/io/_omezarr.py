@@ -226,6 +226,8 @@ class OmeZarrSlide(Slide):
             return None
         ch, reason = choose_nuclear(self.path, self.channels, self.options.channel)
         self.read_notes.update({"channel": ch.label(), "channel_rule": reason})
+        if len(self.channels) > 1:
+            self.background = 0  # one fluorescence channel of several: no signal beyond
         return ch.index if "c" in self._roles else None
 
     def _intensity_window(self, dtype: np.dtype) -> tuple[float, float] | None:

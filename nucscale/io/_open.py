@@ -192,21 +192,28 @@ def _cached_slide(path: str, options: ReadOptions) -> Slide:
 
 
 def read_region_cached(
-    path: str, level: int, x: int, y: int, w: int, h: int, options: ReadOptions = DEFAULT
+    path: str,
+    level: int,
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+    options: ReadOptions = DEFAULT,
+    fill: int | None = None,
 ) -> np.ndarray:
     """Read a region through a per-process cache of open slides (keyed by path and options).
 
     This is what Dask tasks call: the graph carries the path and the read options, and each
     worker process opens a slide once and reuses it. Arguments are those of
-    :meth:`Slide.read_region`, plus the :class:`~nucscale.io._options.ReadOptions` the plan
-    opened the slide with.
+    :meth:`Slide.read_region` (``fill``: the value beyond the image), plus the
+    :class:`~nucscale.io._options.ReadOptions` the plan opened the slide with.
 
     Returns
     -------
     numpy.ndarray
         RGB uint8 (h, w, 3); outside the image is white.
     """
-    return _cached_slide(str(path), options).read_region(level, x, y, w, h)
+    return _cached_slide(str(path), options).read_region(level, x, y, w, h, fill)
 
 
 def clear_slide_cache() -> None:

@@ -178,6 +178,7 @@ class TiffSlide(Slide):
         self.channels = self._describe_channels()
         chosen, reason = choose_nuclear(self.path, self.channels, self.options.channel)
         self.read_notes.update({"channel": chosen.label(), "channel_rule": reason})
+        self.background = 0  # a fluorescence channel: no signal beyond the image
         log.info("%s: nuclear channel %s (%s)", self.path, chosen.label(), reason)
         return chosen.index
 

@@ -82,7 +82,8 @@ def ingest_tile(plan: SlidePlan, row: int, col: int) -> float:
         return 0.0
     t0 = time.perf_counter()
     box = plan.grid.core(row, col)
-    pixels = read_analysis_region(plan.path, plan.choice, box, plan.options)
+    fill = 0 if plan.modality == "fluorescence" else 255  # as the tile store pads
+    pixels = read_analysis_region(plan.path, plan.choice, box, plan.options, fill)
     write_tile(plan.tile_store, box, pixels)
     return time.perf_counter() - t0
 

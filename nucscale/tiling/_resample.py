@@ -20,13 +20,19 @@ from nucscale.tiling._grid import Box, LevelChoice
 
 
 def read_analysis_region(
-    path: str, choice: LevelChoice, box: Box, options: ReadOptions = DEFAULT
+    path: str,
+    choice: LevelChoice,
+    box: Box,
+    options: ReadOptions = DEFAULT,
+    fill: int | None = None,
 ) -> np.ndarray:
     """RGB uint8 pixels of ``box`` (analysis coordinates) from the slide at ``path``, read
-    with ``options`` (channel, intensity range, Z plane)."""
+    with ``options`` (channel, intensity range, Z plane); beyond the image is ``fill`` (the
+    modality's background, so resampling does not blend glass-white into a fluorescence
+    image's edge)."""
     if choice.factor == 1.0:
         level, (x, y, w, h) = choice.level, (box.x0, box.y0, box.width, box.height)
-        return read_region_cached(path, level, x, y, w, h, options)
+        return read_region_cached(path, level, x, y, w, h, options, fill)
     f = choice.factor
     sigma = max(0.0, (f - 1.0) / 2.0)
     margin = math.ceil(4 * sigma) + 2
@@ -35,7 +41,7 @@ def read_analysis_region(
     ys = (np.arange(box.y0, box.y1) + 0.5) * f - 0.5
     sx0, sy0 = math.floor(xs[0]) - margin, math.floor(ys[0]) - margin
     sx1, sy1 = math.ceil(xs[-1]) + margin + 1, math.ceil(ys[-1]) + margin + 1
-    src = read_region_cached(path, choice.level, sx0, sy0, sx1 - sx0, sy1 - sy0, options)
+    src = read_region_cached(path, choice.level, sx0, sy0, sx1 - sx0, sy1 - sy0, options, fill)
     src = src.astype(np.float32)
     if sigma > 0:
         src = ndi.gaussian_filter(src, sigma=(sigma, sigma, 0), mode="nearest", truncate=4.0)

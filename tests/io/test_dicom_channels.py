@@ -284,3 +284,23 @@ def test_monochrome1_16_bit_is_inverted_in_its_range(
         tmp_path / "a.dcm", dim.astype(np.uint16), bits_stored=8, photometric="MONOCHROME1"
     )
     np.testing.assert_array_equal(_read(path), 255 - dim[0, 0])
+
+
+def test_tiles_a_sparse_fluorescence_file_lacks_are_dark_not_white(
+    write_wsi: WriteWsi, tmp_path: Path, gbr: np.ndarray, fields: dict[str, np.ndarray]
+) -> None:
+    """A missing tile of a fluorescence slide is no signal (0); white would be a bright block
+    of "nuclear stain" the network segments."""
+    missing = {p * 16 + 1 * 4 + 1 for p in range(3)}  # tile (row 1, col 1) of every path
+    order = [i for i in range(3 * 16) if i not in missing]
+    path = write_wsi(
+        tmp_path / "holes.dcm", gbr, optical_paths=GBR, layout="TILED_SPARSE", order=order
+    )
+    px = _read(path)
+    assert (px[64:128, 64:128] == 0).all()
+    expected = fields["nuclei"].copy()
+    expected[64:128, 64:128] = 0
+    np.testing.assert_array_equal(px, expected)
+    with open_slide(path) as slide:  # and beyond the image, by default
+        assert slide.background == 0
+        assert (slide.read_region(0, -10, -10, 20, 20)[:10, :10] == 0).all()

@@ -11,6 +11,7 @@ from nucscale.io import open_slide
 from nucscale.tiling import (
     Box,
     LevelChoice,
+    choose_level,
     chunk_exists,
     create_tile_store,
     low_res_image,
@@ -77,3 +78,26 @@ def test_tile_store_roundtrip_and_reuse(tmp_path: Path) -> None:
     assert chunk_exists(store, 1, 1)
     create_tile_store(store, (300, 250), 128, {**attrs, "level": 1})  # different: replaced
     assert not chunk_exists(store, 1, 1)
+
+
+def test_resampled_fluorescence_edges_are_not_brightened(dsb2018: Path, tmp_path: Path) -> None:
+    """Beyond the image is the modality's background: a fluorescence field read at half its
+    resolution must not blend glass-white into its outermost pixels."""
+    import tifffile
+    from PIL import Image
+
+    field = np.asarray(Image.open(dsb2018 / "519dc0d672d1_image.png").convert("L"))
+    path = tmp_path / "field.tif"
+    tifffile.imwrite(path, field, photometric="minisblack")
+    with open_slide(path, mpp=0.25) as slide:
+        choice = choose_level(slide, 0.25, 0.5, 0.02)
+    assert choice.factor == 2.0
+    whole = Box(0, 0, choice.width, choice.height)
+    dark = read_analysis_region(str(path), choice, whole, fill=0)[:, :, 0].astype(int)
+    white = read_analysis_region(str(path), choice, whole, fill=255)[:, :, 0].astype(int)
+    inner = dark[1:-1, 1:-1]
+    np.testing.assert_array_equal(inner, white[1:-1, 1:-1])  # only the rim can differ
+    rim = np.concatenate([dark[0], dark[-1], dark[:, 0], dark[:, -1]])
+    assert rim.mean() < 2 * field.mean() + 5  # dark, like the field's background
+    white_rim = np.concatenate([white[0], white[-1], white[:, 0], white[:, -1]])
+    assert white_rim.mean() > rim.mean() + 8  # glass padding brightened the rim (4 -> 18)
