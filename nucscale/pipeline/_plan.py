@@ -172,13 +172,27 @@ def read_provenance(slide: Slide) -> dict[str, str]:
     return out
 
 
+def source_stamp(path: str) -> list[int]:
+    """Size and newest modification time of a slide: of the file, or summed and maximised over
+    every file inside a folder (a DICOM series or an OME-Zarr store, whose chunk files can be
+    rewritten without the folder's own time changing); ``[]`` when it cannot be read."""
+    try:
+        st = os.stat(path)
+        if not os.path.isdir(path):
+            return [st.st_size, st.st_mtime_ns]
+        size, newest, count = 0, st.st_mtime_ns, 0
+        for root, _, files in os.walk(path):
+            for name in files:
+                fst = os.stat(os.path.join(root, name))
+                size, newest, count = size + fst.st_size, max(newest, fst.st_mtime_ns), count + 1
+        return [size, newest, count]
+    except OSError:
+        return []
+
+
 def settings_key(inp: SlideInput, settings: Settings) -> str:
     """Hash of what determines a slide's results; equal keys mean a finished slide is reusable."""
-    try:
-        st = os.stat(inp.path)
-        stamp = [st.st_size, st.st_mtime_ns]
-    except OSError:
-        stamp = []
+    stamp = source_stamp(inp.path)
     blob = json.dumps(
         [
             str(Path(inp.path).resolve()),
@@ -271,11 +285,10 @@ def _prepare_work(plan: SlidePlan) -> None:
         ):
             shutil.rmtree(old, ignore_errors=True)
     c = plan.choice
-    st = os.stat(plan.path)
     tiles_hash = hashlib.sha256(json.dumps(plan.tiles).encode()).hexdigest()[:16]
     attrs = {
         "source": plan.path,
-        "source_stamp": [st.st_size, st.st_mtime_ns],
+        "source_stamp": source_stamp(plan.path),
         "level": c.level,
         "factor": c.factor,
         "mpp": c.mpp,

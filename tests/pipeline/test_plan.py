@@ -112,3 +112,25 @@ def test_finished_with_checks_the_settings_key(tmp_path: Path) -> None:
     create_label_image(labels, (4, 4), 4, {"settings_key": "k1"})
     table.write_bytes(b"not parquet")
     assert not finished_with(table, labels, "k1")
+
+
+def test_a_folder_slide_changes_its_key_when_a_file_inside_changes(tmp_path: Path) -> None:
+    """A chunk of an OME-Zarr store (or a DICOM file of a series) rewritten in place leaves the
+    folder's own time as it was; the settings key must still change, or resume reuses stale
+    nuclei."""
+    import os
+
+    from nucscale.pipeline._plan import settings_key
+
+    store = tmp_path / "slide.ome.zarr"
+    (store / "0" / "c").mkdir(parents=True)
+    chunk = store / "0" / "c" / "0"
+    chunk.write_bytes(b"a" * 10)
+    folder_time = os.stat(store).st_mtime_ns
+    inp, cfg = SlideInput(str(store), "slide"), Settings()
+    before = settings_key(inp, cfg)
+    assert settings_key(inp, cfg) == before
+    chunk.write_bytes(b"b" * 12)
+    os.utime(chunk, ns=(folder_time + 10**9, folder_time + 10**9))
+    assert os.stat(store).st_mtime_ns == folder_time
+    assert settings_key(inp, cfg) != before
