@@ -59,3 +59,16 @@ class ConfigError(NucscaleError, ValueError):
 
 class SegmenterError(NucscaleError, ValueError):
     """A segmenter name or its parameters are invalid."""
+
+
+#: Errors that describe the input itself (a missing, empty, truncated, unknown or corrupt file, a
+#: slide without a pixel size, an invalid manifest row): the same input fails the same way on
+#: any worker, so a task that meets one is not retried (:mod:`nucscale.pipeline._guard`).
+#: :class:`OutputError` is not among them: a full disk or a network file system may recover.
+INPUT_ERRORS: tuple[type[NucscaleError], ...] = (
+    SlideNotFoundError,
+    SlideFormatError,
+    SlideReadError,
+    MissingPixelSizeError,
+    InputError,
+)

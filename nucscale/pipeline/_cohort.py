@@ -8,6 +8,10 @@ worker), then, as each plan arrives, that slide's tile graph::
 Task keys are ``<stage>-<slide_id>-<settings key>-<row>-<col>``: deterministic, so a task that
 is resubmitted while still known to the scheduler is not run twice. A failing task fails only
 its slide; the error (one line naming the file) goes into the manifest and the rest continue.
+
+Retries: a task that raises is retried (:data:`RETRIES`), except for input errors, which every
+task returns as a value (:mod:`nucscale.pipeline._guard`): a bad slide is attempted once, and
+its slide is closed as soon as any of its tasks reports one.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from distributed import Client, Future, as_completed
 from nucscale.cluster import gpu_workers
 from nucscale.config import Settings
 from nucscale.errors import NucscaleError
+from nucscale.pipeline._guard import Guarded, refused
 from nucscale.pipeline._inputs import RejectedInput, SlideInput
 from nucscale.pipeline._plan import SlidePlan, make_plan, settings_key
 from nucscale.pipeline._tasks import (
@@ -52,6 +57,7 @@ log = logging.getLogger(__name__)
 #: Called with (tasks finished, tasks known) as the run progresses.
 ProgressFn = Callable[[int, int], None]
 
+#: Retries of a task that raised (not an input error; a lost worker is rescheduled anyway).
 RETRIES = 2
 
 
@@ -95,7 +101,7 @@ def _submit_slide(
         extra: dict[str, Any] = {}
         if gpu and stage == "segment" and plan.accelerated:
             extra["resources"] = {"GPU": 1}
-        return client.submit(fn, plan_f, *tile, *deps, key=key, retries=RETRIES, **extra)
+        return client.submit(Guarded(fn), plan_f, *tile, *deps, key=key, retries=RETRIES, **extra)
 
     ingest = {t: submit(ingest_tile, "ingest", t) for t in plan.tiles}
     segment = {
@@ -117,7 +123,7 @@ def _submit_slide(
         for t in plan.paint_tiles()
     ]
     final = client.submit(
-        finalize_slide,
+        Guarded(finalize_slide),
         plan_f,
         list(ingest.values()),
         list(segment.values()),
@@ -196,7 +202,7 @@ def run_cohort(
             state[s.inp.slide_id] = s
             info = {"command": command, "started": s.started_at}
             fut = client.submit(
-                make_plan, s.inp, settings, str(out), s.key, info,
+                Guarded(make_plan), s.inp, settings, str(out), s.key, info,
                 key=f"plan-{s.inp.slide_id}-{s.key}", retries=RETRIES,
             )  # fmt: skip
             s.tasks.append(fut)
@@ -208,6 +214,7 @@ def run_cohort(
         rows.append(row)
         write_manifest(out, [row])
         for t in s.tasks:
+            kinds.pop(t.key, None)
             t.release()
         del state[s.inp.slide_id]
         start_next()
@@ -218,16 +225,22 @@ def run_cohort(
     for fut in pending:
         kind, sid = kinds.get(fut.key, ("tile", ""))
         finished += 1
-        s = state.get(sid) if kind != "tile" else None
-        if s is not None and fut.status != "finished":
+        s = state.get(sid)
+        bad = refused(fut) if s is not None else None
+        if bad is not None and s is not None:  # an input error, from any task of the slide
+            close(s, _failed(s, bad.error))
+        elif kind == "tile":
+            pass  # a tile that raised fails its slide through the final task
+        elif s is not None and fut.status != "finished":
             close(s, _failed(s, _exception(fut)))
         elif s is not None and kind == "plan":
             s.plan = fut.result()
             tasks, final = _submit_slide(client, s.plan, fut, gpu=use_gpu)
             s.tasks.extend(tasks)
-            kinds[final.key] = ("final", sid)
             for t in tasks:
+                kinds[t.key] = ("tile", sid)
                 pending.add(t)
+            kinds[final.key] = ("final", sid)
             known += len(tasks)
         elif s is not None and kind == "final":
             close(s, _done(s, fut.result()))
