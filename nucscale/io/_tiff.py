@@ -24,8 +24,11 @@ length 1 are read at index 0.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +72,15 @@ class TiffSlide(Slide):
         self, path: str | Path, *, mpp: float | None = None, options: ReadOptions = DEFAULT
     ) -> None:
         super().__init__(path, mpp, options)
-        try:
-            self._tif = tifffile.TiffFile(self.path)
-        except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as exc:
-            raise SlideFormatError(self.path, f"not a readable TIFF ({exc})") from exc
+        with _tifffile_warnings() as said:
+            try:
+                self._tif = tifffile.TiffFile(self.path)
+            except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as exc:
+                raise SlideFormatError(self.path, f"not a readable TIFF ({exc})") from exc
         self._vendor = "ome-tiff" if self._tif.is_ome else "tiff"
         try:
-            self._series_index, series = self._pick_series()
+            with _tifffile_warnings(said):
+                self._series_index, series = self._pick_series(said)
             # Levels shrunk to nothing (a 1-px pyramid top written as 0 px) are dropped.
             valid = [min(_yx(lv)) > 0 for lv in series.levels]
             self._series = series.levels[: valid.index(False) if False in valid else len(valid)]
@@ -100,15 +105,18 @@ class TiffSlide(Slide):
     def close(self) -> None:
         self._tif.close()
 
-    def _pick_series(self) -> tuple[int, tifffile.TiffPageSeries]:
+    def _pick_series(self, said: list[str]) -> tuple[int, tifffile.TiffPageSeries]:
+        """The main image series; ``said``: what tifffile warned about while opening (it
+        joins the error when there is no image)."""
         candidates = [
             (i, s)
             for i, s in enumerate(self._tif.series)
             if not any(k in (s.name or "").lower() for k in _ASSOCIATED) and "Y" in s.axes
         ]
         if not candidates:
+            why = f"tifffile: {said[0]}; " if said else ""
             raise SlideFormatError(
-                self.path, "TIFF holds no image (truncated or corrupt file?); check the file"
+                self.path, f"TIFF holds no image ({why}truncated or corrupt file?); check the file"
             )
         return max(candidates, key=lambda item: _yx(item[1])[0] * _yx(item[1])[1])
 
@@ -379,3 +387,35 @@ def _yx(series: Any) -> tuple[int, int]:
     if "Y" not in axes or "X" not in axes:
         return 0, 0
     return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
+
+
+class _Divert(logging.Filter):
+    """On the ``tifffile`` logger: records logged while this thread opens a TIFF go to the
+    opener (which names the file in its error) instead of the console, where a worker would
+    print ``<tifffile.TiffPages @1275950> invalid offset to first page`` without the file."""
+
+    local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sink: list[str] | None = getattr(self.local, "sink", None)
+        if sink is None:
+            return True
+        sink.append(re.sub(r"^<[^>]*>\s*", "", record.getMessage()))
+        return False
+
+
+_DIVERT = _Divert()
+logging.getLogger("tifffile").addFilter(_DIVERT)
+
+
+@contextmanager
+def _tifffile_warnings(said: list[str] | None = None) -> Iterator[list[str]]:
+    """Collect what tifffile logs in this thread inside the block into ``said`` (a new list
+    by default; see :class:`_Divert`)."""
+    outer = getattr(_Divert.local, "sink", None)
+    said = [] if said is None else said
+    _Divert.local.sink = said
+    try:
+        yield said
+    finally:
+        _Divert.local.sink = outer

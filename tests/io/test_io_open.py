@@ -88,6 +88,20 @@ def test_truncated_svs(cmu1_svs: Path, tmp_path: Path) -> None:
     assert "\n" not in str(info.value)  # one line
 
 
+def test_half_an_svs_names_tifffile_s_reason_in_the_error_only(
+    cmu1_svs: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """tifffile warns about the missing first page through logging, without the file name (a
+    worker prints that line on the console); the reason belongs in the error that names it."""
+    raw = cmu1_svs.read_bytes()
+    half = tmp_path / "half.svs"
+    half.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SlideFormatError) as info:
+        open_slide(half)
+    assert str(info.value).startswith(f"{half}: TIFF holds no image (tifffile: invalid offset")
+    assert not [r for r in caplog.records if r.name == "tifffile"]
+
+
 def test_absurd_png_header_refused_before_decoding(tmp_path: Path) -> None:
     path = tmp_path / "huge.png"
     _png_header_only(path, 100_000, 100_000)
