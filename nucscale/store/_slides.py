@@ -42,6 +42,9 @@ SCAN_COLUMNS = tuple(dict.fromkeys(("type_name", *KEY_FEATURES, *_BBOX, *QC_COLU
 QC_MEASURES = ("small_frac", "eosin_frac", "glass_frac")
 
 
+_RERUN = "run the slide again to recompute it"
+
+
 def slides_path(out: Path) -> Path:
     return Path(out) / "slides.parquet"
 
@@ -110,10 +113,21 @@ SLIDES_SCHEMA = pa.schema(
 
 
 def slide_row(out: Path, row: ManifestRow) -> dict[str, Any]:
-    """One cohort-table row: the manifest row plus the summary in the slide's table."""
+    """One cohort-table row: the manifest row plus the summary in the slide's table.
+
+    A done slide whose nucleus table is gone (deleted after the run) or cannot be read becomes
+    status ``missing``, the error naming the table; the next run on the same inputs computes
+    the slide again (its outputs no longer pass the resume check).
+    """
     rec = {k: v for k, v in asdict(row).items() if k in SLIDES_SCHEMA.names}
     if row.status == "done":
-        meta = read_metadata(nuclei_path(out, row.slide_id))
+        table = nuclei_path(out, row.slide_id)
+        try:
+            meta = read_metadata(table)
+        except (OSError, pa.ArrowInvalid) as exc:
+            gone = "missing" if not table.exists() else f"unreadable ({str(exc).splitlines()[0]})"
+            rec.update(status="missing", error=f"{table}: nucleus table {gone}; {_RERUN}")
+            return {name: rec.get(name) for name in SLIDES_SCHEMA.names}
         summary = json.loads(meta.get("summary", "{}"))
         rec.update(summary)
         rec.update(summary.get("qc", {}))

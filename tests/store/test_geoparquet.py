@@ -165,6 +165,33 @@ def test_cohort_table_joins_manifest_and_summaries(tmp_path: Path) -> None:
     assert b["nuclei_by_type"] is None and b["median_area"] is None
 
 
+def test_cohort_table_marks_done_slides_whose_table_is_gone(tmp_path: Path) -> None:
+    """A table deleted (or damaged) after its slide was done: the cohort table is still
+    written, the slide says ``missing`` and why, the others are unaffected."""
+    frags = _write_fragments(tmp_path, [_table(2, 0)])
+    summary, bbox = summarize(frags)
+    meta = {"summary": json.dumps(summary)}
+    write_nuclei(nuclei_path(tmp_path, "kept"), (pq.read_table(f) for f in frags), meta, bbox)
+    damaged = nuclei_path(tmp_path, "damaged")
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not parquet")
+    rows = [
+        ManifestRow(sid, f"/x/{sid}.svs", "done", nuclei=2, tissue_mm2=1.0)
+        for sid in ("kept", "deleted", "damaged")
+    ]
+    written = pq.read_table(write_slides_table(tmp_path, rows))
+    table = {r["slide_id"]: r for r in written.to_pylist()}
+    assert table["kept"]["status"] == "done" and table["kept"]["median_area"] is not None
+    deleted, bad = table["deleted"], table["damaged"]
+    assert deleted["status"] == "missing" and bad["status"] == "missing"
+    assert deleted["error"] == (
+        f"{nuclei_path(tmp_path, 'deleted')}: nucleus table missing; "
+        "run the slide again to recompute it"
+    )
+    assert bad["error"].startswith(f"{damaged}: nucleus table unreadable (")
+    assert "\n" not in bad["error"] and deleted["nuclei"] == 2 and deleted["median_area"] is None
+
+
 def test_label_pyramid_is_ome_ngff_readable_by_ome_zarr(tmp_path: Path) -> None:
     path = tmp_path / "labels" / "s.zarr"
     create_label_image(path, (600, 530), 128, {"slide_id": "s"})
