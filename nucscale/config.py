@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -65,8 +66,8 @@ class Settings:
     save_image: bool = False
 
     def __post_init__(self) -> None:
-        if self.mpp is not None and not self.mpp > 0:
-            raise ConfigError(f"mpp must be positive, got {self.mpp}")
+        if self.mpp is not None and not (math.isfinite(self.mpp) and self.mpp > 0):
+            raise ConfigError(f"mpp must be a positive number of µm per pixel, got {self.mpp}")
         if self.tile is not None and self.tile < 64:
             raise ConfigError(f"tile must be at least 64 px, got {self.tile}")
         if self.tissue not in ("auto", "brightfield", "fluorescence", "none"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -9,15 +10,20 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from nucscale.cli._app import app, console
 from nucscale.cli._read_options import ChannelOption, IntensityOption, ZOption, read_options
 from nucscale.cluster import get_client
 from nucscale.config import Settings
-from nucscale.errors import NucscaleError
+from nucscale.errors import ConfigError, NucscaleError
 from nucscale.pipeline import resolve_inputs, run_cohort
 from nucscale.pipeline._plan import analysis_mpp as plan_mpp
 from nucscale.pipeline._plan import build_segmenter, check_halo
+from nucscale.pipeline._preflight import check_out, unusable_inputs
+
+#: Reasons printed at most when no input can be processed.
+_MAX_REASONS = 20
 
 
 @app.command()
@@ -108,7 +114,9 @@ def run(
 ) -> None:
     """Find and measure every nucleus; write OUT/nuclei (GeoParquet), OUT/labels (OME-Zarr),
     OUT/slides.parquet and OUT/manifest.parquet."""
-    try:
+    try:  # the checks that need no model come first: a mistyped path fails fastest
+        if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+            raise ConfigError(f"--mpp must be a positive number of µm per pixel, got {mpp}")
         settings = Settings.from_env().replace(
             mpp=analysis_mpp,
             tile=tile,
@@ -119,16 +127,26 @@ def run(
             weights_format=weights_format,
             save_image=save_image or None,
         )
-        seg, _ = build_segmenter(settings, plan_mpp(settings))
-        if settings.halo is not None:
-            check_halo(seg, settings.halo, settings.tile or seg.default_tile)
-        if mpp is not None and not mpp > 0:
-            raise typer.BadParameter("must be positive", param_hint="--mpp")
         options = read_options(channel, intensity_range, z)
         slides, rejected = resolve_inputs(inputs, mpp, options)
+        check_out(out)
+        # a remote cluster's workers may see other files than this machine: theirs to judge
+        reasons = unusable_inputs(slides, rejected) if scheduler is None else []
+        if not reasons:
+            seg, _ = build_segmenter(settings, plan_mpp(settings))
+            if settings.halo is not None:
+                check_halo(seg, settings.halo, settings.tile or seg.default_tile)
     except NucscaleError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line
+        _error(str(exc))  # one line
         raise typer.Exit(2) from None
+    if reasons:
+        for reason in reasons[:_MAX_REASONS]:
+            _error(reason)
+        if len(reasons) > _MAX_REASONS:
+            _error(f"... and {len(reasons) - _MAX_REASONS} more")
+        if len(reasons) > 1:
+            _error(f"none of the {len(reasons)} inputs can be processed; nothing was run")
+        raise typer.Exit(2)
     t0 = time.perf_counter()
     try:
         with get_client(
@@ -154,7 +172,7 @@ def run(
                     progress=lambda d, n: bar.update(task, completed=d, total=n),
                 )
     except NucscaleError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line
+        _error(str(exc))  # one line
         raise typer.Exit(2) from None
     table = Table("slide", "status", "nuclei", "tissue mm²", "seconds", "error / QC flags")
     for r in rows:
@@ -182,3 +200,7 @@ def run(
     )
     if failed:
         raise typer.Exit(1)
+
+
+def _error(line: str) -> None:
+    console.print(Text("error: ", style="red") + Text(line), soft_wrap=True, highlight=False)

@@ -207,6 +207,26 @@ def settings_key(inp: SlideInput, settings: Settings) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def open_input(inp: SlideInput) -> Slide:
+    """Open the slide of ``inp`` as planning does: :class:`SlideNotFoundError` for a missing
+    path, the reader's errors for content nucscale cannot read (:func:`nucscale.io.open_slide`).
+    """
+    if not os.path.exists(inp.path):
+        raise SlideNotFoundError(inp.path, "no such file or directory")
+    return open_slide(inp.path, mpp=inp.mpp, options=inp.options)
+
+
+def level0_mpp(inp: SlideInput, slide: Slide) -> float:
+    """The pixel size of level 0: the CSV's, else the file's, else ``--mpp``; else
+    :class:`MissingPixelSizeError`."""
+    mpp0 = slide.mpp if slide.mpp is not None else inp.default_mpp
+    if mpp0 is None:
+        raise MissingPixelSizeError(
+            inp.path, "no pixel size in metadata; pass --mpp (or an mpp column in the CSV)"
+        )
+    return mpp0
+
+
 def make_plan(
     inp: SlideInput,
     settings: Settings,
@@ -219,14 +239,8 @@ def make_plan(
     ``run_info`` (e.g. the command line and start time) is added to the provenance.
     """
     t0 = time.perf_counter()
-    if not os.path.exists(inp.path):
-        raise SlideNotFoundError(inp.path, "no such file or directory")
-    with open_slide(inp.path, mpp=inp.mpp, options=inp.options) as slide:
-        mpp0 = slide.mpp if slide.mpp is not None else inp.default_mpp
-        if mpp0 is None:
-            raise MissingPixelSizeError(
-                inp.path, "no pixel size in metadata; pass --mpp (or an mpp column in the CSV)"
-            )
+    with open_input(inp) as slide:
+        mpp0 = level0_mpp(inp, slide)
         thumb, thumb_ds = low_res_image(slide, settings.tissue_max_size)
         modality = settings.tissue if settings.tissue in MODALITIES else detect_modality(thumb)
         mask = tissue_mask_for(thumb, "none" if settings.tissue == "none" else modality)

@@ -1,9 +1,12 @@
-"""The command line: `nucscale info`, argument errors of `nucscale run`."""
+"""The command line: `nucscale info`, argument and input errors of `nucscale run`."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from nucscale.cli import _info, _run, app  # noqa: F401 - registers the commands
@@ -111,3 +114,85 @@ def test_info_names_channels_bit_depth_and_the_channel_read(dsb2018: Path, tmp_p
     assert res.exit_code == 0 and "yes (--channel)" in res.output
     res = runner.invoke(app, ["info", str(tmp_path / "three.ome.tif"), "--z", "top"])
     assert res.exit_code == 2 and "--z takes a plane index" in res.output
+
+
+class _ClusterStarted(Exception):
+    """Raised by the stand-in for get_client: the run got as far as starting a cluster."""
+
+
+@pytest.fixture
+def no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise _ClusterStarted
+
+    monkeypatch.setattr(_run, "get_client", refuse)
+
+
+def _run_fast(*args: str) -> tuple[Result, float]:
+    t0 = time.perf_counter()
+    res = runner.invoke(app, ["run", *args, "--model", "baseline"], env={"COLUMNS": "80"})
+    return res, time.perf_counter() - t0
+
+
+@pytest.mark.usefixtures("no_cluster")
+def test_run_refuses_an_unusable_input_at_once_in_one_line(
+    openslide_fixtures: Path, tmp_path: Path
+) -> None:
+    """A mistyped path, a text file named .svs, a picture without a pixel size: one line, in
+    under a second, no cluster, no output folder."""
+    (tmp_path / "notes.svs").write_text("this is not a slide\n")
+    (tmp_path / "boxes.png").write_bytes((openslide_fixtures / "boxes.png").read_bytes())
+    out = tmp_path / "o"
+    cases = {"missing.svs": "no such file", "notes.svs": "a text file", "boxes.png": "--mpp"}
+    for name, reason in cases.items():
+        res, seconds = _run_fast(str(tmp_path / name), "--out", str(out))
+        assert res.exit_code == 2, (name, res.output)
+        assert res.output.startswith(f"error: {tmp_path / name}: ") and reason in res.output
+        assert res.output.count("\n") == 1, res.output  # one line, however narrow the terminal
+        assert seconds < 1.0, (name, seconds)
+        assert not out.exists()
+    # none of several inputs usable: every reason, and that nothing ran
+    res, _ = _run_fast(*(str(tmp_path / n) for n in cases), "--out", str(out))
+    assert res.exit_code == 2
+    lines = res.output.splitlines()
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines), lines
+    assert "none of the 3 inputs can be processed" in lines[-1] and not out.exists()
+
+
+@pytest.mark.usefixtures("no_cluster")
+def test_run_with_some_usable_inputs_starts_the_cluster(cmu1_svs: Path, tmp_path: Path) -> None:
+    """One good slide among bad ones: the run goes ahead (the bad ones fail on the workers and
+    are recorded in the manifest)."""
+    res, _ = _run_fast(str(tmp_path / "missing.svs"), str(cmu1_svs), "--out", str(tmp_path / "o"))
+    assert isinstance(res.exception, _ClusterStarted), res.output
+
+
+@pytest.mark.usefixtures("no_cluster")
+def test_run_refuses_an_out_that_cannot_be_a_folder(cmu1_svs: Path, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("a file\n")
+    for out, reason in ((readme, "exists and is not a folder"), (readme / "o", "is a file")):
+        res, seconds = _run_fast(str(cmu1_svs), "--out", str(out))
+        assert res.exit_code == 2, res.output
+        assert res.output.startswith(f"error: {out}: ") and reason in res.output, res.output
+        assert res.output.count("\n") == 1 and seconds < 1.0
+    assert readme.read_text() == "a file\n"
+
+
+@pytest.mark.usefixtures("no_cluster")
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-0.25"])
+def test_run_refuses_a_pixel_size_that_is_not_a_positive_number(
+    cmu1_svs: Path, tmp_path: Path, value: str
+) -> None:
+    out = str(tmp_path / "o")
+    for option in ("--mpp", "--analysis-mpp"):
+        res, _ = _run_fast(str(cmu1_svs), "--out", out, option, value)
+        assert res.exit_code == 2, (option, res.output)
+        assert res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
+        assert "positive number of µm per pixel" in res.output
+    csv = tmp_path / "cohort.csv"
+    csv.write_text(f"path,mpp\n{cmu1_svs},{value}\n")
+    res, _ = _run_fast(str(csv), "--out", out)
+    assert res.exit_code == 2, res.output
+    assert res.output == f"error: {csv} line 2: mpp '{value}' is not a positive number\n"
+    assert not (tmp_path / "o").exists()
