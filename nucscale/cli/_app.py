@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
+from rich.text import Text
 
 app = typer.Typer(
     name="nucscale",
@@ -18,6 +19,22 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+class _LineHandler(logging.Handler):
+    """Each log record as one line on the console, ``error: <message>``, never broken at the
+    terminal's width (the terminal wraps it), so a path in it is never split."""
+
+    _STYLE: ClassVar[dict[str, str]] = {"ERROR": "red", "CRITICAL": "red", "WARNING": "yellow"}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = record.levelname
+            line = Text(f"{level.lower()}: ", style=self._STYLE.get(level, "dim"))
+            line.append(self.format(record))
+            console.print(line, soft_wrap=True, highlight=False)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
 @app.callback()
 def _setup(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
@@ -25,7 +42,7 @@ def _setup(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        handlers=[_LineHandler()],
     )
 
 

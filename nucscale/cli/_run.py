@@ -21,9 +21,12 @@ from nucscale.pipeline import resolve_inputs, run_cohort
 from nucscale.pipeline._plan import analysis_mpp as plan_mpp
 from nucscale.pipeline._plan import build_segmenter, check_halo
 from nucscale.pipeline._preflight import check_out, unusable_inputs
+from nucscale.store import ManifestRow
 
 #: Reasons printed at most when no input can be processed.
 _MAX_REASONS = 20
+#: Skipped slide ids named at most in the line that announces them (the table names all).
+_MAX_SKIPPED = 10
 
 
 @app.command()
@@ -148,12 +151,13 @@ def run(
             _error(f"none of the {len(reasons)} inputs can be processed; nothing was run")
         raise typer.Exit(2)
     t0 = time.perf_counter()
+    skipped: list[str] = []
     try:
         with get_client(
             scheduler, workers, threads=threads, dashboard_address=dashboard, gpu=gpu
         ) as client:
             if client.dashboard_link:
-                console.print(f"dashboard: {client.dashboard_link}")
+                console.print(f"dashboard: {client.dashboard_link}", soft_wrap=True)
             with Progress(
                 TextColumn("[bold]tasks"),
                 BarColumn(),
@@ -170,33 +174,20 @@ def run(
                     settings,
                     out,
                     progress=lambda d, n: bar.update(task, completed=d, total=n),
+                    on_skip=lambda ids: _skipped(ids, skipped),
                 )
     except NucscaleError as exc:
         _error(str(exc))  # one line
         raise typer.Exit(2) from None
-    table = Table("slide", "status", "nuclei", "tissue mm²", "seconds", "error / QC flags")
-    for r in rows:
-        if r.status != "done":
-            status = "[red]failed[/red]"
-        elif r.qc_flags:
-            status = "[yellow]done, suspicious[/yellow]"
-        else:
-            status = "[green]done[/green]"
-        table.add_row(
-            r.slide_id,
-            status,
-            "" if r.nuclei is None else str(r.nuclei),
-            "" if r.tissue_mm2 is None else f"{r.tissue_mm2:.2f}",
-            "" if r.wall_s is None else f"{r.wall_s:.1f}",
-            r.error or r.qc_flags or "",
-        )
-    console.print(table)
+    _show(rows, set(skipped))
     failed = sum(r.status != "done" for r in rows)
     suspicious = sum(r.status == "done" and bool(r.qc_flags) for r in rows)
     flagged = f"; {suspicious} done but flagged by QC (see `nucscale report`)" if suspicious else ""
+    earlier = f" ({len(skipped)} of them in an earlier run)" if skipped else ""
     console.print(
-        f"{len(rows) - failed} done, {failed} failed in {time.perf_counter() - t0:.1f} s"
-        f"{flagged}; results in {out}"
+        f"{len(rows) - failed} done{earlier}, {failed} failed in "
+        f"{time.perf_counter() - t0:.1f} s{flagged}; results in {out}",
+        soft_wrap=True,
     )
     if failed:
         raise typer.Exit(1)
@@ -204,3 +195,55 @@ def run(
 
 def _error(line: str) -> None:
     console.print(Text("error: ", style="red") + Text(line), soft_wrap=True, highlight=False)
+
+
+def _skipped(ids: list[str], into: list[str]) -> None:
+    """Say which slides a rerun skips, before the run starts (and remember them)."""
+    into.extend(ids)
+    named = ", ".join(ids[:_MAX_SKIPPED])
+    more = f" and {len(ids) - _MAX_SKIPPED} more" if len(ids) > _MAX_SKIPPED else ""
+    console.print(
+        Text(f"skipped {len(ids)} slide(s) already done with these settings: {named}{more}"),
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+def _show(rows: list[ManifestRow], skipped: set[str]) -> None:
+    """The cohort as a table (slide id and file name never cut: long ones fold), then each
+    error and QC flag on its own line below it, whole, with the slide's path shortened to the
+    file name the table shows (the manifest keeps the full path)."""
+    table = Table("slide", "file", "status", "nuclei", "tissue mm²", "seconds")
+    for col in table.columns[:2]:
+        col.overflow = "fold"
+    notes: list[Text] = []
+    for r in rows:
+        if r.status != "done":
+            status = Text("failed", style="red")
+        elif r.slide_id in skipped:
+            status = Text("done earlier", style="green")
+        elif r.qc_flags:
+            status = Text("done, suspicious", style="yellow")
+        else:
+            status = Text("done", style="green")
+        table.add_row(
+            Text(r.slide_id),
+            Text(Path(r.path).name),
+            status,
+            "" if r.nuclei is None else str(r.nuclei),
+            "" if r.tissue_mm2 is None else f"{r.tissue_mm2:.2f}",
+            "" if r.wall_s is None else f"{r.wall_s:.1f}",
+        )
+        note = r.error or r.qc_flags
+        if note:
+            style = "red" if r.status != "done" else "yellow"
+            notes.append(Text(f"  {r.slide_id}: ", style=style) + Text(_without_path(note, r.path)))
+    console.print(table)
+    for line in notes:
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+def _without_path(message: str, path: str) -> str:
+    """``message`` without its leading ``path: `` (the table shows the file)."""
+    prefix = f"{path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message

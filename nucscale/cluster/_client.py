@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -58,7 +59,8 @@ def get_client(
         are bit-identical). More threads help when there
         are fewer tiles than cores (``--workers 1 --threads 2`` for one tile on two cores).
     dashboard_address:
-        Where the LocalCluster serves its dashboard; ``None`` disables it.
+        Where the LocalCluster serves its dashboard; ``None`` disables it. A port in use is
+        replaced by a free one without a warning (the client's ``dashboard_link`` says which).
     gpu:
         Start a dask-cuda ``LocalCUDACluster`` (one worker per visible GPU, each advertising a
         ``GPU=1`` resource) instead of CPU workers; needs the ``gpu`` extra.
@@ -80,7 +82,9 @@ def get_client(
             client.close()
         return
     if gpu:
-        with _cuda_cluster(dashboard_address, memory_limit) as cluster, Client(cluster) as client:
+        with _moving_port():
+            cuda = _cuda_cluster(dashboard_address, memory_limit)
+        with cuda, Client(cuda) as client:
             _quiet(client)
             yield client
         return
@@ -90,19 +94,28 @@ def get_client(
     k = 1 if threads is None else threads
     if k < 1:
         raise ConfigError(f"--threads must be at least 1, got {k}")
-    with (
-        LocalCluster(
+    with _moving_port():
+        cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
             memory_limit=memory_limit,
             dashboard_address=dashboard_address,
             env=thread_env(k),
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+        )
+    with cluster, Client(cluster) as client:
         _quiet(client)
         yield client
+
+
+@contextmanager
+def _moving_port() -> Iterator[None]:
+    """Silence distributed's "Port 8787 is already in use" warning (printed once per address
+    family) while a cluster starts: moving to a free port is what the user wants, and the CLI
+    prints the dashboard's actual link."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
+        yield
 
 
 def _quiet(client: Client) -> None:

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Called with (tasks finished, tasks known) as the run progresses.
 ProgressFn = Callable[[int, int], None]
+#: Called once, before any slide is submitted, with the ids of the slides skipped as done.
+SkipFn = Callable[[list[str]], None]
 
 #: Retries of a task that raised (not an input error; a lost worker is rescheduled anyway).
 RETRIES = 2
@@ -158,6 +160,7 @@ def run_cohort(
     out: Path,
     progress: ProgressFn | None = None,
     command: str | None = None,
+    on_skip: SkipFn | None = None,
 ) -> list[ManifestRow]:
     """Process ``slides`` on ``client``'s cluster; write and return their manifest rows.
 
@@ -165,7 +168,8 @@ def run_cohort(
     carries the same settings key) are skipped. At most :func:`max_active_slides` slides are
     on the cluster at once; the next is planned when one finishes. At the end the cohort table
     ``OUT/slides.parquet`` is rewritten from the whole manifest. ``command`` (default: this
-    process's command line) is recorded in each slide's provenance.
+    process's command line) is recorded in each slide's provenance. ``on_skip`` hears which
+    slides were skipped (when any were).
     """
     command = shlex.join(sys.argv) if command is None else command
     out = Path(out)
@@ -178,14 +182,18 @@ def run_cohort(
     if rows:
         write_manifest(out, rows)
     queue: list[_Slide] = []
+    skipped: list[str] = []
     for inp in slides:
         key = settings_key(inp, settings)
         old = previous.get((inp.slide_id, inp.path))
         if old is not None and _is_done(old, key, out):
             log.info("%s: already done with these settings; skipped", inp.slide_id)
             rows.append(old)
+            skipped.append(inp.slide_id)
         else:
             queue.append(_Slide(inp, key, 0.0, ""))
+    if on_skip is not None and skipped:
+        on_skip(skipped)
     queue.reverse()  # pop() from the end keeps input order
     state: dict[str, _Slide] = {}
     kinds: dict[Any, tuple[str, str]] = {}  # future key -> (kind, slide id)
