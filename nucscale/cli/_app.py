@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from nucscale import __version__
+
 app = typer.Typer(
     name="nucscale",
     help="Find and measure every nucleus in whole-slide images, on a Dask cluster.",
@@ -35,9 +37,18 @@ class _LineHandler(logging.Handler):
             self.handleError(record)
 
 
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"nucscale {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _setup(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

@@ -118,7 +118,9 @@ def query(
         for row in rows[:max_rows]:
             table.add_row(*(_cell(v) for v in row))
         stdout.print(table)
-    if len(rows) > max_rows:
+    if not rows:
+        console.print("0 rows")
+    elif len(rows) > max_rows:
         console.print(f"(more than {max_rows} rows; use --max-rows or --to FILE)")
 
 

@@ -1,4 +1,4 @@
-"""The command line: `nucscale info`, argument and input errors of `nucscale run`."""
+"""The command line: `nucscale info`, argument and input errors of `nucscale run`, --version."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from nucscale.cli import _info, _run, app  # noqa: F401 - registers the commands
+from nucscale.cli import _info, _results, _run, app  # noqa: F401 - registers the commands
+from nucscale.store import ManifestRow, write_manifest
 
 runner = CliRunner()
 
@@ -116,6 +117,14 @@ def test_info_names_channels_bit_depth_and_the_channel_read(dsb2018: Path, tmp_p
     assert res.exit_code == 2 and "--z takes a plane index" in res.output
 
 
+def test_version() -> None:
+    from nucscale import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0
+    assert res.output == f"nucscale {__version__}\n"
+
+
 class _ClusterStarted(Exception):
     """Raised by the stand-in for get_client: the run got as far as starting a cluster."""
 
@@ -196,3 +205,10 @@ def test_run_refuses_a_pixel_size_that_is_not_a_positive_number(
     assert res.exit_code == 2, res.output
     assert res.output == f"error: {csv} line 2: mpp '{value}' is not a positive number\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_query_says_0_rows_for_an_empty_result(tmp_path: Path) -> None:
+    write_manifest(tmp_path, [ManifestRow("a", "/x/a.svs", "failed", error="/x/a.svs: empty")])
+    res = runner.invoke(app, ["query", str(tmp_path), "SELECT slide_id FROM slides WHERE false"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().endswith("0 rows")
