@@ -12,7 +12,7 @@ from rich.table import Table
 
 from nucscale.cli._app import app, console
 from nucscale.errors import NucscaleError
-from nucscale.store import atomic_write, check_slide_id
+from nucscale.store import check_slide_id
 from nucscale.store._export import FORMATS, export_slide
 
 if TYPE_CHECKING:
@@ -103,27 +103,36 @@ def query(
     max_rows: Annotated[int, typer.Option(help="Rows printed at most.")] = 50,
 ) -> None:
     """Run SQL over the results: views nuclei (one row per nucleus, slide_id included) and
-    slides (one row per slide). Prints a table, or writes --to FILE as CSV or Parquet."""
+    slides (one row per slide). Prints a table, or writes --to FILE as CSV or Parquet.
+
+    The SQL reads those two views and nothing else: reading, writing or listing other files,
+    network access and changing settings are refused (exit code 2)."""
     import duckdb
 
+    from nucscale.query._write import RESULT_FORMATS, write_relation
+
     kind = format or (to.suffix.lstrip(".").lower() if to is not None else None)
-    if to is not None and kind not in ("csv", "parquet"):
+    if to is not None and kind not in RESULT_FORMATS:
         raise typer.BadParameter("write csv or parquet (or name the file .csv/.parquet)",
                                  param_hint="--format")  # fmt: skip
     res = _open(out)
     try:
         rel = res.sql(sql)
-        if rel is None:  # a statement without a result (e.g. SET)
+        if rel is None:  # a statement without a result (e.g. SET VARIABLE)
             return
-        if to is not None:
-            writer = rel.write_csv if kind == "csv" else rel.write_parquet
-            atomic_write(to, lambda tmp: writer(str(tmp)))
-            console.print(f"wrote {to}")
+        if to is not None and kind is not None:
+            n = write_relation(rel, to, kind)
+            console.print(f"wrote {escape(str(to))} ({n} rows)", highlight=False, soft_wrap=True)
             return
         cols = rel.columns
         rows = rel.fetchmany(max_rows + 1)
+    except NucscaleError as exc:
+        raise _fail(exc) from None
     except duckdb.Error as exc:
-        console.print(f"[red]error:[/red] query failed: {str(exc).splitlines()[0]}")
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        console.print(
+            f"[red]error:[/red] query failed: {escape(first)}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(2) from None
     finally:
         res.close()

@@ -82,6 +82,23 @@ def test_a_pyramid_level_cannot_name_a_path(results_out: Path) -> None:
             res.labels("a", level)  # type: ignore[arg-type]
 
 
+def test_sql_cannot_reach_the_bait(results_out: Path, tmp_path: Path, snapshot: Callable) -> None:
+    before, inside = _outside(snapshot, tmp_path, results_out), snapshot(results_out)
+    table = results_out / "nuclei" / "slide_id=a" / "part-0.parquet"
+    victim = tmp_path / "victim" / "part-0.parquet"
+    for sql in (
+        f"SELECT * FROM read_parquet('{table.parent}/../../../victim/part-0.parquet')",
+        f"SELECT * FROM read_parquet('{victim}')",
+        f"COPY (SELECT 1) TO '{tmp_path / 'victim.csv'}'",
+        f"COPY (SELECT * FROM nuclei) TO '{table}' (FORMAT parquet, USE_TMP_FILE false)",
+    ):
+        code, output = _cli("query", str(results_out), sql)
+        assert code == 2 and "query refused" in output, output
+        assert output.strip().count("\n") == 0 and "Traceback" not in output, output
+    assert _outside(snapshot, tmp_path, results_out) == before
+    assert snapshot(results_out) == inside
+
+
 def test_an_edited_manifest_cannot_lead_out(
     results_out: Path, tmp_path: Path, snapshot: Callable
 ) -> None:
@@ -97,5 +114,7 @@ def test_an_edited_manifest_cannot_lead_out(
         code, output = _cli(*args)
         assert code == 2 and "manifest.parquet: slide id" in output, output
         assert output.strip().count("\n") == 0, output
+    code, output = _cli("query", str(results_out), "SELECT count(*) FROM nuclei")
+    assert code == 2 and "manifest.parquet: slide id" in output, output
     assert _outside(snapshot, tmp_path, results_out) == before
     assert snapshot(results_out) == inside
