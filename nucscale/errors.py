@@ -53,6 +53,11 @@ class OutputError(_PathError, OSError):
     """Writing results failed (disk full, permission denied, path outside --out)."""
 
 
+class QueryRefusedError(_PathError, PermissionError):
+    """A query over the results tried to reach beyond them (a file outside the output folder,
+    writing a file, a setting); ``path`` is the output folder."""
+
+
 class ConfigError(NucscaleError, ValueError):
     """A setting is invalid."""
 

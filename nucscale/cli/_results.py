@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nucscale.cli._app import app, console
 from nucscale.errors import NucscaleError
-from nucscale.store import atomic_write
+from nucscale.store import check_slide_id
 from nucscale.store._export import FORMATS, export_slide
 
 if TYPE_CHECKING:
@@ -21,14 +22,28 @@ stdout = Console()
 _CELL = 60  # longest cell shown in the terminal table
 
 
+def _fail(exc: NucscaleError) -> typer.Exit:
+    """Print ``exc`` as one line; the exit (code 2) for the caller to raise."""
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
 def _open(out: Path) -> Results:
     from nucscale.query import open_results
 
     try:
         return open_results(out)
     except NucscaleError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
+
+
+def _check_ids(ids: list[str] | None) -> None:
+    """Refuse (exit 2, one line) any ``--slide`` that is not a valid slide id."""
+    try:
+        for sid in ids or []:
+            check_slide_id(sid, "--slide")
+    except NucscaleError as exc:
+        raise _fail(exc) from None
 
 
 @app.command()
@@ -48,8 +63,12 @@ def export(
     """Export nucleus tables for QuPath (GeoJSON), HoVer-Net's scripts (JSON) or spreadsheets."""
     if format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    _check_ids(slide)
     res = _open(out)
-    ids = slide or res.slide_ids()
+    try:
+        ids = slide or res.slide_ids()
+    except NucscaleError as exc:
+        raise _fail(exc) from None
     if not ids:
         console.print(f"[red]error:[/red] {out}: no finished slide to export")
         raise typer.Exit(2)
@@ -64,7 +83,7 @@ def export(
             table.add_row(sid, str(n), str(dest), "")
         except (NucscaleError, OSError) as exc:
             failed += 1
-            table.add_row(sid, "", "", f"[red]{exc}[/red]")
+            table.add_row(sid, "", "", f"[red]{escape(str(exc))}[/red]")
     console.print(table)
     if failed:
         raise typer.Exit(1)
@@ -84,27 +103,36 @@ def query(
     max_rows: Annotated[int, typer.Option(help="Rows printed at most.")] = 50,
 ) -> None:
     """Run SQL over the results: views nuclei (one row per nucleus, slide_id included) and
-    slides (one row per slide). Prints a table, or writes --to FILE as CSV or Parquet."""
+    slides (one row per slide). Prints a table, or writes --to FILE as CSV or Parquet.
+
+    The SQL reads those two views and nothing else: reading, writing or listing other files,
+    network access and changing settings are refused (exit code 2)."""
     import duckdb
 
+    from nucscale.query._write import RESULT_FORMATS, write_relation
+
     kind = format or (to.suffix.lstrip(".").lower() if to is not None else None)
-    if to is not None and kind not in ("csv", "parquet"):
+    if to is not None and kind not in RESULT_FORMATS:
         raise typer.BadParameter("write csv or parquet (or name the file .csv/.parquet)",
                                  param_hint="--format")  # fmt: skip
     res = _open(out)
     try:
         rel = res.sql(sql)
-        if rel is None:  # a statement without a result (e.g. SET)
+        if rel is None:  # a statement without a result (e.g. SET VARIABLE)
             return
-        if to is not None:
-            writer = rel.write_csv if kind == "csv" else rel.write_parquet
-            atomic_write(to, lambda tmp: writer(str(tmp)))
-            console.print(f"wrote {to}")
+        if to is not None and kind is not None:
+            n = write_relation(rel, to, kind)
+            console.print(f"wrote {escape(str(to))} ({n} rows)", highlight=False, soft_wrap=True)
             return
         cols = rel.columns
         rows = rel.fetchmany(max_rows + 1)
+    except NucscaleError as exc:
+        raise _fail(exc) from None
     except duckdb.Error as exc:
-        console.print(f"[red]error:[/red] query failed: {str(exc).splitlines()[0]}")
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        console.print(
+            f"[red]error:[/red] query failed: {escape(first)}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(2) from None
     finally:
         res.close()
@@ -149,6 +177,10 @@ def report(
     type) and a full-resolution crop."""
     from nucscale.report import build_report
 
+    _check_ids(slide)
     _open(out).close()  # a clear error for a folder that is not a run's output
-    index = build_report(out, slide)
+    try:
+        index = build_report(out, slide)
+    except NucscaleError as exc:
+        raise _fail(exc) from None
     console.print(f"wrote {index}")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from nucscale.errors import InputError
 from nucscale.io._options import DEFAULT, ReadOptions
+from nucscale.store import check_slide_id, clean_slide_id
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_FORBIDDEN_ID = re.compile(r"[/\\=\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -50,33 +50,16 @@ class RejectedInput:
     reason: str
 
 
-def check_slide_id(slide_id: str, source: str) -> str:
-    """Return ``slide_id`` if it is safe as a directory name, else raise :class:`InputError`.
-
-    Refused: empty, longer than 200 characters, path separators, ``=`` (hive partitions),
-    control characters, and names starting with a dot (``.``, ``..``, hidden files).
-    """
-    if not slide_id or len(slide_id) > 200:
-        raise InputError(source, f"slide id {slide_id!r} must be 1 to 200 characters")
-    if _FORBIDDEN_ID.search(slide_id) or slide_id.startswith("."):
-        raise InputError(
-            source,
-            f"slide id {slide_id!r} is not allowed: no path separators, '=', control "
-            "characters or leading dot (results must stay inside --out)",
-        )
-    return slide_id
-
-
 def default_slide_id(path: Path) -> str:
     """File stem (folder name for a DICOM folder, without ``.ome.zarr`` / ``.zarr`` for an
-    OME-Zarr one), with unsafe characters replaced by '_'."""
+    OME-Zarr one), made a valid id by :func:`nucscale.store.clean_slide_id` (characters a slide
+    id may not hold become '_')."""
     name = path.name if path.is_dir() else path.stem
     for suffix in (".ome.zarr", ".zarr"):
         if path.is_dir() and name.lower().endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
             break
-    name = _FORBIDDEN_ID.sub("_", name).lstrip(".")
-    return name or "slide"
+    return clean_slide_id(name)
 
 
 def _abs(path: Path) -> str:
@@ -101,6 +84,11 @@ def _from_csv(
             raise InputError(manifest, f"line {i}: empty path")
         path = Path(raw) if Path(raw).is_absolute() else manifest.parent / raw
         sid = (row.get("slide_id") or "").strip() or default_slide_id(path)
+        try:
+            sid = check_slide_id(sid, f"{manifest} line {i}")
+        except InputError as exc:  # the failed row is filed under an id that is allowed
+            out.append(RejectedInput(_abs(path), default_slide_id(path), str(exc)))
+            continue
         mpp_raw = (row.get("mpp") or "").strip()
         try:
             mpp = float(mpp_raw) if mpp_raw else None
@@ -112,11 +100,7 @@ def _from_csv(
             continue
         channel = (row.get("channel") or "").strip()
         row_options = replace(options, channel=channel) if channel else options
-        try:
-            sid = check_slide_id(sid, f"{manifest} line {i}")
-            out.append(SlideInput(_abs(path), sid, mpp, default_mpp, row_options))
-        except InputError as exc:
-            out.append(RejectedInput(_abs(path), default_slide_id(path), str(exc)))
+        out.append(SlideInput(_abs(path), sid, mpp, default_mpp, row_options))
     return out
 
 

@@ -24,7 +24,7 @@ from nucscale.infer._registry import accepts
 from nucscale.io import ReadOptions, Slide, open_slide
 from nucscale.io._options import DEFAULT
 from nucscale.pipeline._inputs import SlideInput
-from nucscale.store import create_label_image
+from nucscale.store import check_slide_id, create_label_image
 from nucscale.tiling import (
     MODALITIES,
     LevelChoice,
@@ -132,6 +132,7 @@ class SlidePlan:
     @property
     def work(self) -> Path:
         """Per-slide scratch space under ``OUT/.work``: the tile store and tile fragments."""
+        check_slide_id(self.slide_id, self.out)
         return Path(self.out) / WORK_DIR / self.slide_id
 
     @property

@@ -4,8 +4,13 @@ A thin adapter over pyarrow datasets and DuckDB: the nucleus tables of every sli
 dataset with ``slide_id`` from the hive partition, the cohort table beside it, and a DuckDB
 connection with the views ``nuclei`` and ``slides``. DuckDB's spatial extension is loaded when
 available (installed in DuckDB's extension folder, or the ``duckdb-extension-spatial`` wheel of
-the same version), so ``geometry`` is a ``GEOMETRY`` and ``ST_*`` functions work; without it
-``geometry`` is the WKB ``BLOB`` and everything else works the same.
+the same version), so ``ST_*`` functions work; ``geometry`` is a ``GEOMETRY`` (DuckDB >= 1.5,
+or with the extension loaded), otherwise the WKB ``BLOB``.
+
+The connection is confined (:mod:`nucscale.query._confine`): the views are pyarrow datasets,
+DuckDB has no file or network access of its own and its configuration is locked, so SQL given
+to :meth:`Results.sql` or ``nucscale query`` reads the results and nothing else. Every slide id
+that names a path is checked by :func:`nucscale.store.check_slide_id`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import pyarrow.dataset as ds
 import zarr
 
 from nucscale.errors import InputError
-from nucscale.features import NUCLEUS_SCHEMA
+from nucscale.features import GEOMETRY, NUCLEUS_SCHEMA
+from nucscale.query._confine import confine, refusal
+from nucscale.query._write import RESULT_FORMATS, write_relation
 from nucscale.store import (
     nuclei_path,
     open_labels,
@@ -37,6 +44,14 @@ log = logging.getLogger(__name__)
 
 #: The dataset's schema: the nucleus table plus the hive partition column.
 DATASET_SCHEMA = NUCLEUS_SCHEMA.append(pa.field("slide_id", pa.string()))
+#: The schema DuckDB scans: the outline marked as GeoArrow WKB, so DuckDB sees a geometry.
+_GEO = DATASET_SCHEMA.get_field_index(GEOMETRY)
+_DUCKDB_SCHEMA = DATASET_SCHEMA.set(
+    _GEO,
+    DATASET_SCHEMA.field(_GEO).with_metadata(
+        {"ARROW:extension:name": "geoarrow.wkb", "ARROW:extension:metadata": "{}"}
+    ),
+)
 
 
 def _sql_string(value: str) -> str:
@@ -102,17 +117,20 @@ class Results:
         return paths
 
     # --- pyarrow / pandas --------------------------------------------------------------------
-    @cached_property
-    def dataset(self) -> ds.Dataset:
-        """All nucleus tables as one pyarrow dataset (``slide_id`` from the partition)."""
+    def _dataset(self, schema: pa.Schema) -> ds.Dataset:
         partitioning = ds.partitioning(pa.schema([("slide_id", pa.string())]), flavor="hive")
         return ds.dataset(
             [str(p) for p in self.tables()],
-            schema=DATASET_SCHEMA,
+            schema=schema,
             format="parquet",
             partitioning=partitioning,
             partition_base_dir=str(self.out / "nuclei"),
         )
+
+    @cached_property
+    def dataset(self) -> ds.Dataset:
+        """All nucleus tables as one pyarrow dataset (``slide_id`` from the partition)."""
+        return self._dataset(DATASET_SCHEMA)
 
     def to_pandas(
         self, filter: ds.Expression | None = None, columns: Sequence[str] | None = None
@@ -137,23 +155,27 @@ class Results:
     # --- DuckDB ------------------------------------------------------------------------------
     @cached_property
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with views ``nuclei`` and ``slides``."""
+        """An in-memory DuckDB connection with views ``nuclei`` and ``slides``, confined to
+        them: no file or network access, configuration locked (module docstring)."""
         con = duckdb.connect()
-        self._spatial = load_spatial(con)
-        tables = self.tables()
-        if tables:
-            files = "[" + ", ".join(_sql_string(str(p)) for p in tables) + "]"
-            con.execute(
-                f"CREATE VIEW nuclei AS SELECT * FROM read_parquet({files}, "
-                "hive_partitioning = true, hive_types = {'slide_id': VARCHAR}, "
-                "union_by_name = true)"
-            )
-        else:  # no finished slide yet: an empty view with the right columns
-            con.register("_empty_nuclei", DATASET_SCHEMA.empty_table())
-            con.execute("CREATE VIEW nuclei AS SELECT * FROM _empty_nuclei")
-        self.slides()  # make sure the file exists
-        slides = _sql_string(str(slides_path(self.out)))
-        con.execute(f"CREATE VIEW slides AS SELECT * FROM read_parquet({slides})")
+        try:
+            self._spatial = load_spatial(con)
+            con.register("_nuclei", self._dataset(_DUCKDB_SCHEMA))
+            kind = con.sql(f"SELECT {GEOMETRY} FROM _nuclei LIMIT 0").types[0].id
+            if kind == "blob" and self._spatial:  # DuckDB < 1.5 reads GeoArrow WKB as a BLOB
+                con.execute(
+                    "CREATE VIEW nuclei AS SELECT * REPLACE "
+                    f"(ST_GeomFromWKB({GEOMETRY}) AS {GEOMETRY}) FROM _nuclei"
+                )
+            else:
+                con.execute("CREATE VIEW nuclei AS SELECT * FROM _nuclei")
+            self.slides()  # make sure the file exists
+            con.register("_slides", ds.dataset(str(slides_path(self.out)), format="parquet"))
+            con.execute("CREATE VIEW slides AS SELECT * FROM _slides")
+            confine(con)
+        except BaseException:
+            con.close()
+            raise
         return con
 
     @property
@@ -164,8 +186,31 @@ class Results:
 
     def sql(self, query: str) -> duckdb.DuckDBPyRelation:
         """Run ``query`` over the views ``nuclei`` and ``slides``; a DuckDB relation
-        (``.df()``, ``.arrow()``, ``.fetchall()``, ``.write_csv(path)``...)."""
-        return self.connection.sql(query)
+        (``.df()``, ``.arrow()``, ``.fetchall()``...), or None for a statement without rows.
+
+        The query reads the views and nothing else: a statement that reads, lists or writes a
+        file, reaches the network or changes a setting raises
+        :class:`~nucscale.errors.QueryRefusedError`. To save a result use :meth:`write`.
+        """
+        try:
+            return self.connection.sql(query)
+        except duckdb.Error as exc:
+            refused = refusal(exc, self.out)
+            if refused is None:
+                raise
+            raise refused from None
+
+    def write(self, query: str, dest: str | Path, format: str | None = None) -> int:
+        """Write the result of ``query`` to ``dest`` as CSV or Parquet (``format``, default
+        from the suffix), written by Python under a temporary name; returns the rows written."""
+        dest = Path(dest)
+        fmt = format or dest.suffix.lstrip(".").lower()
+        if fmt not in RESULT_FORMATS:
+            raise InputError(dest, "write csv or parquet (or name the file .csv/.parquet)")
+        rel = self.sql(query)
+        if rel is None:
+            raise InputError(dest, "the statement returns no rows to write")
+        return write_relation(rel, dest, fmt)
 
     def nuclei(self) -> duckdb.DuckDBPyRelation:
         """The ``nuclei`` view as a DuckDB relation."""

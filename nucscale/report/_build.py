@@ -42,7 +42,7 @@ from nucscale.report._pictures import (
     resize_mask,
     resize_to,
 )
-from nucscale.store import atomic_write, read_metadata
+from nucscale.store import atomic_write, check_slide_id, read_metadata
 from nucscale.tiling import low_res_image, tissue_mask_for
 
 log = logging.getLogger(__name__)
@@ -233,10 +233,14 @@ def histograms(res: Results, folder: Path, colours: dict[str, RGB]) -> dict[str,
 
 
 def build_report(out: str | Path, slides: list[str] | None = None) -> Path:
-    """Write ``OUT/report/index.html`` and its pictures; returns the page's path."""
+    """Write ``OUT/report/index.html`` and its pictures; returns the page's path. ``slides``
+    (ids checked by :func:`check_slide_id`) limits the per-slide part to those slides."""
     from nucscale.report._page import render_page
 
+    for sid in slides or []:
+        check_slide_id(sid, "slides")
     res = Results(out)
+    _ = res.connection  # opens the views (and checks the manifest) before anything is written
     folder = res.out / "report"
     folder.mkdir(parents=True, exist_ok=True)
     table = res.slides()

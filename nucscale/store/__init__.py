@@ -1,7 +1,8 @@
 """Outputs: the nucleus (Geo)Parquet tables, the cohort table, OME-Zarr labels and images, the
-run manifest, atomic write helpers."""
+run manifest, atomic write helpers, and the rule for slide ids that name paths."""
 
 from nucscale.store._atomic import atomic_write, replace_dir, tmp_sibling
+from nucscale.store._ids import MAX_ID_LENGTH, check_slide_id, clean_slide_id
 from nucscale.store._manifest import (
     MANIFEST_SCHEMA,
     ManifestRow,
@@ -39,10 +40,13 @@ from nucscale.store._slides import (
 __all__ = [
     "KEY_FEATURES",
     "MANIFEST_SCHEMA",
+    "MAX_ID_LENGTH",
     "SLIDES_SCHEMA",
     "ManifestRow",
     "SchemaVersionError",
     "atomic_write",
+    "check_slide_id",
+    "clean_slide_id",
     "create_label_image",
     "finish_label_image",
     "geo_metadata",

@@ -2,6 +2,8 @@
 
 A slide is done only when its row says ``status == "done"``; the row is written after every
 output of the slide is in place (invariant 4). Rows of earlier runs for other slides are kept.
+Slide ids are checked (:func:`check_slide_id`) when rows are written and when they are read, so
+an id in the manifest never names a path outside ``OUT``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nucscale.store._atomic import atomic_write
+from nucscale.store._ids import check_slide_id
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -92,13 +95,16 @@ def read_manifest(out: Path) -> dict[tuple[str, str], ManifestRow]:
     """Existing rows keyed by (slide id, path); empty when there is no manifest yet.
 
     The path is part of the key so that an input rejected for reusing another slide's id gets
-    its own failed row instead of overwriting the slide that holds the id.
+    its own failed row instead of overwriting the slide that holds the id. A row whose slide id
+    is not allowed (an edited manifest) is an :class:`InputError` naming the manifest.
     """
     path = manifest_path(out)
     if not path.exists():
         return {}
     names = {f.name for f in fields(ManifestRow)}
     rows = pq.read_table(path).to_pylist()
+    for r in rows:
+        check_slide_id(r["slide_id"], path)
     return {
         (r["slide_id"], r["path"]): ManifestRow(**{k: v for k, v in r.items() if k in names})
         for r in rows
@@ -109,6 +115,7 @@ def write_manifest(out: Path, rows: Iterable[ManifestRow]) -> None:
     """Merge ``rows`` into the manifest (same slide id and path replaced), atomically."""
     merged = read_manifest(out)
     for row in rows:
+        check_slide_id(row.slide_id, manifest_path(out))
         merged[(row.slide_id, row.path)] = row
     table = pa.Table.from_pylist(
         [asdict(merged[k]) for k in sorted(merged)], schema=MANIFEST_SCHEMA

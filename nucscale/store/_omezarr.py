@@ -23,16 +23,23 @@ from typing import Any
 import numpy as np
 import zarr
 
+from nucscale.errors import InputError
+from nucscale.store._ids import check_slide_id
+
 NGFF_VERSION = "0.5"
 #: Smallest side worth another pyramid level.
 MIN_LEVEL_SIDE = 256
 
 
 def labels_path(out: Path, slide_id: str) -> Path:
+    """``OUT/labels/<id>.zarr`` (the id checked by :func:`check_slide_id`)."""
+    check_slide_id(slide_id, out)
     return Path(out) / "labels" / f"{slide_id}.zarr"
 
 
 def image_path(out: Path, slide_id: str) -> Path:
+    """``OUT/images/<id>.zarr`` (the id checked by :func:`check_slide_id`)."""
+    check_slide_id(slide_id, out)
     return Path(out) / "images" / f"{slide_id}.zarr"
 
 
@@ -59,7 +66,10 @@ def level0(path: Path) -> zarr.Array:
 
 def open_labels(out: Path, slide_id: str, level: int = 0) -> zarr.Array:
     """Read-only label array of a finished slide at pyramid ``level``."""
-    return zarr.open_array(str(labels_path(out, slide_id) / str(level)), mode="r")
+    path = labels_path(out, slide_id)
+    if isinstance(level, bool) or not isinstance(level, int) or level < 0:
+        raise InputError(path, f"pyramid level {level!r} must be an integer >= 0")
+    return zarr.open_array(str(path / str(level)), mode="r")
 
 
 def _levels(shape: tuple[int, ...]) -> int:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from nucscale.errors import NucscaleError
 from nucscale.features import GEOMETRY, KNOWN_VERSIONS, NUCLEUS_SCHEMA, SCHEMA_VERSION
 from nucscale.store._atomic import atomic_write
+from nucscale.store._ids import check_slide_id
 
 METADATA_PREFIX = "nucscale."
 GEOPARQUET_VERSION = "1.1.0"
@@ -41,7 +42,10 @@ class SchemaVersionError(NucscaleError, ValueError):
 
 
 def nuclei_path(out: Path, slide_id: str) -> Path:
-    return out / "nuclei" / f"slide_id={slide_id}" / "part-0.parquet"
+    """``OUT/nuclei/slide_id=<id>/part-0.parquet``; :class:`InputError` for an id that could
+    name a path outside it (:func:`check_slide_id`)."""
+    check_slide_id(slide_id, out)
+    return Path(out) / "nuclei" / f"slide_id={slide_id}" / "part-0.parquet"
 
 
 def geo_metadata(bbox: Sequence[float] | None) -> dict[str, Any]:
