@@ -1,26 +1,28 @@
 """The Zarr v3 tile store: the slide at analysis resolution, one chunk per tile core.
 
 Only tissue tiles are written; every other chunk reads as the fill value, the background of the
-modality (white glass in brightfield, black in fluorescence). zarr-python
-writes each chunk file atomically (temporary name + rename), so a chunk that exists is complete:
-a rerun skips the tiles whose chunk is present. A store whose geometry or source differs from
-the current run is replaced.
+modality (white glass in brightfield, black in fluorescence). After a tile's chunk is written, a
+completion marker ``done/<row>_<col>`` is created by an atomic rename; a rerun skips exactly the
+tiles with a marker. This does not rely on how (or whether atomically) a zarr version writes its
+chunk files, nor on its chunk key layout. A store whose geometry or source differs from the
+current run is replaced.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
-from zarr.core.array_spec import ArrayConfigParams
 
 from nucscale.io._base import PAD_VALUE
 from nucscale.tiling._grid import Box
 
-_CONFIG: ArrayConfigParams = {"write_empty_chunks": True}
+_CONFIG: Any = {"write_empty_chunks": True}  # a tile of pure background is still a tile
+_DONE = "done"
 
 
 def create_tile_store(
@@ -53,14 +55,20 @@ def create_tile_store(
 
 
 def chunk_exists(path: Path, row: int, col: int) -> bool:
-    """Whether the chunk of tile (row, col) has been written (default v3 chunk key layout)."""
-    return (path / "c" / str(row) / str(col) / "0").exists()
+    """Whether tile (row, col) has been ingested completely (its completion marker exists)."""
+    return (path / _DONE / f"{row}_{col}").exists()
 
 
 def write_tile(path: Path, box: Box, rgb: np.ndarray) -> None:
-    """Write ``rgb`` into the core ``box`` (one whole chunk)."""
+    """Write ``rgb`` into the core ``box`` (one whole chunk), then mark the tile complete."""
     arr = zarr.open_array(str(path), mode="r+", config=_CONFIG)
     arr[box.y0 : box.y1, box.x0 : box.x1, :] = rgb
+    chunk = cast(tuple[int, ...], arr.chunks)
+    marker = path / _DONE / f"{box.y0 // chunk[0]}_{box.x0 // chunk[1]}"
+    marker.parent.mkdir(exist_ok=True)
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(b"")
+    os.replace(tmp, marker)
 
 
 def read_window(path: Path, box: Box) -> np.ndarray:

@@ -78,6 +78,11 @@ def test_tile_store_roundtrip_and_reuse(tmp_path: Path) -> None:
     assert chunk_exists(store, 1, 1)
     create_tile_store(store, (300, 250), 128, {**attrs, "level": 1})  # different: replaced
     assert not chunk_exists(store, 1, 1)
+    # a chunk file without its completion marker (a write cut short) is not a finished tile
+    write_tile(store, Box(0, 0, 128, 128), tile[:, :122].repeat(2, axis=1)[:, :128])
+    assert chunk_exists(store, 0, 0)
+    (store / "done" / "0_0").unlink()
+    assert not chunk_exists(store, 0, 0)
 
 
 def test_resampled_fluorescence_edges_are_not_brightened(dsb2018: Path, tmp_path: Path) -> None:
