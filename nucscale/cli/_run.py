@@ -22,6 +22,7 @@ from nucscale.pipeline._plan import analysis_mpp as plan_mpp
 from nucscale.pipeline._plan import build_segmenter, check_halo
 from nucscale.pipeline._preflight import check_out, unusable_inputs
 from nucscale.store import ManifestRow
+from nucscale.store._lock import out_lock
 
 #: Reasons printed at most when no input can be processed.
 _MAX_REASONS = 20
@@ -153,9 +154,13 @@ def run(
     t0 = time.perf_counter()
     skipped: list[str] = []
     try:
-        with get_client(
-            scheduler, workers, threads=threads, dashboard_address=dashboard, gpu=gpu
-        ) as client:
+        # OUT's run lock before the cluster starts: a second run on OUT fails at once
+        with (
+            out_lock(out),
+            get_client(
+                scheduler, workers, threads=threads, dashboard_address=dashboard, gpu=gpu
+            ) as client,
+        ):
             if client.dashboard_link:
                 console.print(f"dashboard: {client.dashboard_link}", soft_wrap=True)
             with Progress(

@@ -51,6 +51,7 @@ from nucscale.store import (
     write_manifest,
     write_slides_table,
 )
+from nucscale.store._lock import out_lock
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +168,28 @@ def run_cohort(
     Slides already done with the same settings (manifest row, and outputs whose metadata
     carries the same settings key) are skipped. At most :func:`max_active_slides` slides are
     on the cluster at once; the next is planned when one finishes. At the end the cohort table
-    ``OUT/slides.parquet`` is rewritten from the whole manifest. ``command`` (default: this
-    process's command line) is recorded in each slide's provenance. ``on_skip`` hears which
-    slides were skipped (when any were).
+    ``OUT/slides.parquet`` is rewritten from the whole manifest. The run holds ``OUT``'s lock
+    (:func:`nucscale.store._lock.out_lock`): a second run on the same folder fails at once.
+    ``command`` (default: this process's command line) is recorded in each slide's
+    provenance. ``on_skip`` hears which slides were skipped (when any were).
     """
     command = shlex.join(sys.argv) if command is None else command
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with out_lock(out):
+        return _run_locked(client, slides, rejected, settings, out, progress, command, on_skip)
+
+
+def _run_locked(
+    client: Client,
+    slides: list[SlideInput],
+    rejected: list[RejectedInput],
+    settings: Settings,
+    out: Path,
+    progress: ProgressFn | None,
+    command: str,
+    on_skip: SkipFn | None,
+) -> list[ManifestRow]:
+    """:func:`run_cohort` while holding the output folder's run lock."""
     previous = read_manifest(out)
     rows: list[ManifestRow] = [
         ManifestRow(slide_id=r.slide_id, path=r.path, status="failed", error=r.reason)
