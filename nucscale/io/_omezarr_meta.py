@@ -29,6 +29,7 @@ import zarr
 
 from nucscale.errors import SlideFormatError
 from nucscale.io._channels import NUCLEAR_NAMES, Channel
+from nucscale.io._tiff import ome_wavelength_nm
 
 log = logging.getLogger(__name__)
 
@@ -300,19 +301,12 @@ def xml_channels(path: Path, series_index: int = 0) -> list[dict[str, Any]]:
             {
                 "name": el.get("Name") or "",
                 "fluor": el.get("Fluor") or "",
-                "emission_nm": _nm(el.get("EmissionWavelength"), el.get("EmissionWavelengthUnit")),
-                "excitation_nm": _nm(
+                "emission_nm": ome_wavelength_nm(
+                    el.get("EmissionWavelength"), el.get("EmissionWavelengthUnit")
+                ),
+                "excitation_nm": ome_wavelength_nm(
                     el.get("ExcitationWavelength"), el.get("ExcitationWavelengthUnit")
                 ),
             }
         )
     return out
-
-
-def _nm(value: str | None, unit: str | None) -> float | None:
-    factor = {"nm": 1.0, "µm": 1e3, "μm": 1e3, "um": 1e3, "Å": 0.1, "pm": 1e-3}.get(unit or "nm")
-    try:
-        v = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return None if v is None or factor is None or v <= 0 else v * factor

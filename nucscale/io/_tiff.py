@@ -176,8 +176,8 @@ class TiffSlide(Slide):
                     i,
                     name,
                     attrs.get("Fluor", ""),
-                    _wavelength_nm(*emission),
-                    _wavelength_nm(*excitation),
+                    ome_wavelength_nm(*emission),
+                    ome_wavelength_nm(*excitation),
                 )
             )
         return tuple(out)
@@ -351,18 +351,25 @@ def resolution_mpp(page: Any) -> float | None:
     return plausible_mpp((per_unit / rx + per_unit / ry) / 2)
 
 
-def _ome_size(value: str | None, unit: str | None) -> float | None:
+def ome_length_um(value: str | None, unit: str | None, default_unit: str = "µm") -> float | None:
+    """An OME length attribute (PhysicalSize, wavelength) in µm; ``None`` when absent, not a
+    positive number, or in a unit not understood. OME's default unit is µm for sizes and nm
+    for wavelengths."""
     if value is None:
         return None
     try:
         size = float(value)
     except ValueError:
         return None
-    factor = _UNIT_TO_UM.get((unit or "µm").strip())
-    if factor is None or size <= 0:
-        log.warning("OME PhysicalSize unit %r not understood; ignoring it", unit)
-        return None
-    return size * factor
+    factor = _UNIT_TO_UM.get((unit or default_unit).strip())
+    return None if factor is None or size <= 0 else size * factor
+
+
+def _ome_size(value: str | None, unit: str | None) -> float | None:
+    size = ome_length_um(value, unit)
+    if value is not None and size is None:
+        log.warning("OME PhysicalSize %r %r not understood; ignoring it", value, unit)
+    return size
 
 
 def _local(tag: str) -> str:
@@ -370,16 +377,10 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _wavelength_nm(value: str | None, unit: str | None) -> float | None:
+def ome_wavelength_nm(value: str | None, unit: str | None) -> float | None:
     """An OME wavelength in nm (OME's default unit), ``None`` when absent or unreadable."""
-    if value is None:
-        return None
-    try:
-        v = float(value)
-    except ValueError:
-        return None
-    factor = {"nm": 1.0, "µm": 1e3, "um": 1e3, "pm": 1e-3, "Å": 0.1}.get((unit or "nm").strip())
-    return None if factor is None or v <= 0 else v * factor
+    um = ome_length_um(value, unit, default_unit="nm")
+    return None if um is None else um * 1e3
 
 
 def _yx(series: Any) -> tuple[int, int]:
