@@ -26,7 +26,9 @@ def _run(tmp_path: Path, run_status: int) -> tuple[subprocess.CompletedProcess[s
           'case "$*" in *"dask scheduler"*) f=${@: -1}; echo {{}} > "$f"; exec sleep 30;; '
           '*) exec sleep 30;; esac\n')  # fmt: skip
     _stub(bin_, "scontrol", "echo node1\n")
-    _stub(bin_, "nucscale", f"exit {run_status}\n")
+    # the run waits until both steps have started (logged), as a real run waits for its workers
+    _stub(bin_, "nucscale", f'for _ in $(seq 200); do [ "$(wc -l < {log})" -ge 2 ] && break; '
+          f'sleep 0.05; done\nexit {run_status}\n')  # fmt: skip
     venv = tmp_path / "venv" / "bin"
     venv.mkdir(parents=True)
     (venv / "activate").write_text("")
