@@ -45,10 +45,9 @@ from nucscale.pipeline._tasks import (
 )
 from nucscale.store import (
     ManifestRow,
+    ManifestWriter,
     labels_path,
     nuclei_path,
-    read_manifest,
-    write_manifest,
     write_slides_table,
 )
 from nucscale.store._lock import out_lock
@@ -190,13 +189,35 @@ def _run_locked(
     on_skip: SkipFn | None,
 ) -> list[ManifestRow]:
     """:func:`run_cohort` while holding the output folder's run lock."""
-    previous = read_manifest(out)
+    manifest = ManifestWriter(out)
+    try:
+        rows = _run_slides(
+            client, slides, rejected, settings, out, progress, command, on_skip, manifest
+        )
+    finally:  # rows of slides that finished reach the file even when the run is interrupted
+        manifest.flush()
+    write_slides_table(out, manifest.rows.values())
+    return rows
+
+
+def _run_slides(
+    client: Client,
+    slides: list[SlideInput],
+    rejected: list[RejectedInput],
+    settings: Settings,
+    out: Path,
+    progress: ProgressFn | None,
+    command: str,
+    on_skip: SkipFn | None,
+    manifest: ManifestWriter,
+) -> list[ManifestRow]:
+    """Submit the slides and collect their rows into ``manifest`` as they finish."""
+    previous = dict(manifest.rows)
     rows: list[ManifestRow] = [
         ManifestRow(slide_id=r.slide_id, path=r.path, status="failed", error=r.reason)
         for r in rejected
     ]
-    if rows:
-        write_manifest(out, rows)
+    manifest.add(rows)
     queue: list[_Slide] = []
     skipped: list[str] = []
     for inp in slides:
@@ -236,7 +257,7 @@ def _run_locked(
 
     def close(s: _Slide, row: ManifestRow) -> None:
         rows.append(row)
-        write_manifest(out, [row])
+        manifest.add([row])
         for t in s.tasks:
             kinds.pop(t.key, None)
             t.release()
@@ -270,7 +291,6 @@ def _run_locked(
             close(s, _done(s, fut.result()))
         if progress:
             progress(finished, known + len(queue))
-    write_slides_table(out, read_manifest(out).values())
     return rows
 
 

@@ -6,6 +6,7 @@ from nucscale.store._ids import MAX_ID_LENGTH, check_slide_id, clean_slide_id
 from nucscale.store._manifest import (
     MANIFEST_SCHEMA,
     ManifestRow,
+    ManifestWriter,
     manifest_path,
     read_manifest,
     write_manifest,
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "SLIDES_SCHEMA",
     "ManifestRow",
+    "ManifestWriter",
     "SchemaVersionError",
     "atomic_write",
     "check_slide_id",
