@@ -34,7 +34,8 @@ from nucscale.io import open_slide
 from nucscale.store import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-SLIDE = REPO.parent / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
+SHARED = Path(os.environ.get("NUCSCALE_SHARED_DATA", REPO.parent / "shared" / "data"))
+SLIDE = SHARED / "slides" / "CMU-1-Small-Region.svs"
 MIB = 2**20
 
 

@@ -19,8 +19,6 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from nucscale.analysis import evaluate as evaluate_labels
-from nucscale.analysis import overlay as draw_overlay
 from nucscale.cli._app import app, console
 from nucscale.errors import InputError, NucscaleError, OutputError
 
@@ -124,6 +122,9 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score predicted nuclei against ground truth: PQ, AJI, Dice, DSB score."""
+    from nucscale.analysis import evaluate as evaluate_labels
+    from nucscale.analysis import overlay as draw_overlay
+
     results: list[dict[str, Any]] = []
     try:
         pairs = _pairs(pred, gt, image)

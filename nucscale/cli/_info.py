@@ -12,7 +12,6 @@ from rich.table import Table
 from nucscale.cli._app import app, console
 from nucscale.cli._read_options import ChannelOption, IntensityOption, ZOption, read_options
 from nucscale.errors import NucscaleError
-from nucscale.io import open_slide, slide_info
 
 
 @app.command()
@@ -38,6 +37,8 @@ def info(
         _package_info(slide)
         return
     try:
+        from nucscale.io import open_slide, slide_info
+
         options = read_options(channel, intensity_range, z)
         with open_slide(slide, mpp=mpp, options=options) as s:
             meta = slide_info(s)

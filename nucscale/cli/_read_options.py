@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nucscale.errors import InputError
-from nucscale.io import ReadOptions
+
+if TYPE_CHECKING:
+    from nucscale.io import ReadOptions
 
 ChannelOption = Annotated[
     str | None,
@@ -39,6 +41,8 @@ def read_options(
     channel: str | None, intensity: tuple[float, float] | None, z: str | None
 ) -> ReadOptions:
     """The options, or a one-line :class:`InputError` naming the bad one."""
+    from nucscale.io import ReadOptions  # imported when used: a fast start for every command
+
     try:
         return ReadOptions(channel=channel, intensity=intensity, z=z)
     except ValueError as exc:

@@ -12,8 +12,6 @@ from rich.table import Table
 
 from nucscale.cli._app import app, console
 from nucscale.errors import NucscaleError
-from nucscale.store import check_slide_id
-from nucscale.store._export import FORMATS, export_slide
 
 if TYPE_CHECKING:
     from nucscale.query import Results
@@ -39,6 +37,8 @@ def _open(out: Path) -> Results:
 
 def _check_ids(ids: list[str] | None) -> None:
     """Refuse (exit 2, one line) any ``--slide`` that is not a valid slide id."""
+    from nucscale.store import check_slide_id
+
     try:
         for sid in ids or []:
             check_slide_id(sid, "--slide")
@@ -61,6 +61,8 @@ def export(
     ] = None,
 ) -> None:
     """Export nucleus tables for QuPath (GeoJSON), HoVer-Net's scripts (JSON) or spreadsheets."""
+    from nucscale.store._export import FORMATS, export_slide
+
     if format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     _check_ids(slide)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,16 +13,13 @@ from rich.table import Table
 from rich.text import Text
 
 from nucscale.cli._app import app, console
+from nucscale.cli._precheck import check_out, missing_inputs
 from nucscale.cli._read_options import ChannelOption, IntensityOption, ZOption, read_options
-from nucscale.cluster import get_client
 from nucscale.config import Settings
 from nucscale.errors import ConfigError, NucscaleError
-from nucscale.pipeline import resolve_inputs, run_cohort
-from nucscale.pipeline._plan import analysis_mpp as plan_mpp
-from nucscale.pipeline._plan import build_segmenter, check_halo
-from nucscale.pipeline._preflight import check_out, unusable_inputs
-from nucscale.store import ManifestRow
-from nucscale.store._lock import out_lock
+
+if TYPE_CHECKING:
+    from nucscale.store import ManifestRow
 
 #: Reasons printed at most when no input can be processed.
 _MAX_REASONS = 20
@@ -118,9 +115,22 @@ def run(
 ) -> None:
     """Find and measure every nucleus; write OUT/nuclei (GeoParquet), OUT/labels (OME-Zarr),
     OUT/slides.parquet and OUT/manifest.parquet."""
-    try:  # the checks that need no model come first: a mistyped path fails fastest
+    # the pipeline is imported here, after the arguments are parsed: `--help` and the first
+    # checks do not wait for Dask, torch and the readers to load
+    try:
         if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
             raise ConfigError(f"--mpp must be a positive number of µm per pixel, got {mpp}")
+        check_out(out)
+        quick = [] if scheduler is not None else missing_inputs(inputs)
+    except NucscaleError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    if quick:
+        _refuse(quick)
+    from nucscale.pipeline import resolve_inputs
+    from nucscale.pipeline._preflight import unusable_inputs
+
+    try:  # the checks that need no model come first
         settings = Settings.from_env().replace(
             mpp=analysis_mpp,
             tile=tile,
@@ -133,10 +143,12 @@ def run(
         )
         options = read_options(channel, intensity_range, z)
         slides, rejected = resolve_inputs(inputs, mpp, options)
-        check_out(out)
         # a remote cluster's workers may see other files than this machine: theirs to judge
         reasons = unusable_inputs(slides, rejected) if scheduler is None else []
         if not reasons:
+            from nucscale.pipeline._plan import analysis_mpp as plan_mpp
+            from nucscale.pipeline._plan import build_segmenter, check_halo
+
             seg, _ = build_segmenter(settings, plan_mpp(settings))
             if settings.halo is not None:
                 check_halo(seg, settings.halo, settings.tile or seg.default_tile)
@@ -144,13 +156,11 @@ def run(
         _error(str(exc))  # one line
         raise typer.Exit(2) from None
     if reasons:
-        for reason in reasons[:_MAX_REASONS]:
-            _error(reason)
-        if len(reasons) > _MAX_REASONS:
-            _error(f"... and {len(reasons) - _MAX_REASONS} more")
-        if len(reasons) > 1:
-            _error(f"none of the {len(reasons)} inputs can be processed; nothing was run")
-        raise typer.Exit(2)
+        _refuse(reasons)
+    from nucscale.cluster import get_client
+    from nucscale.pipeline import run_cohort
+    from nucscale.store._lock import out_lock
+
     t0 = time.perf_counter()
     skipped: list[str] = []
     try:
@@ -196,6 +206,17 @@ def run(
     )
     if failed:
         raise typer.Exit(1)
+
+
+def _refuse(reasons: list[str]) -> None:
+    """Print why no input can be processed (at most :data:`_MAX_REASONS` lines); exit 2."""
+    for reason in reasons[:_MAX_REASONS]:
+        _error(reason)
+    if len(reasons) > _MAX_REASONS:
+        _error(f"... and {len(reasons) - _MAX_REASONS} more")
+    if len(reasons) > 1:
+        _error(f"none of the {len(reasons)} inputs can be processed; nothing was run")
+    raise typer.Exit(2)
 
 
 def _error(line: str) -> None:

@@ -3,7 +3,7 @@
 Starting a local cluster takes seconds; a mistyped path should not. These checks run on the
 client, against the file system it sees:
 
-- :func:`check_out`: ``--out`` is a folder, or a folder can be created there.
+- (``--out`` is checked by the CLI before this module loads: :mod:`nucscale.cli._precheck`.)
 - :func:`unusable_inputs`: the inputs are opened in order, as planning opens them, until one
   opens with a pixel size. Only when none does is the run refused (every reason, one line
   each). A cohort with at least one usable input runs as a whole: its bad inputs fail on the
@@ -11,40 +11,16 @@ client, against the file system it sees:
   open here, not one per slide.
 
 With a remote scheduler the workers may see other file systems than the client, so the CLI
-leaves the inputs to them (it still checks ``--out``, which the client writes).
+leaves the inputs to them.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
-from nucscale.errors import NucscaleError, OutputError
+from nucscale.errors import NucscaleError
 from nucscale.pipeline._inputs import RejectedInput, SlideInput
 from nucscale.pipeline._plan import level0_mpp, open_input
-
-
-def check_out(out: Path) -> None:
-    """Raise :class:`OutputError` unless ``out`` is a writable folder or can be created as one.
-
-    Creates nothing: a run that stops before any slide leaves no folder behind.
-    """
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise OutputError(out, "exists and is not a folder; --out needs a folder (new or "
-                              "existing)")  # fmt: skip
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise OutputError(out, "folder is not writable; check its permissions")
-        return
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputError(out, f"cannot be created: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(out, f"cannot be created: {parent} is not writable")
 
 
 def unusable_inputs(
