@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from nucscale.query import Results
 
 stdout = Console()
-_CELL = 60  # longest cell shown in the terminal table
+_OUTLINE = 60  # characters of an outline's WKT shown in the terminal
 
 
 def _fail(exc: NucscaleError) -> typer.Exit:
@@ -76,19 +76,29 @@ def export(
         raise typer.Exit(2)
     single_file = to is not None and len(ids) == 1 and to.suffix != ""
     folder = (to if to is not None and not single_file else out / "exports").resolve()
-    table = Table("slide", "nuclei", "file", "error")
-    failed = 0
+    table = _folding_table("slide", "nuclei", "file")
+    errors: list[str] = []
     for sid in ids:
         dest = to if single_file and to is not None else folder / f"{sid}{FORMATS[format]}"
         try:
             n = export_slide(res.table_path(sid), format, dest, sid)
-            table.add_row(sid, str(n), str(dest), "")
+            table.add_row(escape(sid), str(n), escape(str(dest)))
         except (NucscaleError, OSError) as exc:
-            failed += 1
-            table.add_row(sid, "", "", f"[red]{escape(str(exc))}[/red]")
+            table.add_row(escape(sid), "", "[red]failed[/red]")
+            errors.append(f"[red]error:[/red] {escape(sid)}: {escape(str(exc))}")
     console.print(table)
-    if failed:
+    for line in errors:  # whole, below the table: an error is never cut to fit a column
+        console.print(line, highlight=False, soft_wrap=True)
+    if errors:
         raise typer.Exit(1)
+
+
+def _folding_table(*columns: str) -> Table:
+    """A table whose long cells wrap onto more lines (a path, an id) instead of being cut."""
+    table = Table(*columns)
+    for col in table.columns:
+        col.overflow = "fold"
+    return table
 
 
 @app.command()
@@ -144,7 +154,7 @@ def query(
             for name, value in zip(cols, row, strict=True):
                 stdout.print(f"{name}: {_cell(value)}", highlight=False)
     else:
-        table = Table(*cols)
+        table = _folding_table(*cols)
         for row in rows[:max_rows]:
             table.add_row(*(_cell(v) for v in row))
         stdout.print(table)
@@ -155,16 +165,18 @@ def query(
 
 
 def _cell(value: object) -> str:
+    """A value as printed: whole (long text wraps in its column), except an outline (WKB),
+    shown as the start of its WKT: a thousand vertices help no one in a terminal."""
     if isinstance(value, bytes | bytearray):  # an outline: WKB
         raw = bytes(value)
         try:
             import shapely
 
-            value = shapely.from_wkb(raw).wkt
+            text = shapely.from_wkb(raw).wkt
         except Exception:  # not WKB after all: show the bytes
-            value = raw.hex()
-    text = "" if value is None else str(value)
-    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
+            text = raw.hex()
+        return escape(text if len(text) <= _OUTLINE else text[: _OUTLINE - 1] + "…")
+    return "" if value is None else escape(str(value))
 
 
 @app.command()

@@ -40,6 +40,11 @@ def _num(value: Any, digits: int = 1) -> str:
     return f"{float(value):,.{digits}f}"
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``"1 slide"``, ``"2 slides"``, ``"1,024 nuclei"``."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
 def _swatch(colour: RGB) -> str:
     r, g, b = colour
     return f'<span class="swatch" style="background: rgb({r},{g},{b})"></span>'
@@ -173,8 +178,8 @@ def render_page(
 <html lang="en"><head><meta charset="utf-8">
 <title>nucscale QC report</title><style>{_CSS}</style></head><body>
 <h1>nucscale QC report</h1>
-<p>{len(table)} slides: <span class="done">{done} done</span>,
-<span class="failed">{failed} failed</span>; {total:,} nuclei.
+<p>{_count(len(table), "slide")}: <span class="done">{done} done</span>,
+<span class="failed">{failed} failed</span>; {_count(total, "nucleus", "nuclei")}.
 Results <code>{_e(info["out"])}</code>, nucscale {_e(info["version"])},
 generated {_e(info["generated"])}.</p>
 <p>Types: {legend}</p>

@@ -3,9 +3,10 @@
 - ``qupath-geojson``: a GeoJSON FeatureCollection of QuPath detections (QuPath 0.4+ reads it
   with File > Import objects, or drag and drop): each feature has ``properties.objectType =
   "detection"``, ``properties.classification = {name, color}`` and ``properties.measurements``
-  (column name -> value; units in docs/schema.md). Coordinates are level-0 pixels with pixel
-  edges at integers, QuPath's own frame. Feature ids are UUIDs derived from slide and nucleus id,
-  so re-exporting gives the same ids.
+  (``"<column> (<unit>)"`` -> value, e.g. ``"area (µm²)"``: QuPath shows the name, so the unit
+  travels with it; unitless columns keep their bare name; definitions in docs/schema.md).
+  Coordinates are level-0 pixels with pixel edges at integers, QuPath's own frame. Feature ids
+  are UUIDs derived from slide and nucleus id, so re-exporting gives the same ids.
 - ``hovernet-json``: HoVer-Net's output format, ``{"mag": ..., "nuc": {id: {"bbox": [[rmin,
   cmin], [rmax, cmax]], "centroid": [x, y], "contour": [[x, y], ...], "type": int,
   "type_prob": float}}}`` with HoVer-Net's axis order (bbox in row, col; centroid and contour in
@@ -34,7 +35,7 @@ import pyarrow.parquet as pq
 import shapely
 
 from nucscale.errors import InputError
-from nucscale.features import GEOMETRY, INTENSITY, MORPHOLOGY
+from nucscale.features import COLUMN_INFO, GEOMETRY, INTENSITY, MORPHOLOGY
 from nucscale.models._types import type_colour
 from nucscale.store._atomic import atomic_write
 from nucscale.store._parquet import read_metadata, schema_version
@@ -43,6 +44,15 @@ FORMATS = {"qupath-geojson": ".geojson", "hovernet-json": ".json", "csv": ".csv"
 
 #: Columns exported as QuPath measurements.
 MEASUREMENTS = ("type_prob", "centroid_x_um", "centroid_y_um", *MORPHOLOGY, *INTENSITY)
+
+
+def measurement_name(column: str) -> str:
+    """The QuPath measurement name of ``column``: with its unit, as QuPath users read it."""
+    unit = COLUMN_INFO[column].unit
+    return f"{column} ({unit})" if unit else column
+
+
+_NAMES = {m: measurement_name(m) for m in MEASUREMENTS}
 _NAMESPACE = uuid.UUID("5d0b5a4e-8f43-4a36-9a4b-6b7f2e1c0d11")  # nucscale's UUID namespace
 
 
@@ -82,7 +92,7 @@ def _write_features(fh: IO[str], batch: pa.RecordBatch, slide_id: str, count: in
         props: dict[str, Any] = {
             "objectType": "detection",
             "classification": {"name": name, "color": colour},
-            "measurements": {m: _json_number(cols[m][i]) for m in MEASUREMENTS},
+            "measurements": {_NAMES[m]: _json_number(cols[m][i]) for m in MEASUREMENTS},
             "nucleus_id": cols["nucleus_id"][i],
         }
         fid = uuid.uuid5(_NAMESPACE, f"{slide_id}/{cols['nucleus_id'][i]}")

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nucscale.errors import NucscaleError
+from nucscale.errors import InputError, NucscaleError
 from nucscale.features import GEOMETRY, KNOWN_VERSIONS, NUCLEUS_SCHEMA, SCHEMA_VERSION
 from nucscale.store._atomic import atomic_write
 from nucscale.store._ids import check_slide_id
@@ -109,8 +109,17 @@ def write_nuclei(
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    """The ``nucscale.*`` key-value metadata of a nucleus table, without the prefix."""
-    raw = pq.read_schema(path).metadata or {}
+    """The ``nucscale.*`` key-value metadata of a nucleus table, without the prefix; a missing
+    or unreadable table is an :class:`InputError` naming it (never pyarrow's traceback)."""
+    try:
+        raw = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        raise InputError(path, "nucleus table missing; re-run the slide") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(
+            path, f"not a readable nucleus table ({first}); re-run the slide"
+        ) from None
     return {
         k.decode()[len(METADATA_PREFIX) :]: v.decode()
         for k, v in raw.items()

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nucscale.analysis._qc import QC_COLUMNS, qc_flags, qc_measures
+from nucscale.errors import InputError
 from nucscale.store._atomic import atomic_write
 from nucscale.store._manifest import ManifestRow
 from nucscale.store._parquet import nuclei_path, read_metadata
@@ -124,9 +125,9 @@ def slide_row(out: Path, row: ManifestRow) -> dict[str, Any]:
         table = nuclei_path(out, row.slide_id)
         try:
             meta = read_metadata(table)
-        except (OSError, pa.ArrowInvalid) as exc:
-            gone = "missing" if not table.exists() else f"unreadable ({str(exc).splitlines()[0]})"
-            rec.update(status="missing", error=f"{table}: nucleus table {gone}; {_RERUN}")
+        except InputError as exc:  # gone, or not a Parquet table
+            error = f"{table}: nucleus table missing; {_RERUN}" if not table.exists() else str(exc)
+            rec.update(status="missing", error=error)
             return {name: rec.get(name) for name in SLIDES_SCHEMA.names}
         summary = json.loads(meta.get("summary", "{}"))
         rec.update(summary)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import time
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,34 +136,65 @@ def no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise _ClusterStarted
 
-    monkeypatch.setattr(_run, "get_client", refuse)
+    import nucscale.cluster
+
+    monkeypatch.setattr(nucscale.cluster, "get_client", refuse)
 
 
-def _run_fast(*args: str) -> tuple[Result, float]:
-    t0 = time.perf_counter()
-    res = runner.invoke(app, ["run", *args, "--model", "baseline"], env={"COLUMNS": "80"})
-    return res, time.perf_counter() - t0
+def _run_fast(*args: str) -> Result:
+    return runner.invoke(app, ["run", *args, "--model", "baseline"], env={"COLUMNS": "80"})
+
+
+_HEAVY = ("distributed", "torch", "zarr", "pyarrow", "skimage", "nucscale.pipeline", "nucscale.io")
+
+
+def _loaded_after(*args: str) -> tuple[int, list[str]]:
+    """Run the CLI in a fresh interpreter; its exit code and which heavy modules it loaded."""
+    code = (
+        "import sys\nfrom nucscale.cli import main\n"
+        f"sys.argv = ['nucscale', *{list(args)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    rc = e.code\n"
+        f"print(rc, [m for m in {_HEAVY!r} if m in sys.modules])\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    rc, loaded = res.stdout.strip().splitlines()[-1].split(" ", 1)
+    return int(rc), ast.literal_eval(loaded)
+
+
+def test_a_mistyped_path_is_refused_before_the_pipeline_loads(tmp_path: Path) -> None:
+    """Dask, torch and the readers take seconds to import: a missing input, an --out that is
+    a file or a bad --mpp fail before any of them loads (and --help and --version too)."""
+    (tmp_path / "file").write_text("x")
+    for args in (
+        ["run", str(tmp_path / "missing.svs"), "--out", str(tmp_path / "o")],
+        ["run", str(tmp_path / "file"), "--out", str(tmp_path / "file")],
+        ["run", str(tmp_path / "file"), "--out", str(tmp_path / "o"), "--mpp", "nan"],
+        ["run", "--help"],
+        ["--version"],
+    ):
+        rc, loaded = _loaded_after(*args)
+        assert rc in (0, 2) and loaded == [], (args, rc, loaded)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.usefixtures("no_cluster")
 def test_run_refuses_an_unusable_input_at_once_in_one_line(
     openslide_fixtures: Path, tmp_path: Path
 ) -> None:
-    """A mistyped path, a text file named .svs, a picture without a pixel size: one line, in
-    under a second, no cluster, no output folder."""
+    """A mistyped path, a text file named .svs, a picture without a pixel size: one line, no
+    cluster, no output folder."""
     (tmp_path / "notes.svs").write_text("this is not a slide\n")
     (tmp_path / "boxes.png").write_bytes((openslide_fixtures / "boxes.png").read_bytes())
     out = tmp_path / "o"
     cases = {"missing.svs": "no such file", "notes.svs": "a text file", "boxes.png": "--mpp"}
     for name, reason in cases.items():
-        res, seconds = _run_fast(str(tmp_path / name), "--out", str(out))
+        res = _run_fast(str(tmp_path / name), "--out", str(out))
         assert res.exit_code == 2, (name, res.output)
         assert res.output.startswith(f"error: {tmp_path / name}: ") and reason in res.output
         assert res.output.count("\n") == 1, res.output  # one line, however narrow the terminal
-        assert seconds < 1.0, (name, seconds)
         assert not out.exists()
     # none of several inputs usable: every reason, and that nothing ran
-    res, _ = _run_fast(*(str(tmp_path / n) for n in cases), "--out", str(out))
+    res = _run_fast(*(str(tmp_path / n) for n in cases), "--out", str(out))
     assert res.exit_code == 2
     lines = res.output.splitlines()
     assert len(lines) == 4 and all(line.startswith("error: ") for line in lines), lines
@@ -172,7 +205,7 @@ def test_run_refuses_an_unusable_input_at_once_in_one_line(
 def test_run_with_some_usable_inputs_starts_the_cluster(cmu1_svs: Path, tmp_path: Path) -> None:
     """One good slide among bad ones: the run goes ahead (the bad ones fail on the workers and
     are recorded in the manifest)."""
-    res, _ = _run_fast(str(tmp_path / "missing.svs"), str(cmu1_svs), "--out", str(tmp_path / "o"))
+    res = _run_fast(str(tmp_path / "missing.svs"), str(cmu1_svs), "--out", str(tmp_path / "o"))
     assert isinstance(res.exception, _ClusterStarted), res.output
 
 
@@ -181,10 +214,10 @@ def test_run_refuses_an_out_that_cannot_be_a_folder(cmu1_svs: Path, tmp_path: Pa
     readme = tmp_path / "README.md"
     readme.write_text("a file\n")
     for out, reason in ((readme, "exists and is not a folder"), (readme / "o", "is a file")):
-        res, seconds = _run_fast(str(cmu1_svs), "--out", str(out))
+        res = _run_fast(str(cmu1_svs), "--out", str(out))
         assert res.exit_code == 2, res.output
         assert res.output.startswith(f"error: {out}: ") and reason in res.output, res.output
-        assert res.output.count("\n") == 1 and seconds < 1.0
+        assert res.output.count("\n") == 1
     assert readme.read_text() == "a file\n"
 
 
@@ -195,13 +228,13 @@ def test_run_refuses_a_pixel_size_that_is_not_a_positive_number(
 ) -> None:
     out = str(tmp_path / "o")
     for option in ("--mpp", "--analysis-mpp"):
-        res, _ = _run_fast(str(cmu1_svs), "--out", out, option, value)
+        res = _run_fast(str(cmu1_svs), "--out", out, option, value)
         assert res.exit_code == 2, (option, res.output)
         assert res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
         assert "positive number of µm per pixel" in res.output
     csv = tmp_path / "cohort.csv"
     csv.write_text(f"path,mpp\n{cmu1_svs},{value}\n")
-    res, _ = _run_fast(str(csv), "--out", out)
+    res = _run_fast(str(csv), "--out", out)
     assert res.exit_code == 2, res.output
     assert res.output == f"error: {csv} line 2: mpp '{value}' is not a positive number\n"
     assert not (tmp_path / "o").exists()
@@ -212,3 +245,38 @@ def test_query_says_0_rows_for_an_empty_result(tmp_path: Path) -> None:
     res = runner.invoke(app, ["query", str(tmp_path), "SELECT slide_id FROM slides WHERE false"])
     assert res.exit_code == 0, res.output
     assert res.output.strip().endswith("0 rows")
+
+
+def test_query_prints_long_values_whole_in_a_narrow_terminal(tmp_path: Path) -> None:
+    """An id, a path or an error is wrapped in its column, never cut with an ellipsis."""
+    long_path = "/data/cohort-2026/site-b/" + "x" * 70 + "/slide.svs"
+    error = f"{long_path}: truncated file: expected 1,048,576 bytes in tile 12, found 4,096"
+    write_manifest(tmp_path, [ManifestRow("case-" + "7" * 40, long_path, "failed", error=error)])
+    res = runner.invoke(
+        app, ["query", str(tmp_path), "SELECT slide_id, path, error FROM slides"],
+        env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "…" not in res.output
+    # each column's pieces, read across the table's lines, give back the whole value
+    pieces: list[str] = ["", "", ""]
+    for line in res.output.splitlines():
+        cells = line.split("│")[1:-1]
+        if len(cells) == 3:
+            pieces = [p + c.strip() for p, c in zip(pieces, cells, strict=True)]
+    for got, value in zip(pieces, ("case-" + "7" * 40, long_path, error), strict=True):
+        assert got.replace(" ", "") == value.replace(" ", ""), (got, value)
+
+
+def test_export_prints_an_error_whole_below_the_table(tmp_path: Path) -> None:
+    out = tmp_path / ("o" * 60)
+    sid = "s" * 50
+    table = out / "nuclei" / f"slide_id={sid}" / "part-0.parquet"
+    table.parent.mkdir(parents=True)
+    table.write_bytes(b"not parquet")
+    write_manifest(out, [ManifestRow(sid, "/x/s.svs", "done")])
+    res = runner.invoke(app, ["export", str(out), "--format", "csv"], env={"COLUMNS": "60"})
+    assert res.exit_code == 1, res.output
+    assert "…" not in res.output and "Traceback" not in res.output
+    last = res.output.strip().splitlines()[-1]  # one line: the terminal wraps it, not rich
+    assert last.startswith(f"error: {sid}: {table}: not a readable nucleus table"), res.output

@@ -276,8 +276,9 @@ def test_qupath_geojson_round_trip(exported: Path) -> None:
         assert props["objectType"] == "detection"  # where QuPath looks for the object type
         assert props["classification"] == {"name": "nucleus", "color": [255, 200, 0]}
         row = by_id.loc[props["nucleus_id"]]
-        assert props["measurements"]["area"] == row["area"]
-        assert props["measurements"]["solidity"] == row["solidity"]
+        assert props["measurements"]["area (µm²)"] == row["area"]
+        assert props["measurements"]["solidity"] == row["solidity"]  # unitless: bare name
+        assert props["measurements"]["od_haematoxylin (OD/6)"] == row["od_haematoxylin"]
         geom = shapely.geometry.shape(f["geometry"])
         assert geom.equals_exact(shapely.from_wkb(row["geometry"]), tolerance=0)
 
@@ -319,7 +320,8 @@ def test_report_files(exported: Path) -> None:
     folder = exported / "report"
     page = (folder / "index.html").read_text(encoding="utf-8")
     table = _table(exported)
-    assert SLIDE in page and f"{len(table):,}" in page
+    assert SLIDE in page and f"{len(table):,} nuclei" in page
+    assert "<p>1 slide: " in page  # not "1 slides"
     assert "<script" not in page and "http://" not in page and "https://" not in page
     for src in re.findall(r'src="([^"]+)"', page):
         assert (folder / src).exists(), src

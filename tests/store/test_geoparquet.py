@@ -188,7 +188,7 @@ def test_cohort_table_marks_done_slides_whose_table_is_gone(tmp_path: Path) -> N
         f"{nuclei_path(tmp_path, 'deleted')}: nucleus table missing; "
         "run the slide again to recompute it"
     )
-    assert bad["error"].startswith(f"{damaged}: nucleus table unreadable (")
+    assert bad["error"].startswith(f"{damaged}: not a readable nucleus table (")
     assert "\n" not in bad["error"] and deleted["nuclei"] == 2 and deleted["median_area"] is None
 
 
