@@ -6,7 +6,8 @@ size, 0.499 µm/px, is given in the cohort CSV's ``mpp`` column). Then runs
 ``nucscale run cohort.csv --workers 2`` in a fresh process while a sampler records the resident
 memory of the client process every 0.1 s. Reported: wall time, wall time per slide, the
 client's peak RSS and its RSS at 25 / 50 / 75 / 100 % of the run (flat when the cohort loop
-keeps no per-slide state), the manifest's row count and statuses.
+keeps no per-slide state), the manifest's row count and statuses. ``--manifest-only`` times
+just recording that many finished slides in the manifest, per-slide rewrites against batches.
 
     python benchmarks/cohort.py [--slides 1000] [--size 256] [--model unet]
 """
@@ -31,7 +32,7 @@ import psutil
 from PIL import Image
 
 from nucscale.io import open_slide
-from nucscale.store import read_manifest
+from nucscale.store import ManifestRow, ManifestWriter, read_manifest, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NUCSCALE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -92,13 +93,37 @@ class RssTrace:
         return round(rss / MIB, 1)
 
 
+def manifest_writes(n: int) -> dict[str, float]:
+    """Seconds to record ``n`` finished slides one at a time: rewriting the whole manifest per
+    slide (before batching) and with :class:`ManifestWriter` (what the cohort loop uses)."""
+    rows = [ManifestRow(f"s{i:06d}", f"/slides/s{i:06d}.svs", "done", nuclei=i) for i in range(n)]
+    times = {}
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        t0 = time.perf_counter()
+        for row in rows:
+            write_manifest(Path(a), [row])
+        times["manifest_per_slide_rewrite_s"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        writer = ManifestWriter(Path(b))
+        for row in rows:
+            writer.add([row])
+        writer.flush()
+        times["manifest_batched_s"] = round(time.perf_counter() - t0, 2)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slides", type=int, default=1000)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--model", default="unet")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--manifest-only", action="store_true", help="only the manifest writes")
     args = ap.parse_args()
+    if args.manifest_only:
+        print(json.dumps({"name": "manifest", "slides": args.slides,
+                          **manifest_writes(args.slides)}), flush=True)  # fmt: skip
+        return
     with tempfile.TemporaryDirectory(prefix="nucscale-cohort-") as tmp:
         folder = Path(tmp)
         (folder / "slides").mkdir()
@@ -123,7 +148,7 @@ def main() -> None:
         print(
             json.dumps(
                 {
-                    "benchmark": "cohort",
+                    "name": "cohort",
                     "slides": args.slides,
                     "size_px": args.size,
                     "model": args.model,

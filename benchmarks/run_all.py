@@ -3,6 +3,7 @@
     python benchmarks/run_all.py                  # the full set (hours on 2 CPU cores)
     python benchmarks/run_all.py --quick          # minutes: 8000 px mosaic only, fewer runs
     python benchmarks/run_all.py --table-only     # re-render the README table from the file
+    python benchmarks/run_all.py --only 'cohort.py --slides 1000'   # one benchmark, recorded
 
 Each benchmark is a script in this folder printing one JSON line per measurement; the lines
 are appended to ``benchmarks/results.jsonl`` (one record per line, with the machine) and the
@@ -37,6 +38,8 @@ def plan(quick: bool, sizes: str) -> list[list[str]]:
         ["reader.py"],
         ["outputs.py", "--copies", "40" if quick else "420"],
         ["pipeline.py", "--sizes", small, "--workers", "1,2", "--models", "baseline,unet"],
+        ["cohort.py", "--slides", "100" if quick else "1000"],
+        ["cohort.py", "--manifest-only", "--slides", "200" if quick else "2000"],
     ]
     if not quick:
         runs += [
@@ -167,7 +170,7 @@ def table(records: list[dict[str, Any]]) -> str:
     other = [
         r
         for r in rows
-        if r.get("name") in ("features", "reader", "peer_tiatoolbox")
+        if r.get("name") in ("features", "reader", "peer_tiatoolbox", "cohort", "manifest")
         or str(r.get("name", "")).startswith("outputs")
     ]
     if other:
@@ -240,12 +243,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sizes", default="8000,20000,40000")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        type=str.split,
+        metavar="'SCRIPT ARGS'",
+        help="run just these benchmark command lines, e.g. 'cohort.py --slides 1000'",
+    )
     args = ap.parse_args()
     if not args.table_only:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
         ).stdout.strip()
-        for cmd in plan(args.quick, args.sizes):
+        for cmd in args.only or plan(args.quick, args.sizes):
             with RESULTS.open("a", encoding="utf-8") as fh:
                 for rec in run(cmd):
                     rec.setdefault("commit", commit or None)
