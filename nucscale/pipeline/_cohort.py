@@ -96,7 +96,7 @@ def _submit_slide(
     """
     tag = f"{plan.slide_id}-{plan.key}"
     grid = plan.grid
-    tissue = set(plan.tiles)
+    read = set(plan.ingest_tiles())
 
     def submit(fn: Any, stage: str, tile: tuple[int, int], *deps: Any) -> Future:
         key = f"{stage}-{tag}-{tile[0]}-{tile[1]}"
@@ -105,13 +105,13 @@ def _submit_slide(
             extra["resources"] = {"GPU": 1}
         return client.submit(Guarded(fn), plan_f, *tile, *deps, key=key, retries=RETRIES, **extra)
 
-    ingest = {t: submit(ingest_tile, "ingest", t) for t in plan.tiles}
+    ingest = {t: submit(ingest_tile, "ingest", t) for t in sorted(read)}
     segment = {
         t: submit(
             segment_tile,
             "segment",
             t,
-            *[ingest[n] for n in grid.neighbours(*t, grid.reach) if n in tissue],
+            *[ingest[n] for n in grid.neighbours(*t, grid.reach) if n in read],
         )
         for t in plan.tiles
     }
@@ -120,7 +120,7 @@ def _submit_slide(
             paint_chunk,
             "paint",
             t,
-            *[segment[n] for n in grid.neighbours(*t, grid.reach) if n in tissue],
+            *[segment[n] for n in grid.neighbours(*t, grid.reach) if n in segment],
         )
         for t in plan.paint_tiles()
     ]

@@ -29,9 +29,11 @@ from nucscale.tiling import (
     MODALITIES,
     LevelChoice,
     TileGrid,
+    TissueMap,
     choose_level,
     create_tile_store,
     detect_modality,
+    keep_region,
     low_res_image,
     tissue_area_mm2,
     tissue_mask_for,
@@ -128,6 +130,8 @@ class SlidePlan:
     plan_s: float
     save_image: bool = False
     options: ReadOptions = DEFAULT  # the user's read choices; workers open the slide with them
+    #: the tissue rule: a nucleus is kept when its centroid lies in tissue (None: keep all)
+    tissue: TissueMap | None = None
 
     @property
     def work(self) -> Path:
@@ -158,10 +162,21 @@ class SlidePlan:
         """Level-0 pixels per analysis pixel."""
         return self.choice.mpp / self.mpp0
 
-    def paint_tiles(self) -> list[tuple[int, int]]:
-        """Output chunks that can receive nuclei: tissue tiles and the tiles their halos reach."""
+    def _reached(self) -> list[tuple[int, int]]:
+        """The tissue tiles and every tile their halos reach."""
         cells = {n for t in self.tiles for n in self.grid.neighbours(*t, self.grid.reach)}
         return sorted(cells)
+
+    def paint_tiles(self) -> list[tuple[int, int]]:
+        """Output chunks that can receive nuclei: tissue tiles and the tiles their halos reach."""
+        return self._reached()
+
+    def ingest_tiles(self) -> list[tuple[int, int]]:
+        """Tiles read into the tile store: the tissue tiles and those their halos reach, so
+        every segmented window holds the slide's own pixels, never padding where a
+        neighbouring tile happens to hold no tissue (which would make the nuclei depend on the
+        tile size)."""
+        return self._reached()
 
 
 def read_provenance(slide: Slide) -> dict[str, str]:
@@ -253,7 +268,12 @@ def make_plan(
         step, offset = segmenter.grid_alignment
         grid = TileGrid(choice.width, choice.height, tile, halo, step, offset)
         mask_scale = thumb_ds * mpp0 / choice.mpp
-        tiles = tuple(tissue_tiles(grid, mask, mask_scale))
+        # nuclei are kept by where their centroid lies on the thumbnail's fixed grid (tissue
+        # grown by a nucleus diameter): the same verdict whatever the tile size; the tiles to
+        # segment are those whose core touches that region
+        keep = keep_region(mask, thumb_ds * mpp0)
+        tiles = tuple(tissue_tiles(grid, keep, mask_scale))
+        tissue = None if settings.tissue == "none" else TissueMap(keep, mask_scale)
         calibration = segmenter.calibrate(thumb, mask)
         provenance = {
             "modality": modality,
@@ -286,6 +306,7 @@ def make_plan(
             plan_s=0.0,
             save_image=settings.save_image,
             options=inp.options,
+            tissue=tissue,
         )
     _prepare_work(plan)
     return _with_time(plan, time.perf_counter() - t0)
@@ -300,7 +321,7 @@ def _prepare_work(plan: SlidePlan) -> None:
         ):
             shutil.rmtree(old, ignore_errors=True)
     c = plan.choice
-    tiles_hash = hashlib.sha256(json.dumps(plan.tiles).encode()).hexdigest()[:16]
+    tiles_hash = hashlib.sha256(json.dumps(plan.ingest_tiles()).encode()).hexdigest()[:16]
     attrs = {
         "source": plan.path,
         "source_stamp": source_stamp(plan.path),

@@ -114,7 +114,8 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
         view = Box(window.x0 + x0, window.y0 + y0, window.x0 + x1, window.y0 + y1)
     image = Box(0, 0, grid.width, grid.height)
     labels = _clip_to_image(labels, view, image)
-    owned = owned_instances(labels, view, core, grid.index(row, col), image)
+    keep = plan.tissue.contains if plan.tissue is not None else None
+    owned = owned_instances(labels, view, core, grid.index(row, col), image, keep)
     cols = measure(
         labels, rgb, owned.labels, mpp=plan.choice.mpp, scale=plan.scale, origin=(view.x0, view.y0)
     )

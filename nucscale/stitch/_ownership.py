@@ -10,6 +10,7 @@ contain it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,12 +59,19 @@ def edge_labels(
 
 
 def owned_instances(
-    labels: np.ndarray, window: Box, core: Box, tile_index: int, image: Box | None = None
+    labels: np.ndarray,
+    window: Box,
+    core: Box,
+    tile_index: int,
+    image: Box | None = None,
+    keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Owned:
     """Instances of ``labels`` (covering ``window``) owned by the tile with ``core``.
 
     ``image``: the image's extent, when ``labels`` is 0 outside it; instances touching the
-    window's edge where that edge is the image's are then owned as any other.
+    window's edge where that edge is the image's are then owned as any other. ``keep``: a
+    rule on the global centroids (x, y arrays) that an owned instance must also pass (the
+    tissue mask's); it sees the same centroids from every window, so it is tile-independent.
     """
     n = int(labels.max(initial=0))
     if n == 0 or labels.size == 0:
@@ -89,13 +97,16 @@ def owned_instances(
         & (sy < count * core.y1)
     )
     inside[edge_labels(labels, window, image) - 1] = False
-    keep = index[inside]
+    kept = index[inside]
     cy = sy[inside] / count[inside]
     cx = sx[inside] / count[inside]
+    if keep is not None:
+        rule = keep(cx, cy)
+        kept, cx, cy = kept[rule], cx[rule], cy[rule]
     order = np.lexsort((cx, cy))
-    keep = keep[order]
-    ids = (np.int64(tile_index) << LOCAL_BITS) | np.arange(1, keep.size + 1, dtype=np.int64)
-    return Owned(keep.astype(np.int64), ids)
+    kept = kept[order]
+    ids = (np.int64(tile_index) << LOCAL_BITS) | np.arange(1, kept.size + 1, dtype=np.int64)
+    return Owned(kept.astype(np.int64), ids)
 
 
 def relabel_owned(labels: np.ndarray, owned: Owned) -> np.ndarray:

@@ -5,7 +5,9 @@ from nucscale.tiling._resample import read_analysis_region
 from nucscale.tiling._store import chunk_exists, create_tile_store, read_window, write_tile
 from nucscale.tiling._tissue import (
     MODALITIES,
+    TissueMap,
     detect_modality,
+    keep_region,
     low_res_image,
     optical_density,
     tissue_area_mm2,
@@ -18,10 +20,12 @@ __all__ = [
     "Box",
     "LevelChoice",
     "TileGrid",
+    "TissueMap",
     "choose_level",
     "chunk_exists",
     "create_tile_store",
     "detect_modality",
+    "keep_region",
     "low_res_image",
     "optical_density",
     "read_analysis_region",

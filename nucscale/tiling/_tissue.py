@@ -14,6 +14,7 @@ the image); ``--tissue`` overrides it, and ``--tissue none`` keeps every tile.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -115,3 +116,43 @@ def tissue_area_mm2(mask: np.ndarray, downsample: float, mpp: float) -> float:
     """Area of ``mask`` in mm², given its downsample from level 0 and level-0 µm/px."""
     side_um = downsample * mpp
     return float(mask.sum()) * side_um * side_um / 1e6
+
+
+#: How far outside the detected tissue a nucleus's centroid may lie and still be kept, µm: a
+#: nucleus diameter, for pale nuclei at the tissue's edge and dim ones beside a fluorescence
+#: signal, while debris on open glass stays out.
+KEEP_MARGIN_UM = 8.0
+
+
+def keep_region(
+    mask: np.ndarray, um_per_px: float, margin_um: float = KEEP_MARGIN_UM
+) -> np.ndarray:
+    """``mask`` (tissue on the slide's thumbnail, ``um_per_px`` µm per mask pixel) grown by
+    ``margin_um``: where a nucleus's centroid must lie to be kept."""
+    radius = math.ceil(margin_um / um_per_px)
+    if radius <= 0 or not mask.any():
+        return mask
+    return np.asarray(ndi.binary_dilation(mask, morphology.disk(radius)), dtype=bool)
+
+
+@dataclass(frozen=True, eq=False)
+class TissueMap:
+    """The slide's tissue mask on its fixed low-resolution grid, and the rule that keeps a
+    nucleus: its centroid lies in a tissue cell.
+
+    The mask comes from the whole-slide thumbnail (its size depends on the slide, never on the
+    tile size), so the same nucleus gets the same verdict whichever tile owns it: tiled output
+    equals whole-image output with tissue detection on. ``scale`` is analysis pixels per mask
+    pixel.
+    """
+
+    mask: np.ndarray
+    scale: float
+
+    def contains(self, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+        """Whether each centroid (global analysis pixel indices, pixel centres at integers)
+        lies in a tissue cell. A centroid beyond the mask's last cell takes that cell."""
+        mh, mw = self.mask.shape
+        col = np.clip(np.floor((np.asarray(cx) + 0.5) / self.scale).astype(np.int64), 0, mw - 1)
+        row = np.clip(np.floor((np.asarray(cy) + 0.5) / self.scale).astype(np.int64), 0, mh - 1)
+        return np.asarray(self.mask[row, col], dtype=bool)

@@ -41,7 +41,7 @@ def _run(slide: Path, out: Path, tile: int, seed: int | None) -> dict[str, str]:
             rng.shuffle(items)
         return items
 
-    ingested = [ingest_tile(plan, *t) for t in order(list(plan.tiles))]
+    ingested = [ingest_tile(plan, *t) for t in order(plan.ingest_tiles())]
     segmented = [segment_tile(plan, *t) for t in order(list(plan.tiles))]
     painted = [paint_chunk(plan, *t) for t in order(plan.paint_tiles())]
     result = finalize_slide(plan, ingested, segmented, painted)

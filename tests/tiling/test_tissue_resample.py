@@ -106,3 +106,30 @@ def test_resampled_fluorescence_edges_are_not_brightened(dsb2018: Path, tmp_path
     assert rim.mean() < 2 * field.mean() + 5  # dark, like the field's background
     white_rim = np.concatenate([white[0], white[-1], white[:, 0], white[:, -1]])
     assert white_rim.mean() > rim.mean() + 8  # glass padding brightened the rim (4 -> 18)
+
+
+def test_the_tissue_map_keeps_centroids_by_their_cell_on_the_fixed_grid() -> None:
+    from nucscale.tiling import TissueMap, keep_region
+
+    mask = np.zeros((10, 10), bool)
+    mask[4:6, 4:6] = True
+    grown = keep_region(mask, um_per_px=4.0, margin_um=8.0)  # 2 cells
+    assert grown[2:8, 4].all() and not grown[1, 4] and not grown[0, 0]
+    tissue = TissueMap(mask, scale=16.0)  # 16 analysis px per cell
+    # cell 4 spans analysis pixel centres 63.5 .. 79.5 (edges at integers: [64, 80))
+    got = tissue.contains(np.array([63.0, 64.0, 79.0, 80.0, 1e9]), np.array([70.0] * 5))
+    assert got.tolist() == [False, True, True, True, False]
+    assert not tissue.contains(np.array([-5.0]), np.array([-5.0]))[0]  # clipped to cell 0
+
+
+def test_ownership_applies_the_keep_rule_before_numbering() -> None:
+    from nucscale.stitch import owned_instances
+    from nucscale.tiling import Box
+
+    labels = np.zeros((20, 20), np.int32)
+    labels[2:5, 2:5], labels[10:13, 10:13], labels[15:18, 2:5] = 1, 2, 3
+    box = Box(0, 0, 20, 20)
+    every = owned_instances(labels, box, box, 0, box)
+    assert every.labels.tolist() == [1, 2, 3]
+    kept = owned_instances(labels, box, box, 0, box, keep=lambda cx, cy: cx > 5)
+    assert kept.labels.tolist() == [2] and kept.nucleus_ids.tolist() == [1]  # dense ids
