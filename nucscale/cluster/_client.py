@@ -132,15 +132,15 @@ def _cuda_cluster(dashboard_address: str | None, memory_limit: str) -> LocalClus
         raise ConfigError(
             "--gpu needs dask-cuda: pip install 'nucscale[gpu]' on a machine with CUDA"
         ) from None
-    try:
-        import torch
+    import torch
 
-        if not torch.cuda.is_available():
-            raise ConfigError("--gpu: torch sees no CUDA device on this machine")
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    if not torch.cuda.is_available():
+        raise ConfigError("--gpu: torch sees no CUDA device on this machine")
+    # more threads than the one GPU: the GPU resource lets one forward task at a time use the
+    # device, while post-processing and features of other tiles run on the remaining threads
+    gpus = max(1, torch.cuda.device_count())
     cluster: LocalCluster = LocalCUDACluster(
-        threads_per_worker=1,
+        threads_per_worker=max(1, (os.cpu_count() or 1) // gpus),
         dashboard_address=dashboard_address,
         memory_limit=memory_limit,
         resources={"GPU": 1},
@@ -152,3 +152,9 @@ def gpu_workers(client: Client) -> int:
     """Workers of the cluster that advertise a ``GPU`` resource."""
     workers = client.scheduler_info().get("workers", {})
     return sum(1 for w in workers.values() if w.get("resources", {}).get("GPU", 0) >= 1)
+
+
+def cpu_workers(client: Client) -> list[str]:
+    """Addresses of the workers that advertise no ``GPU`` resource."""
+    workers = client.scheduler_info().get("workers", {})
+    return sorted(a for a, w in workers.items() if w.get("resources", {}).get("GPU", 0) < 1)

@@ -13,9 +13,10 @@ import time
 
 import numpy as np
 
-from nucscale.infer._engine import predict_region
+from nucscale.infer._engine import patch_grid, predict_patches, predict_region
 from nucscale.infer._segmenter import Calibration, Segmentation, Segmenter
 from nucscale.models._base import DenseModel
+from nucscale.tiling._grid import Box
 
 
 class DenseSegmenter(Segmenter):
@@ -96,6 +97,48 @@ class DenseSegmenter(Segmenter):
         inner = self.model.postprocess(maps)
         labels[y0:y1, x0:x1] = inner.labels
         return Segmentation(labels, inner.types, inner.probs, valid, model_s)
+
+    # -- the two-stage graph: maps once per patch (forward), instances per window ------------
+    def input_box(self, starts: list[tuple[int, int]]) -> Box:
+        """The image pixels the patches at ``starts`` read (their outputs and the margin)."""
+        out, m = self.model.spec.output_size, self.model.spec.margin
+        ys, xs = [y for y, _ in starts], [x for _, x in starts]
+        return Box(min(xs) - m, min(ys) - m, max(xs) + out + m, max(ys) + out + m)
+
+    def forward(
+        self, rgb: np.ndarray, origin: tuple[int, int], starts: list[tuple[int, int]],
+        calibration: Calibration,
+    ) -> np.ndarray:  # fmt: skip
+        """(N, K, out, out) maps of the patches at global ``starts``, from ``rgb`` whose
+        top-left is global pixel ``origin`` (x, y) and which holds :meth:`input_box`."""
+        ox, oy = origin
+        local = [(y - oy, x - ox) for y, x in starts]
+        return predict_patches(self.model, rgb, local, batch_size=self.batch_size,
+                               calibration=calibration.values)  # fmt: skip
+
+    def valid_box(self, window: Box, extent: tuple[int, int]) -> Box | None:
+        """The global region of a window whose maps come from whole patches inside it (what
+        :meth:`segment` computes for that window); None when no patch fits."""
+        out, m = self.model.spec.output_size, self.model.spec.margin
+        xs = patch_grid(window.x0, window.width, out, m, extent[0])
+        ys = patch_grid(window.y0, window.height, out, m, extent[1])
+        if not xs or not ys:
+            return None
+        return Box(xs[0], ys[0], xs[-1] + out, ys[-1] + out)
+
+    def instances(self, maps: np.ndarray, valid: Box | None, window: Box) -> Segmentation:
+        """Instances of ``window`` from the ``maps`` over its :meth:`valid_box`: the same
+        result :meth:`segment` gives for that window, without running the network."""
+        labels = np.zeros((window.height, window.width), np.int32)
+        if valid is None:
+            empty = np.zeros(0)
+            return Segmentation(labels, empty.astype(np.int16), empty.astype(np.float32),
+                                (0, 0, 0, 0))  # fmt: skip
+        x0, y0 = valid.x0 - window.x0, valid.y0 - window.y0
+        inner = self.model.postprocess(maps)
+        labels[y0 : y0 + valid.height, x0 : x0 + valid.width] = inner.labels
+        box = (x0, y0, x0 + valid.width, y0 + valid.height)
+        return Segmentation(labels, inner.types, inner.probs, box)
 
     def describe(self) -> dict[str, str]:
         return {

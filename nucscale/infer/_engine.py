@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from nucscale.models._base import DenseModel
+from nucscale.tiling._grid import Box
 
 _MOVED: dict[int, torch.device] = {}
 _LOCK = threading.Lock()
@@ -64,6 +65,16 @@ def patch_grid(
     return list(range(first, last + 1, out)) if last >= first else []
 
 
+def patch_starts(core: Box, extent: tuple[int, int], out: int) -> list[tuple[int, int]]:
+    """Global (y, x) starts of the output patches (multiples of ``out``) that start in
+    ``core`` and overlap the image of size ``extent`` (w, h): each patch of the slide belongs
+    to exactly one tile core."""
+    w, h = extent
+    xs = range(-(-core.x0 // out) * out, min(core.x1, w), out)
+    ys = range(-(-core.y0 // out) * out, min(core.y1, h), out)
+    return [(y, x) for y in ys for x in xs]
+
+
 def predict_region(
     model: DenseModel,
     rgb: np.ndarray,
@@ -94,18 +105,61 @@ def predict_region(
         return np.zeros((0, 0, 0), np.float32), (0, 0, 0, 0)
     x0, y0 = xs[0] - ox, ys[0] - oy
     valid = (x0, y0, x0 + len(xs) * out, y0 + len(ys) * out)
+    starts = [(py - oy, px - ox) for py in ys for px in xs]
+    pred = predict_patches(model, rgb, starts, batch_size=batch_size, device=device,
+                           calibration=calibration)  # fmt: skip
+    maps = np.zeros((pred.shape[1], valid[3] - valid[1], valid[2] - valid[0]), np.float32)
+    for (ly, lx), p in zip(starts, pred, strict=True):
+        maps[:, ly - y0 : ly - y0 + out, lx - x0 : lx - x0 + out] = p
+    return maps, valid
+
+
+_N_MAPS: dict[int, int] = {}
+
+
+def n_maps(model: DenseModel) -> int:
+    """How many maps the network outputs (one forward pass of a noise patch, once per model
+    and process)."""
+    key = id(model)
+    if key not in _N_MAPS:
+        size = model.spec.input_size
+        rng = np.random.default_rng(0)  # any image with a range: some inputs need calibrating
+        patch = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+        calibration = model.calibrate(patch[0], np.ones((size, size), bool))
+        device = pick_device()
+        _ready(model, device)
+        with torch.inference_mode():
+            y = model.forward(model.preprocess(patch, calibration).to(device))
+        _N_MAPS[key] = int(y.shape[1])
+    return _N_MAPS[key]
+
+
+#: What maps are kept as between the network and post-processing: the pipeline stores them in
+#: the slide's scratch Zarr at this precision, and every other path rounds them the same way,
+#: so a map value is the same whether it went through the store or not.
+MAPS_DTYPE = np.float16
+
+
+def predict_patches(
+    model: DenseModel,
+    rgb: np.ndarray,
+    starts: list[tuple[int, int]],
+    *,
+    batch_size: int = 8,
+    device: torch.device | None = None,
+    calibration: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """(N, K, out, out) float32 maps (rounded through :data:`MAPS_DTYPE`) of the output
+    patches whose top-left corners are ``starts`` = [(y, x), ...] in ``rgb``'s coordinates;
+    each reads ``margin`` px around it, which ``rgb`` must hold."""
     device = device or pick_device()
     _ready(model, device)
-    starts = [(py - oy, px - ox) for py in ys for px in xs]
-    maps: np.ndarray | None = None
-    for batch_starts, batch in _batches(model, rgb, starts, batch_size, calibration):
-        pred = _run(model, batch, device)
-        if maps is None:
-            maps = np.zeros((pred.shape[1], valid[3] - valid[1], valid[2] - valid[0]), np.float32)
-        for (ly, lx), p in zip(batch_starts, pred, strict=False):
-            maps[:, ly - y0 : ly - y0 + out, lx - x0 : lx - x0 + out] = p
-    assert maps is not None  # at least one patch exists here
-    return maps, valid
+    if not starts:
+        return np.zeros((0, n_maps(model), model.spec.output_size, model.spec.output_size))
+    parts = [_run(model, batch, device) for _, batch in _batches(
+        model, rgb, starts, batch_size, calibration)]  # fmt: skip
+    pred = np.concatenate(parts)[: len(starts)]
+    return pred.astype(MAPS_DTYPE).astype(np.float32)
 
 
 def predict_image(

@@ -28,7 +28,7 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 
-from nucscale.cluster import gpu_workers
+from nucscale.cluster import cpu_workers, gpu_workers
 from nucscale.config import Settings
 from nucscale.errors import NucscaleError
 from nucscale.pipeline._guard import Guarded, refused
@@ -39,7 +39,9 @@ from nucscale.pipeline._tasks import (
     SlideResult,
     finalize_slide,
     finished_with,
+    forward_tile,
     ingest_tile,
+    instances_tile,
     paint_chunk,
     segment_tile,
 )
@@ -86,54 +88,75 @@ def _now() -> str:
 
 
 def _submit_slide(
-    client: Client, plan: SlidePlan, plan_f: Future, gpu: bool = False
+    client: Client,
+    plan: SlidePlan,
+    plan_f: Future,
+    gpu: bool = False,
+    cpu_only: list[str] | None = None,
 ) -> tuple[list[Future], Future]:
     """Submit the tile graph of one planned slide; returns (all futures, the finalize future).
 
     Tasks receive the plan as its future (``plan_f``), so the plan travels to each worker once
-    instead of being pickled into every task. With ``gpu``, segment tasks of a network
-    segmenter carry a ``GPU`` resource annotation, so only GPU workers take them.
+    instead of being pickled into every task. A dense network runs in two stages: ``forward``
+    tasks compute each patch's maps once into the maps store, ``instances`` tasks turn a
+    window's stored maps into nuclei. With ``gpu``, forward tasks carry a ``GPU`` resource
+    annotation, so only GPU workers run the network; every other task prefers the workers
+    without a GPU (``cpu_only``, a loose restriction: they run on GPU workers' spare threads
+    only when no CPU worker is left), so the device never waits behind post-processing.
     """
     tag = f"{plan.slide_id}-{plan.key}"
     grid = plan.grid
-    read = set(plan.ingest_tiles())
 
     def submit(fn: Any, stage: str, tile: tuple[int, int], *deps: Any) -> Future:
         key = f"{stage}-{tag}-{tile[0]}-{tile[1]}"
         extra: dict[str, Any] = {}
-        if gpu and stage == "segment" and plan.accelerated:
+        if gpu and (stage == "forward" or (stage == "segment" and plan.accelerated)):
             extra["resources"] = {"GPU": 1}
+        elif gpu and cpu_only:
+            extra.update(workers=cpu_only, allow_other_workers=True)
         return client.submit(Guarded(fn), plan_f, *tile, *deps, key=key, retries=RETRIES, **extra)
 
-    ingest = {t: submit(ingest_tile, "ingest", t) for t in sorted(read)}
-    segment = {
-        t: submit(
-            segment_tile,
-            "segment",
-            t,
-            *[ingest[n] for n in grid.neighbours(*t, grid.reach) if n in read],
-        )
-        for t in plan.tiles
-    }
+    def around(t: tuple[int, int], reach: int, done: dict[tuple[int, int], Future]) -> list:
+        return [done[n] for n in grid.neighbours(*t, reach) if n in done]
+
+    ingest = {t: submit(ingest_tile, "ingest", t) for t in plan.ingest_tiles()}
+    forward: dict[tuple[int, int], Future] = {}
+    if plan.dense:
+        forward = {
+            t: submit(forward_tile, "forward", t, *around(t, plan.input_reach, ingest))
+            for t in plan.forward_tiles()
+        }
+        segment = {
+            t: submit(
+                instances_tile,
+                "instances",
+                t,
+                *around(t, grid.reach, forward),
+                *around(t, grid.reach, ingest),
+            )
+            for t in plan.tiles
+        }
+    else:
+        segment = {
+            t: submit(segment_tile, "segment", t, *around(t, grid.reach, ingest))
+            for t in plan.tiles
+        }
     paint = [
-        submit(
-            paint_chunk,
-            "paint",
-            t,
-            *[segment[n] for n in grid.neighbours(*t, grid.reach) if n in segment],
-        )
-        for t in plan.paint_tiles()
+        submit(paint_chunk, "paint", t, *around(t, grid.reach, segment)) for t in plan.paint_tiles()
     ]
+    extra = {"workers": cpu_only, "allow_other_workers": True} if gpu and cpu_only else {}
     final = client.submit(
         Guarded(finalize_slide),
         plan_f,
         list(ingest.values()),
         list(segment.values()),
         paint,
+        list(forward.values()),
         key=f"finalize-{tag}",
         retries=RETRIES,
+        **extra,
     )
-    return [*ingest.values(), *segment.values(), *paint, final], final
+    return [*ingest.values(), *forward.values(), *segment.values(), *paint, final], final
 
 
 def _is_done(row: ManifestRow, key: str, out: Path) -> bool:
@@ -237,6 +260,7 @@ def _run_slides(
     pending = as_completed()
     limit = max_active_slides(client)
     use_gpu = gpu_workers(client) > 0
+    cpu_only = cpu_workers(client) if use_gpu else []
     finished, known = 0, 0
 
     def start_next() -> None:
@@ -247,9 +271,15 @@ def _run_slides(
             state[s.inp.slide_id] = s
             info = {"command": command, "started": s.started_at}
             fut = client.submit(
-                Guarded(make_plan), s.inp, settings, str(out), s.key, info,
-                key=f"plan-{s.inp.slide_id}-{s.key}", retries=RETRIES,
-            )  # fmt: skip
+                Guarded(make_plan),
+                s.inp,
+                settings,
+                str(out),
+                s.key,
+                info,
+                key=f"plan-{s.inp.slide_id}-{s.key}",
+                retries=RETRIES,
+            )
             s.tasks.append(fut)
             kinds[fut.key] = ("plan", s.inp.slide_id)
             pending.add(fut)
@@ -280,7 +310,7 @@ def _run_slides(
             close(s, _failed(s, _exception(fut)))
         elif s is not None and kind == "plan":
             s.plan = fut.result()
-            tasks, final = _submit_slide(client, s.plan, fut, gpu=use_gpu)
+            tasks, final = _submit_slide(client, s.plan, fut, gpu=use_gpu, cpu_only=cpu_only)
             s.tasks.extend(tasks)
             for t in tasks:
                 kinds[t.key] = ("tile", sid)

@@ -20,6 +20,8 @@ from nucscale import __version__
 from nucscale.config import Settings
 from nucscale.errors import ConfigError, MissingPixelSizeError, SlideNotFoundError
 from nucscale.infer import Calibration, Segmenter, get_segmenter
+from nucscale.infer._dense import DenseSegmenter
+from nucscale.infer._engine import n_maps, patch_starts
 from nucscale.infer._registry import accepts
 from nucscale.io import ReadOptions, Slide, open_slide
 from nucscale.io._options import DEFAULT
@@ -31,6 +33,7 @@ from nucscale.tiling import (
     TileGrid,
     TissueMap,
     choose_level,
+    create_maps_store,
     create_tile_store,
     detect_modality,
     keep_region,
@@ -132,6 +135,10 @@ class SlidePlan:
     options: ReadOptions = DEFAULT  # the user's read choices; workers open the slide with them
     #: the tissue rule: a nucleus is kept when its centroid lies in tissue (None: keep all)
     tissue: TissueMap | None = None
+    #: a dense network's maps: how many, and its patch (output size, margin, and how far
+    #: beyond the tissue region its maps are needed); 0 maps: a one-stage segmenter
+    n_maps: int = 0
+    patch: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def work(self) -> Path:
@@ -175,8 +182,43 @@ class SlidePlan:
         """Tiles read into the tile store: the tissue tiles and those their halos reach, so
         every segmented window holds the slide's own pixels, never padding where a
         neighbouring tile happens to hold no tissue (which would make the nuclei depend on the
-        tile size)."""
-        return self._reached()
+        tile size); for a dense network also what its forward tiles' patches read."""
+        cells = set(self._reached())
+        reach = self.input_reach
+        for t in self.forward_tiles():
+            cells.update(self.grid.neighbours(*t, reach))
+        return sorted(cells)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the slide runs the two-stage graph (forward maps, then instances)."""
+        return self.n_maps > 0
+
+    @property
+    def maps_store(self) -> Path:
+        return self.fragments / "maps.zarr"
+
+    @property
+    def input_reach(self) -> int:
+        """Tiles around a forward tile whose pixels its patches read."""
+        out, margin, _ = self.patch
+        return max(1, -(-(out + margin) // self.grid.tile)) if self.dense else 0
+
+    def forward_patches(self, row: int, col: int) -> list[tuple[int, int]]:
+        """Global (y, x) starts of the patches tile (row, col) computes: those starting in its
+        core, near tissue (on the fixed tissue grid: tile-independent). Empty for a one-stage
+        segmenter."""
+        if not self.dense:
+            return []
+        out, _, grow = self.patch
+        starts = patch_starts(self.grid.core(row, col), (self.grid.width, self.grid.height), out)
+        if self.tissue is None:
+            return starts
+        return [(y, x) for y, x in starts if self.tissue.touches(x, y, x + out, y + out, grow)]
+
+    def forward_tiles(self) -> list[tuple[int, int]]:
+        """Tiles with patches to compute, among those the segmented windows reach."""
+        return [t for t in self._reached() if self.forward_patches(*t)]
 
 
 def read_provenance(slide: Slide) -> dict[str, str]:
@@ -274,6 +316,11 @@ def make_plan(
         keep = keep_region(mask, thumb_ds * mpp0)
         tiles = tuple(tissue_tiles(grid, keep, mask_scale))
         tissue = None if settings.tissue == "none" else TissueMap(keep, mask_scale)
+        maps, patch = 0, (0, 0, 0)
+        if isinstance(segmenter, DenseSegmenter):
+            model = segmenter.model
+            grow = model.max_nucleus_diameter + model.postprocess_context
+            maps, patch = n_maps(model), (model.spec.output_size, model.spec.margin, grow)
         calibration = segmenter.calibrate(thumb, mask)
         provenance = {
             "modality": modality,
@@ -307,6 +354,8 @@ def make_plan(
             save_image=settings.save_image,
             options=inp.options,
             tissue=tissue,
+            n_maps=maps,
+            patch=patch,
         )
     _prepare_work(plan)
     return _with_time(plan, time.perf_counter() - t0)
@@ -333,6 +382,10 @@ def _prepare_work(plan: SlidePlan) -> None:
     fill = 0 if plan.modality == "fluorescence" else 255  # the background of the modality
     create_tile_store(plan.tile_store, (c.height, c.width), plan.grid.tile, attrs, fill)
     plan.fragments.mkdir(parents=True, exist_ok=True)
+    if plan.dense:
+        out = plan.patch[0]
+        shape = (-(-c.height // out) * out, -(-c.width // out) * out)
+        create_maps_store(plan.maps_store, plan.n_maps, shape, out, {"settings_key": plan.key})
     if not (plan.labels_store / "0" / "zarr.json").exists():
         create_label_image(
             plan.labels_store,

@@ -23,6 +23,8 @@ import zarr
 
 from nucscale import __version__
 from nucscale.features import NUCLEUS_SCHEMA, measure
+from nucscale.infer import Segmentation
+from nucscale.infer._dense import DenseSegmenter
 from nucscale.pipeline._plan import SlidePlan
 from nucscale.stitch import crop_to_content, owned_instances, paint, relabel_owned
 from nucscale.store import (
@@ -38,7 +40,16 @@ from nucscale.store import (
     write_image,
     write_nuclei,
 )
-from nucscale.tiling import Box, chunk_exists, read_analysis_region, read_window, write_tile
+from nucscale.tiling import (
+    Box,
+    chunk_exists,
+    maps_done,
+    read_analysis_region,
+    read_maps,
+    read_window,
+    write_patches,
+    write_tile,
+)
 
 #: Stages of a segment task, in order (seconds of each are reported per tile and summed).
 SEGMENT_STAGES = ("read_s", "model_s", "postprocess_s", "features_s", "fragment_s")
@@ -89,7 +100,8 @@ def ingest_tile(plan: SlidePlan, row: int, col: int) -> float:
 
 
 def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileStats:
-    """Segment tile (row, col) with its halo, keep the nuclei it owns, measure them.
+    """Segment tile (row, col) with its halo (a one-stage segmenter: the classical baseline),
+    keep the nuclei it owns, measure them.
 
     Writes ``<stem>.npz`` (owned nucleus ids over their bounding box) then ``<stem>.parquet``
     (the feature fragment); the Parquet file is the tile's completion marker.
@@ -99,14 +111,67 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
         return TileStats(pq.read_metadata(frag).num_rows, 0.0, reused=True)
     t0 = time.perf_counter()
     grid = plan.grid
-    window, core = grid.window(row, col), grid.core(row, col)
+    window = grid.window(row, col)
     rgb = read_window(plan.tile_store, window)
-    segmenter = plan.segmenter_instance()
     t1 = time.perf_counter()
-    seg = segmenter.segment(
+    seg = plan.segmenter_instance().segment(
         rgb, plan.calibration, (window.x0, window.y0), (grid.width, grid.height)
     )
     t2 = time.perf_counter()
+    n, t3 = _own_measure_write(plan, row, col, seg, rgb)
+    stages = (t1 - t0, seg.model_s, t2 - t1 - seg.model_s, t3 - t2, time.perf_counter() - t3)
+    return TileStats(n, time.perf_counter() - t0, stages=stages)
+
+
+def forward_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileStats:
+    """Run the network over the patches of tile (row, col) (:meth:`SlidePlan.forward_patches`)
+    and write their maps to the slide's maps store: each output pixel is computed once, by
+    the one tile its patch starts in. The only task that needs a GPU."""
+    if maps_done(plan.maps_store, row, col):
+        return TileStats(0, 0.0)
+    t0 = time.perf_counter()
+    starts = plan.forward_patches(row, col)
+    segmenter = plan.segmenter_instance()
+    assert isinstance(segmenter, DenseSegmenter)
+    box = segmenter.input_box(starts)
+    rgb = read_window(plan.tile_store, box)
+    t1 = time.perf_counter()
+    maps = segmenter.forward(rgb, (box.x0, box.y0), starts, plan.calibration)
+    t2 = time.perf_counter()
+    write_patches(plan.maps_store, row, col, starts, maps)
+    t3 = time.perf_counter()
+    return TileStats(0, t3 - t0, stages=(t1 - t0, t2 - t1, 0.0, 0.0, t3 - t2))
+
+
+def instances_tile(plan: SlidePlan, row: int, col: int, *ready: Any) -> TileStats:
+    """Instances of tile (row, col) from the stored maps of its window (halo included), then
+    ownership, measures and fragments as :func:`segment_tile`; no network runs here."""
+    frag = plan.fragments / f"{_stem(row, col)}.parquet"
+    if frag.exists():
+        return TileStats(pq.read_metadata(frag).num_rows, 0.0, reused=True)
+    t0 = time.perf_counter()
+    grid = plan.grid
+    window = grid.window(row, col)
+    segmenter = plan.segmenter_instance()
+    assert isinstance(segmenter, DenseSegmenter)
+    valid = segmenter.valid_box(window, (grid.width, grid.height))
+    maps = read_maps(plan.maps_store, valid) if valid is not None else np.zeros((0, 0, 0))
+    rgb = read_window(plan.tile_store, window)
+    t1 = time.perf_counter()
+    seg = segmenter.instances(maps, valid, window)
+    t2 = time.perf_counter()
+    n, t3 = _own_measure_write(plan, row, col, seg, rgb)
+    stages = (t1 - t0, 0.0, t2 - t1, t3 - t2, time.perf_counter() - t3)
+    return TileStats(n, time.perf_counter() - t0, stages=stages)
+
+
+def _own_measure_write(
+    plan: SlidePlan, row: int, col: int, seg: Segmentation, rgb: np.ndarray
+) -> tuple[int, float]:
+    """Keep the nuclei tile (row, col) owns (and the tissue rule keeps), measure them, write
+    the tile's fragments; returns (nuclei, the time the writing started)."""
+    grid = plan.grid
+    window, core = grid.window(row, col), grid.core(row, col)
     labels, view = seg.labels, window
     if seg.valid is not None:  # a dense model covers whole patches of its grid only
         x0, y0, x1, y1 = seg.valid
@@ -126,7 +191,7 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
         tile_row=np.full(n, row, np.int32),
         tile_col=np.full(n, col, np.int32),
         type=types.astype(np.int16),
-        type_name=_type_names(types, segmenter.type_names),
+        type_name=_type_names(types, plan.segmenter_instance().type_names),
         type_prob=(seg.probs[owned.labels - 1] if n else np.zeros(0)).astype(np.float32),
     )
     table = pa.Table.from_pydict({k: cols[k] for k in NUCLEUS_SCHEMA.names}, schema=NUCLEUS_SCHEMA)
@@ -134,10 +199,9 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     box, ids = crop_to_content(view, relabel_owned(labels, owned))
     npz = plan.fragments / f"{_stem(row, col)}.npz"
     atomic_write(npz, lambda tmp: _save_npz(tmp, box, ids))
+    frag = plan.fragments / f"{_stem(row, col)}.parquet"
     atomic_write(frag, lambda tmp: pq.write_table(table, tmp))
-    t4 = time.perf_counter()
-    stages = (t1 - t0, seg.model_s, t2 - t1 - seg.model_s, t3 - t2, t4 - t3)
-    return TileStats(n, t4 - t0, stages=stages)
+    return n, t3
 
 
 def _type_names(types: np.ndarray, names: Mapping[int, str]) -> pa.Array:
@@ -191,7 +255,11 @@ def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> f
 
 
 def finalize_slide(
-    plan: SlidePlan, ingested: list[float], segmented: list[TileStats], painted: list[float]
+    plan: SlidePlan,
+    ingested: list[float],
+    segmented: list[TileStats],
+    painted: list[float],
+    forwarded: list[TileStats] | None = None,
 ) -> SlideResult:
     """Assemble the slide's table, label pyramid (and image) and move them into place.
 
@@ -206,10 +274,11 @@ def finalize_slide(
     out = Path(plan.out)
     final = nuclei_path(out, plan.slide_id)
     labels = labels_path(out, plan.slide_id)
+    work = [*segmented, *(forwarded or [])]  # a dense network's forward tasks count as segment
     stats: dict[str, Any] = {
         "ingest_s": float(sum(ingested)),
-        "segment_s": float(sum(s.seconds for s in segmented)),
-        "stages": tuple(float(sum(v)) for v in zip(*(s.stages for s in segmented), strict=True))
+        "segment_s": float(sum(s.seconds for s in work)),
+        "stages": tuple(float(sum(v)) for v in zip(*(s.stages for s in work), strict=True))
         or (0.0,) * len(SEGMENT_STAGES),
         "paint_s": float(sum(p or 0.0 for p in painted)),
     }

@@ -1,6 +1,7 @@
 """Tissue detection, the tile grid, resampling to the analysis pixel size, the Zarr tile store."""
 
 from nucscale.tiling._grid import Box, LevelChoice, TileGrid, choose_level, tissue_tiles
+from nucscale.tiling._maps import create_maps_store, maps_done, read_maps, write_patches
 from nucscale.tiling._resample import read_analysis_region
 from nucscale.tiling._store import chunk_exists, create_tile_store, read_window, write_tile
 from nucscale.tiling._tissue import (
@@ -23,16 +24,20 @@ __all__ = [
     "TissueMap",
     "choose_level",
     "chunk_exists",
+    "create_maps_store",
     "create_tile_store",
     "detect_modality",
     "keep_region",
     "low_res_image",
+    "maps_done",
     "optical_density",
     "read_analysis_region",
+    "read_maps",
     "read_window",
     "tissue_area_mm2",
     "tissue_mask",
     "tissue_mask_for",
     "tissue_tiles",
+    "write_patches",
     "write_tile",
 ]

@@ -10,7 +10,6 @@ current run is replaced.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any, cast
@@ -20,9 +19,9 @@ import zarr
 
 from nucscale.io._base import PAD_VALUE
 from nucscale.tiling._grid import Box
+from nucscale.tiling._markers import is_done, mark_done
 
 _CONFIG: Any = {"write_empty_chunks": True}  # a tile of pure background is still a tile
-_DONE = "done"
 
 
 def create_tile_store(
@@ -56,7 +55,7 @@ def create_tile_store(
 
 def chunk_exists(path: Path, row: int, col: int) -> bool:
     """Whether tile (row, col) has been ingested completely (its completion marker exists)."""
-    return (path / _DONE / f"{row}_{col}").exists()
+    return is_done(path, row, col)
 
 
 def write_tile(path: Path, box: Box, rgb: np.ndarray) -> None:
@@ -64,11 +63,7 @@ def write_tile(path: Path, box: Box, rgb: np.ndarray) -> None:
     arr = zarr.open_array(str(path), mode="r+", config=_CONFIG)
     arr[box.y0 : box.y1, box.x0 : box.x1, :] = rgb
     chunk = cast(tuple[int, ...], arr.chunks)
-    marker = path / _DONE / f"{box.y0 // chunk[0]}_{box.x0 // chunk[1]}"
-    marker.parent.mkdir(exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(b"")
-    os.replace(tmp, marker)
+    mark_done(path, box.y0 // chunk[0], box.x0 // chunk[1])
 
 
 def read_window(path: Path, box: Box) -> np.ndarray:

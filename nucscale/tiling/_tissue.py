@@ -156,3 +156,15 @@ class TissueMap:
         col = np.clip(np.floor((np.asarray(cx) + 0.5) / self.scale).astype(np.int64), 0, mw - 1)
         row = np.clip(np.floor((np.asarray(cy) + 0.5) / self.scale).astype(np.int64), 0, mh - 1)
         return np.asarray(self.mask[row, col], dtype=bool)
+
+    def touches(self, x0: int, y0: int, x1: int, y1: int, grow: int) -> bool:
+        """Whether the box [x0, x1) x [y0, y1) of analysis pixels, grown by ``grow`` px on
+        each side, overlaps a tissue cell (outward rounding: a fraction of a cell counts)."""
+        mh, mw = self.mask.shape
+        cx0, cy0 = (
+            max(0, math.floor((x0 - grow) / self.scale)),
+            max(0, math.floor((y0 - grow) / self.scale)),
+        )
+        cx1 = min(mw, math.ceil((x1 + grow) / self.scale) + 1)
+        cy1 = min(mh, math.ceil((y1 + grow) / self.scale) + 1)
+        return bool(self.mask[cy0:cy1, cx0:cx1].any())

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,58 +65,38 @@ def _dask_bin(name: str) -> str:
     return found
 
 
-@pytest.fixture
-def dask_cluster(tmp_path: Path) -> Iterator[str]:
-    """`dask scheduler` + 2 `dask worker` processes on 127.0.0.1; yields the address."""
+@contextmanager
+def real_dask(tmp_path: Path, workers: list[list[str]]) -> Iterator[str]:
+    """`dask scheduler` and one `dask worker` process per entry of ``workers`` (its extra
+    arguments, e.g. ``["--resources", "GPU=1"]``) on 127.0.0.1; yields the address."""
     port = _free_port()
     addr = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     dask = _dask_bin("dask")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     procs = [
         subprocess.Popen(
-            [
-                dask,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dashboard-address",
-                ":0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+             "--dashboard-address", ":0"],
+            **quiet,  # type: ignore[call-overload]
         )
-    ]
+    ]  # fmt: skip
     try:
-        for i in range(2):
+        for i, extra in enumerate(workers):
             procs.append(
                 subprocess.Popen(
-                    [
-                        dask,
-                        "worker",
-                        addr,
-                        "--nthreads",
-                        "1",
-                        "--name",
-                        f"w{i}",
-                        "--local-directory",
-                        str(tmp_path / f"w{i}"),
-                        "--no-dashboard",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=env,
+                    [dask, "worker", addr, "--nthreads", "1", "--name", f"w{i}",
+                     "--local-directory", str(tmp_path / f"w{i}"), "--no-dashboard", *extra],
+                    **quiet,  # type: ignore[call-overload]
                 )
-            )
+            )  # fmt: skip
         from distributed import Client
 
         deadline = time.monotonic() + 60
         while True:
             try:
                 with Client(addr, timeout="5s") as c:
-                    c.wait_for_workers(2, timeout=30)
+                    c.wait_for_workers(len(workers), timeout=30)
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -130,6 +111,19 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture
+def start_dask() -> Callable[[Path, list[list[str]]], AbstractContextManager[str]]:
+    """:func:`real_dask`, for tests that choose their workers' arguments."""
+    return real_dask
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    """`dask scheduler` + 2 `dask worker` processes on 127.0.0.1; yields the address."""
+    with real_dask(tmp_path, [[], []]) as addr:
+        yield addr
 
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]

@@ -1,0 +1,71 @@
+"""The maps store: a dense network's output maps for a slide, in its scratch space.
+
+The network runs once per output patch of its global grid (a *forward* task per tile computes
+the patches that start in its core) and writes each patch's maps as exactly one chunk of a Zarr
+v3 array of shape (K, H, W) (H, W: the analysis image rounded up to whole patches), so tasks
+never write the same chunk. The *instances* task of a tile then reads its window's maps, halo
+included, from here: no neighbour computes them again. Maps are kept as float16 (the engine
+rounds maps the same way on every path, :data:`nucscale.infer._engine.MAPS_DTYPE`); a patch not
+computed (no tissue near it) reads as 0, which every model's post-processing takes as
+background. A forward task's completion marker ``done/<row>_<col>`` is created by an atomic
+rename after its last chunk; a rerun skips exactly the tiles that have one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from nucscale.tiling._grid import Box
+from nucscale.tiling._markers import is_done, mark_done
+
+
+def create_maps_store(
+    path: Path, n_maps: int, shape: tuple[int, int], patch: int, attrs: dict[str, Any]
+) -> None:
+    """Create (or reuse, when the geometry and ``attrs`` match) the store at ``path``."""
+    full = (n_maps, *shape)
+    if (path / "zarr.json").exists():
+        try:
+            existing = zarr.open_array(str(path), mode="r")
+            if dict(existing.attrs) == attrs and existing.shape == full:
+                return
+        except (ValueError, KeyError, OSError):
+            pass
+        shutil.rmtree(path)
+    zarr.create_array(
+        str(path),
+        shape=full,
+        chunks=(n_maps, patch, patch),
+        dtype="float16",
+        fill_value=0.0,
+        attributes=attrs,
+        dimension_names=("k", "y", "x"),
+    )
+
+
+def maps_done(path: Path, row: int, col: int) -> bool:
+    """Whether the forward task of tile (row, col) finished (its marker exists)."""
+    return is_done(path, row, col)
+
+
+def write_patches(
+    path: Path, row: int, col: int, starts: list[tuple[int, int]], maps: np.ndarray
+) -> None:
+    """Write each patch's maps (``maps[i]`` at global top-left ``starts[i]`` = (y, x), one
+    whole chunk each), then mark tile (row, col) complete."""
+    arr = zarr.open_array(str(path), mode="r+")
+    out = maps.shape[-1]
+    for (y, x), m in zip(starts, maps, strict=True):
+        arr[:, y : y + out, x : x + out] = m.astype(np.float16)
+    mark_done(path, row, col)
+
+
+def read_maps(path: Path, box: Box) -> np.ndarray:
+    """(K, h, w) float32 maps over ``box`` (global analysis pixels, inside the store)."""
+    arr = zarr.open_array(str(path), mode="r")
+    return np.asarray(arr[:, box.y0 : box.y1, box.x0 : box.x1], dtype=np.float32)
