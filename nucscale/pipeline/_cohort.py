@@ -1,12 +1,8 @@
 """Submitting a cohort to a Dask cluster and collecting one manifest row per slide.
 
 All slides go to the cluster together: first each slide's plan task (it opens the slide on a
-worker), then, as each plan arrives, that slide's tile graph::
-
-    ingest(r, c) ─▶ segment(r, c) [needs ingest of its neighbours] ─▶ paint(r, c) ─▶ finalize
-
-Task keys are ``<stage>-<slide_id>-<settings key>-<row>-<col>``: deterministic, so a task that
-is resubmitted while still known to the scheduler is not run twice. A failing task fails only
+worker), then, as each plan arrives, that slide's tile graph (:func:`slide_graph`, built as plain
+data by :mod:`nucscale.pipeline._graph`). A failing task fails only
 its slide; the error (one line naming the file) goes into the manifest and the rest continue.
 
 Retries: a task that raises is retried (:data:`RETRIES`), except for input errors, which every
@@ -31,20 +27,11 @@ from distributed import Client, Future, as_completed
 from nucscale.cluster import cpu_workers, gpu_workers
 from nucscale.config import Settings
 from nucscale.errors import NucscaleError
+from nucscale.pipeline._graph import slide_graph
 from nucscale.pipeline._guard import Guarded, refused
 from nucscale.pipeline._inputs import RejectedInput, SlideInput
 from nucscale.pipeline._plan import SlidePlan, make_plan, settings_key
-from nucscale.pipeline._tasks import (
-    SEGMENT_STAGES,
-    SlideResult,
-    finalize_slide,
-    finished_with,
-    forward_tile,
-    ingest_tile,
-    instances_tile,
-    paint_chunk,
-    segment_tile,
-)
+from nucscale.pipeline._tasks import SEGMENT_STAGES, SlideResult, finished_with
 from nucscale.store import (
     ManifestRow,
     ManifestWriter,
@@ -94,69 +81,29 @@ def _submit_slide(
     gpu: bool = False,
     cpu_only: list[str] | None = None,
 ) -> tuple[list[Future], Future]:
-    """Submit the tile graph of one planned slide; returns (all futures, the finalize future).
+    """Submit the slide's graph (:func:`slide_graph`); returns (all futures, finalize's).
 
     Tasks receive the plan as its future (``plan_f``), so the plan travels to each worker once
-    instead of being pickled into every task. A dense network runs in two stages: ``forward``
-    tasks compute each patch's maps once into the maps store, ``instances`` tasks turn a
-    window's stored maps into nuclei. With ``gpu``, forward tasks carry a ``GPU`` resource
-    annotation, so only GPU workers run the network; every other task prefers the workers
-    without a GPU (``cpu_only``, a loose restriction: they run on GPU workers' spare threads
-    only when no CPU worker is left), so the device never waits behind post-processing.
+    instead of being pickled into every task. With ``gpu``, tasks that need a GPU carry the
+    ``GPU`` resource, so only GPU workers run the network; every other task prefers the
+    workers without a GPU (``cpu_only``, a loose restriction: GPU workers' spare threads take
+    them only when no CPU worker is left), so the device never waits behind post-processing.
     """
-    tag = f"{plan.slide_id}-{plan.key}"
-    grid = plan.grid
-
-    def submit(fn: Any, stage: str, tile: tuple[int, int], *deps: Any) -> Future:
-        key = f"{stage}-{tag}-{tile[0]}-{tile[1]}"
+    futures: dict[str, Future] = {}
+    for spec in slide_graph(plan):
         extra: dict[str, Any] = {}
-        if gpu and (stage == "forward" or (stage == "segment" and plan.accelerated)):
+        if gpu and spec.gpu:
             extra["resources"] = {"GPU": 1}
         elif gpu and cpu_only:
             extra.update(workers=cpu_only, allow_other_workers=True)
-        return client.submit(Guarded(fn), plan_f, *tile, *deps, key=key, retries=RETRIES, **extra)
-
-    def around(t: tuple[int, int], reach: int, done: dict[tuple[int, int], Future]) -> list:
-        return [done[n] for n in grid.neighbours(*t, reach) if n in done]
-
-    ingest = {t: submit(ingest_tile, "ingest", t) for t in plan.ingest_tiles()}
-    forward: dict[tuple[int, int], Future] = {}
-    if plan.dense:
-        forward = {
-            t: submit(forward_tile, "forward", t, *around(t, plan.input_reach, ingest))
-            for t in plan.forward_tiles()
-        }
-        segment = {
-            t: submit(
-                instances_tile,
-                "instances",
-                t,
-                *around(t, grid.reach, forward),
-                *around(t, grid.reach, ingest),
-            )
-            for t in plan.tiles
-        }
-    else:
-        segment = {
-            t: submit(segment_tile, "segment", t, *around(t, grid.reach, ingest))
-            for t in plan.tiles
-        }
-    paint = [
-        submit(paint_chunk, "paint", t, *around(t, grid.reach, segment)) for t in plan.paint_tiles()
-    ]
-    extra = {"workers": cpu_only, "allow_other_workers": True} if gpu and cpu_only else {}
-    final = client.submit(
-        Guarded(finalize_slide),
-        plan_f,
-        list(ingest.values()),
-        list(segment.values()),
-        paint,
-        list(forward.values()),
-        key=f"finalize-{tag}",
-        retries=RETRIES,
-        **extra,
-    )
-    return [*ingest.values(), *forward.values(), *segment.values(), *paint, final], final
+        if spec.tile is None:  # finalize: lists of results
+            args: list[Any] = [[futures[k] for k in group] for group in spec.groups]
+        else:
+            args = [*spec.tile, *(futures[k] for k in spec.deps)]
+        futures[spec.key] = client.submit(
+            Guarded(spec.fn), plan_f, *args, key=spec.key, retries=RETRIES, **extra
+        )
+    return list(futures.values()), futures[spec.key]
 
 
 def _is_done(row: ManifestRow, key: str, out: Path) -> bool:

@@ -1,0 +1,68 @@
+"""The slide graph as data (no cluster): stages, dependencies and where each task may run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nucscale.config import Settings
+from nucscale.pipeline import resolve_inputs
+from nucscale.pipeline._graph import TaskSpec, slide_graph
+from nucscale.pipeline._plan import SlidePlan, make_plan, settings_key
+
+
+def _plan(slide: Path, out: Path, settings: Settings) -> SlidePlan:
+    inp = resolve_inputs([str(slide)])[0][0]
+    return make_plan(inp, settings, str(out), settings_key(inp, settings))
+
+
+@pytest.fixture(scope="module")
+def crop(cmu1_crop_tiff: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tissue on the left, glass on the right: some tiles hold no patch to compute."""
+    return cmu1_crop_tiff(tmp_path_factory.mktemp("graph") / "crop.tif", 0, 1400, 1600, 900)
+
+
+def _check_order(specs: list[TaskSpec]) -> dict[str, TaskSpec]:
+    seen: dict[str, TaskSpec] = {}
+    for s in specs:
+        assert s.key not in seen, s.key
+        for dep in (*s.deps, *(k for g in s.groups for k in g)):
+            assert dep in seen, (s.key, dep)  # dependencies come first
+        seen[s.key] = s
+    return seen
+
+
+def test_a_network_runs_once_per_patch_and_alone_on_the_gpu(crop: Path, tmp_path: Path) -> None:
+    plan = _plan(crop, tmp_path, Settings(tile=256))  # the default U-Net
+    specs = slide_graph(plan)
+    by_key = _check_order(specs)
+    stages = {s.stage for s in specs}
+    assert stages == {"ingest", "forward", "instances", "paint", "finalize"}
+    forward = [s for s in specs if s.stage == "forward"]
+    assert all(s.gpu for s in forward) and not any(s.gpu for s in specs if s.stage != "forward")
+    # each patch of the slide is computed by exactly one forward task
+    patches = [p for s in forward if s.tile for p in plan.forward_patches(*s.tile)]
+    assert len(patches) == len(set(patches))
+    reached = set(plan.paint_tiles())
+    assert {s.tile for s in forward} < reached  # glass tiles far from tissue compute nothing
+    for s in specs:
+        if s.stage == "instances":
+            assert s.tile is not None
+            near = set(plan.grid.neighbours(*s.tile, plan.grid.reach))
+            wanted = {f.key for f in forward if f.tile in near}
+            assert wanted <= set(s.deps), s.key  # every forward task whose maps it reads
+            assert all(by_key[d].stage in ("forward", "ingest") for d in s.deps)
+    final = specs[-1]
+    assert final.stage == "finalize" and final.tile is None
+    assert set(final.groups[3]) == {s.key for s in forward}
+
+
+def test_a_classical_segmenter_has_one_stage(crop: Path, tmp_path: Path) -> None:
+    plan = _plan(crop, tmp_path, Settings(segmenter="baseline", tile=256))
+    specs = slide_graph(plan)
+    _check_order(specs)
+    assert {s.stage for s in specs} == {"ingest", "segment", "paint", "finalize"}
+    assert not any(s.gpu for s in specs)
+    assert {s.tile for s in specs if s.stage == "segment"} == set(plan.tiles)
