@@ -85,9 +85,10 @@ def _submit_slide(
 
     Tasks receive the plan as its future (``plan_f``), so the plan travels to each worker once
     instead of being pickled into every task. With ``gpu``, tasks that need a GPU carry the
-    ``GPU`` resource, so only GPU workers run the network; every other task prefers the
-    workers without a GPU (``cpu_only``, a loose restriction: GPU workers' spare threads take
-    them only when no CPU worker is left), so the device never waits behind post-processing.
+    ``GPU`` resource, so only GPU workers run the network; every other task is restricted to
+    the workers without a GPU (``cpu_only``, the ones present when the slide is submitted), so
+    the device never waits behind post-processing. The restriction is strict: Dask's work
+    stealing ignores a loose one and moved post-processing onto the GPU worker in tests.
     """
     futures: dict[str, Future] = {}
     for spec in slide_graph(plan):
@@ -95,7 +96,7 @@ def _submit_slide(
         if gpu and spec.gpu:
             extra["resources"] = {"GPU": 1}
         elif gpu and cpu_only:
-            extra.update(workers=cpu_only, allow_other_workers=True)
+            extra.update(workers=cpu_only, allow_other_workers=False)
         if spec.tile is None:  # finalize: lists of results
             args: list[Any] = [[futures[k] for k in group] for group in spec.groups]
         else:
@@ -207,7 +208,6 @@ def _run_slides(
     pending = as_completed()
     limit = max_active_slides(client)
     use_gpu = gpu_workers(client) > 0
-    cpu_only = cpu_workers(client) if use_gpu else []
     finished, known = 0, 0
 
     def start_next() -> None:
@@ -257,6 +257,7 @@ def _run_slides(
             close(s, _failed(s, _exception(fut)))
         elif s is not None and kind == "plan":
             s.plan = fut.result()
+            cpu_only = cpu_workers(client) if use_gpu else []  # the workers present now
             tasks, final = _submit_slide(client, s.plan, fut, gpu=use_gpu, cpu_only=cpu_only)
             s.tasks.extend(tasks)
             for t in tasks:
