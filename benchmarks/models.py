@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nucscale.contracts import DenseModel
 from nucscale.infer._engine import pick_device, predict_image
 from nucscale.io import open_slide
-from nucscale.models._base import DenseModel
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -1,8 +1,8 @@
 """Segmenters: the interface, the weights-free baseline, and the per-process registry."""
 
+from nucscale.contracts import Calibration, Segmentation, Segmenter
 from nucscale.infer._baseline import BaselineSegmenter
 from nucscale.infer._registry import SEGMENTERS, get_segmenter
-from nucscale.infer._segmenter import Calibration, Segmentation, Segmenter
 
 __all__ = [
     "SEGMENTERS",

@@ -44,8 +44,8 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import disk
 from skimage.segmentation import watershed
 
+from nucscale.contracts import Calibration, Segmentation, Segmenter
 from nucscale.errors import SegmenterError
-from nucscale.infer._segmenter import Calibration, Segmentation, Segmenter
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``DenseSegmenter``: any :class:`~nucscale.models._base.DenseModel` behind ``Segmenter``.
+"""``DenseSegmenter``: any :class:`~nucscale.contracts.DenseModel` behind ``Segmenter``.
 
 Maps come from the sliding-window engine over the window's valid region; the model's own
 post-processing turns them into instances; the result is placed back in window coordinates
@@ -13,9 +13,8 @@ import time
 
 import numpy as np
 
+from nucscale.contracts import Calibration, DenseModel, Segmentation, Segmenter
 from nucscale.infer._engine import patch_grid, predict_patches, predict_region
-from nucscale.infer._segmenter import Calibration, Segmentation, Segmenter
-from nucscale.models._base import DenseModel
 from nucscale.tiling._grid import Box
 
 

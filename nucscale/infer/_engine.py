@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nucscale.models._base import DenseModel
+from nucscale.contracts import DenseModel
 from nucscale.tiling._grid import Box
 
 _MOVED: dict[int, torch.device] = {}

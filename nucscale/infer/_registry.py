@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from nucscale.contracts import Segmenter
 from nucscale.errors import SegmenterError
 from nucscale.infer._baseline import BaselineSegmenter
-from nucscale.infer._segmenter import Segmenter
 
 
 def _bioimageio(

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from nucscale.infer._segmenter import Segmentation
+from nucscale.contracts import Segmentation
 
 _FOUR = ndi.generate_binary_structure(2, 1)
 

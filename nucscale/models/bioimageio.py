@@ -47,9 +47,8 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
+from nucscale.contracts import DenseModel, PatchSpec, Segmentation
 from nucscale.errors import SegmenterError
-from nucscale.infer._segmenter import Segmentation
-from nucscale.models._base import DenseModel, PatchSpec
 from nucscale.models._bioimageio_axes import Tiling
 from nucscale.models._bioimageio_ops import apply_ops, calibrate_ops
 from nucscale.models._bioimageio_package import FORMATS, Package, load_package, read_weights

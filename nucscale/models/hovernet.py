@@ -39,10 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nucscale.contracts import DenseModel, PatchSpec, Segmentation
 from nucscale.errors import SegmenterError
-from nucscale.infer._hovernet_post import hovernet_instances
-from nucscale.infer._segmenter import Segmentation
-from nucscale.models._base import DenseModel, PatchSpec
 from nucscale.models._checkpoint import load_checkpoint, load_strict, sha256_file
 from nucscale.models._hovernet_blocks import (
     ResidualGroup,
@@ -51,6 +49,7 @@ from nucscale.models._hovernet_blocks import (
     center_crop,
     decoder_branch,
 )
+from nucscale.models._hovernet_post import hovernet_instances
 from nucscale.models._types import type_names
 
 log = logging.getLogger(__name__)
@@ -144,7 +143,7 @@ class HoVerNet(DenseModel):
         Pixel size the weights were trained at; the released ones are 40x, ~0.25 µm/px.
     normalise:
         HV post-processing normalisation (see ``hovernet_instances`` in
-        ``nucscale.infer._hovernet_post``); ``"fixed"`` (default) keeps tiled inference
+        ``nucscale.models._hovernet_post``); ``"fixed"`` (default) keeps tiled inference
         translation consistent, ``"global"`` is the official whole-map min-max.
     """
 

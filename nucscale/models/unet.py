@@ -40,9 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nucscale.contracts import DenseModel, PatchSpec, Segmentation
 from nucscale.errors import SegmenterError
-from nucscale.infer._segmenter import Segmentation
-from nucscale.models._base import DenseModel, PatchSpec
 from nucscale.models._checkpoint import safe_load, sha256_file
 from nucscale.models._unet_input import (
     LEGACY_NORMALISATION,

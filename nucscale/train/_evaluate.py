@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from nucscale.analysis import aggregated_jaccard_index, dice, panoptic_quality
+from nucscale.contracts import DenseModel
 from nucscale.infer._engine import predict_image
-from nucscale.models._base import DenseModel
 from nucscale.train._data import Sample, load_samples, load_split
 
 #: Post-processing thresholds :func:`tune_postprocess` tries (foreground, boundary).

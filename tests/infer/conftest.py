@@ -10,8 +10,8 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
+from nucscale.contracts import DenseModel, PatchSpec
 from nucscale.infer import Segmentation
-from nucscale.models._base import DenseModel, PatchSpec
 
 
 class TinyNet(DenseModel):

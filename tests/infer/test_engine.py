@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from nucscale.contracts import DenseModel
 from nucscale.infer import Calibration
 from nucscale.infer._dense import DenseSegmenter
 from nucscale.infer._engine import patch_grid, predict_image, predict_region
-from nucscale.models._base import DenseModel
 from nucscale.stitch import owned_instances
 from nucscale.tiling import Box, TileGrid
 

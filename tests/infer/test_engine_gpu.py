@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from nucscale.contracts import DenseModel
 from nucscale.infer._engine import predict_image, predict_region
-from nucscale.models._base import DenseModel
 
 pytestmark = pytest.mark.gpu
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from nucscale.contracts import PatchSpec
 from nucscale.errors import SegmenterError
 from nucscale.infer._engine import predict_region
 from nucscale.io import open_slide
-from nucscale.models._base import PatchSpec
 from nucscale.models._bioimageio_package import load_package, read_test_tensors
 from nucscale.models.bioimageio import BioImageIOModel
 

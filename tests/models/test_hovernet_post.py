@@ -18,7 +18,7 @@ from skimage.io import imread
 
 from nucscale.analysis import panoptic_quality
 from nucscale.errors import SegmenterError
-from nucscale.infer._hovernet_post import CONTEXT, hovernet_instances
+from nucscale.models._hovernet_post import CONTEXT, hovernet_instances
 
 #: The official Sobel kernel (21 px) assumes 40x-sized nuclei; DSB fluorescence images whose
 #: median nucleus is under 100 px (< ~11 px across) are outside what HoVer-Net is built for.

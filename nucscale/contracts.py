@@ -1,9 +1,25 @@
-"""The ``Segmenter`` interface: RGB tile with halo -> instance labels + type and probability.
+"""The contracts between nucscale's stages, in one place that imports no implementation.
 
-A segmenter must be *translation consistent* (DESIGN.md invariant 1): its output at a pixel
-depends only on the image within ``context`` pixels of it, never on where the tile starts.
-Anything global (a threshold, a stain vector) is computed once per slide by :meth:`calibrate`
-from the low-resolution tissue image and handed to every tile as ``calibration``.
+- :class:`Segmenter`: RGB tile with halo -> instance labels + type and probability
+  (:class:`Segmentation`), with slide-level parameters from :class:`Calibration`. A segmenter
+  must be *translation consistent* (DESIGN.md invariant 1): its output at a pixel depends only
+  on the image within ``context`` pixels of it, never on where the tile starts. Anything global
+  (a threshold, a stain vector) is computed once per slide by ``calibrate`` from the
+  low-resolution tissue image and handed to every tile as ``calibration``.
+- :class:`DenseModel` with its :class:`PatchSpec`: a dense-prediction network maps a square RGB
+  patch of ``spec.input_size`` px to ``K`` dense maps over its central ``spec.output_size`` px
+  (the margin ``(input - output) / 2`` is context the network consumes, e.g. HoVer-Net fast
+  mode 256 -> 164). The engine (``nucscale.infer._engine``) tiles a window with patches on a
+  *global* grid aligned to ``output_size``, so every output pixel is computed from the same
+  input pixels whichever tile asks, and hands the maps to ``DenseModel.postprocess``, which
+  turns them into instances. Anything a model's input transform needs from the whole slide
+  comes from ``DenseModel.calibrate`` (once per slide) and is handed to ``preprocess`` for
+  every patch; a statistic of the patch itself would differ between tiles.
+
+Implementations live in ``nucscale.infer`` (the baseline, the dense segmenter, the engine, the
+registry) and ``nucscale.models`` (the networks and their post-processing); both import these
+contracts and ``models`` imports nothing from ``infer``. torch is imported for type checking
+only.
 """
 
 from __future__ import annotations
@@ -11,9 +27,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -128,3 +147,75 @@ class Segmenter(abc.ABC):
     def describe(self) -> dict[str, str]:
         """Key-value provenance recorded in the Parquet metadata."""
         return {"segmenter": self.name}
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """Input and output patch sizes of a network, in pixels at the model's pixel size."""
+
+    input_size: int
+    output_size: int
+
+    @property
+    def margin(self) -> int:
+        return (self.input_size - self.output_size) // 2
+
+
+class DenseModel(abc.ABC):
+    """A torch network plus its pre- and post-processing.
+
+    Attributes
+    ----------
+    name:
+        Registry / provenance name (e.g. ``"hovernet-fast-pannuke"``).
+    mpp:
+        Pixel size the network expects, µm/px.
+    spec:
+        Patch geometry.
+    module:
+        The ``torch.nn.Module`` (eval mode); the engine moves it to a device.
+    type_names:
+        Instance type id -> name.
+    postprocess_context:
+        Pixels of map around a pixel that post-processing may look at.
+    max_nucleus_diameter:
+        Largest instance post-processing returns, px.
+    channels_last_cpu:
+        Run channels-last on the CPU too (always on CUDA).
+    weights_sha256:
+        Hash of the weights file, for provenance ("" for none).
+    """
+
+    name: str = "abstract"
+    mpp: float = 0.5
+    spec: PatchSpec = PatchSpec(256, 256)
+    module: torch.nn.Module
+    type_names: Mapping[int, str] = {1: "nucleus"}
+    postprocess_context: int = 0
+    max_nucleus_diameter: int = 40
+    channels_last_cpu: bool = False
+    weights_sha256: str = ""
+
+    def calibrate(self, thumb: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+        """Slide-level statistics the input transform needs, from the low-resolution image
+        ``thumb`` (h, w, 3) uint8 and its tissue mask (plain values; none by default)."""
+        return {}
+
+    @abc.abstractmethod
+    def preprocess(
+        self, patches: np.ndarray, calibration: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB -> (N, C, H, W) float32 network input (on the CPU), using
+        the slide's ``calibration`` (:meth:`calibrate`) where the transform needs one."""
+
+    @abc.abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input -> (N, K, output_size, output_size) float maps (probabilities etc.)."""
+
+    @abc.abstractmethod
+    def postprocess(self, maps: np.ndarray) -> Segmentation:
+        """(K, h, w) float32 maps of a region -> instances in that region."""
+
+    def describe(self) -> dict[str, str]:
+        """Model-specific provenance added to the segmenter's (none by default)."""
+        return {}

@@ -37,8 +37,8 @@ from scipy import ndimage as ndi
 from scipy.special import comb
 from skimage.segmentation import watershed
 
+from nucscale.contracts import Segmentation
 from nucscale.errors import SegmenterError
-from nucscale.infer._segmenter import Segmentation
 
 SOBEL_KSIZE = 21
 #: Sobel response (unit ramp = 1, HV scaled to [0, 1]) mapped to energy 1 and 0 in fixed mode.
