@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -184,92 +185,126 @@ def _run_slides(
 ) -> list[ManifestRow]:
     """Submit the slides and collect their rows into ``manifest`` as they finish."""
     previous = dict(manifest.rows)
-    rows: list[ManifestRow] = [
+    loop = _CohortLoop(client, settings, out, command, manifest, progress)
+    loop.record([
         ManifestRow(slide_id=r.slide_id, path=r.path, status="failed", error=r.reason)
         for r in rejected
-    ]
-    manifest.add(rows)
-    queue: list[_Slide] = []
+    ])  # fmt: skip
     skipped: list[str] = []
     for inp in slides:
         key = settings_key(inp, settings)
         old = previous.get((inp.slide_id, inp.path))
         if old is not None and _is_done(old, key, out):
             log.info("%s: already done with these settings; skipped", inp.slide_id)
-            rows.append(old)
+            loop.rows.append(old)
             skipped.append(inp.slide_id)
         else:
-            queue.append(_Slide(inp, key, 0.0, ""))
+            loop.queue.append(_Slide(inp, key, 0.0, ""))
     if on_skip is not None and skipped:
         on_skip(skipped)
-    queue.reverse()  # pop() from the end keeps input order
-    state: dict[str, _Slide] = {}
-    kinds: dict[Any, tuple[str, str]] = {}  # future key -> (kind, slide id)
-    pending = as_completed()
-    limit = max_active_slides(client)
-    use_gpu = gpu_workers(client) > 0
-    finished, known = 0, 0
+    return loop.run()
 
-    def start_next() -> None:
-        nonlocal known
-        while queue and len(state) < limit:
-            s = queue.pop()
+
+class Role(Enum):
+    """What a future is to the cohort loop."""
+
+    PLAN = "plan"  # the slide's plan task: when it arrives, the slide's graph is submitted
+    TILE = "tile"  # a task of the graph: only an input error it reports closes the slide
+    FINAL = "final"  # the graph's finalize task: its result is the slide's done row
+
+
+class _CohortLoop:
+    """At most :func:`max_active_slides` slides on the cluster; each finished future moves its
+    slide on (plan -> graph -> row) or closes it (an input error from any of its tasks, or a
+    failed plan or finalize); a closed slide's row goes to the manifest and the next slide
+    starts."""
+
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        out: Path,
+        command: str,
+        manifest: ManifestWriter,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.client, self.settings, self.out, self.command = client, settings, out, command
+        self.manifest, self.progress = manifest, progress
+        self.rows: list[ManifestRow] = []
+        self.queue: list[_Slide] = []  # in input order
+        self.active: dict[str, _Slide] = {}
+        self.roles: dict[Any, tuple[Role, str]] = {}  # future key -> (role, slide id)
+        self.pending = as_completed()
+        self.limit = max_active_slides(client)
+        self.gpu = gpu_workers(client) > 0
+        self.finished = self.known = 0
+
+    def record(self, rows: list[ManifestRow]) -> None:
+        self.rows.extend(rows)
+        self.manifest.add(rows)
+
+    def run(self) -> list[ManifestRow]:
+        self.queue.reverse()  # pop() from the end keeps input order
+        self._start_next()
+        self._report()
+        for fut in self.pending:
+            self.finished += 1
+            self._on_done(fut)
+            self._report()
+        return self.rows
+
+    def _report(self) -> None:
+        if self.progress:
+            self.progress(self.finished, self.known + len(self.queue))
+
+    def _watch(self, fut: Future, role: Role, sid: str) -> None:
+        self.roles[fut.key] = (role, sid)
+        self.pending.add(fut)
+
+    def _start_next(self) -> None:
+        while self.queue and len(self.active) < self.limit:
+            s = self.queue.pop()
             s.started, s.started_at = time.perf_counter(), _now()
-            state[s.inp.slide_id] = s
-            info = {"command": command, "started": s.started_at}
-            fut = client.submit(
-                Guarded(make_plan),
-                s.inp,
-                settings,
-                str(out),
-                s.key,
-                info,
-                key=f"plan-{s.inp.slide_id}-{s.key}",
-                retries=RETRIES,
-            )
+            self.active[s.inp.slide_id] = s
+            info = {"command": self.command, "started": s.started_at}
+            fut = self.client.submit(
+                Guarded(make_plan), s.inp, self.settings, str(self.out), s.key, info,
+                key=f"plan-{s.inp.slide_id}-{s.key}", retries=RETRIES,
+            )  # fmt: skip
             s.tasks.append(fut)
-            kinds[fut.key] = ("plan", s.inp.slide_id)
-            pending.add(fut)
-            known += 1
+            self._watch(fut, Role.PLAN, s.inp.slide_id)
+            self.known += 1
 
-    def close(s: _Slide, row: ManifestRow) -> None:
-        rows.append(row)
-        manifest.add([row])
+    def _close(self, s: _Slide, row: ManifestRow) -> None:
+        self.record([row])
         for t in s.tasks:
-            kinds.pop(t.key, None)
+            self.roles.pop(t.key, None)
             t.release()
-        del state[s.inp.slide_id]
-        start_next()
+        del self.active[s.inp.slide_id]
+        self._start_next()
 
-    start_next()
-    if progress:
-        progress(finished, known + len(queue))
-    for fut in pending:
-        kind, sid = kinds.get(fut.key, ("tile", ""))
-        finished += 1
-        s = state.get(sid)
-        bad = refused(fut) if s is not None else None
-        if bad is not None and s is not None:  # an input error, from any task of the slide
-            close(s, _failed(s, bad.error))
-        elif kind == "tile":
+    def _on_done(self, fut: Future) -> None:
+        role, sid = self.roles.get(fut.key, (Role.TILE, ""))
+        s = self.active.get(sid)
+        if s is None:
+            return  # a task of a slide closed already
+        bad = refused(fut)
+        if bad is not None:  # an input error, from any task of the slide
+            self._close(s, _failed(s, bad.error))
+        elif role is Role.TILE:
             pass  # a tile that raised fails its slide through the final task
-        elif s is not None and fut.status != "finished":
-            close(s, _failed(s, _exception(fut)))
-        elif s is not None and kind == "plan":
+        elif fut.status != "finished":
+            self._close(s, _failed(s, _exception(fut)))
+        elif role is Role.PLAN:
             s.plan = fut.result()
-            cpu_only = cpu_workers(client) if use_gpu else []  # the workers present now
-            tasks, final = _submit_slide(client, s.plan, fut, gpu=use_gpu, cpu_only=cpu_only)
+            cpu_only = cpu_workers(self.client) if self.gpu else []  # the workers present now
+            tasks, final = _submit_slide(self.client, s.plan, fut, self.gpu, cpu_only)
             s.tasks.extend(tasks)
             for t in tasks:
-                kinds[t.key] = ("tile", sid)
-                pending.add(t)
-            kinds[final.key] = ("final", sid)
-            known += len(tasks)
-        elif s is not None and kind == "final":
-            close(s, _done(s, fut.result()))
-        if progress:
-            progress(finished, known + len(queue))
-    return rows
+                self._watch(t, Role.FINAL if t is final else Role.TILE, sid)
+            self.known += len(tasks)
+        else:
+            self._close(s, _done(s, fut.result()))
 
 
 def _exception(fut: Future) -> BaseException:
