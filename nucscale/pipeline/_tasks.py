@@ -106,9 +106,9 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     Writes ``<stem>.npz`` (owned nucleus ids over their bounding box) then ``<stem>.parquet``
     (the feature fragment); the Parquet file is the tile's completion marker.
     """
-    frag = plan.fragments / f"{_stem(row, col)}.parquet"
-    if frag.exists():
-        return TileStats(pq.read_metadata(frag).num_rows, 0.0, reused=True)
+    done = _finished(plan, row, col)
+    if done is not None:
+        return done
     t0 = time.perf_counter()
     grid = plan.grid
     window = grid.window(row, col)
@@ -121,6 +121,14 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     n, t3 = _own_measure_write(plan, row, col, seg, rgb)
     stages = (t1 - t0, seg.model_s, t2 - t1 - seg.model_s, t3 - t2, time.perf_counter() - t3)
     return TileStats(n, time.perf_counter() - t0, stages=stages)
+
+
+def _finished(plan: SlidePlan, row: int, col: int) -> TileStats | None:
+    """The stats of tile (row, col) when an earlier (interrupted) run wrote its fragment."""
+    frag = plan.fragments / f"{_stem(row, col)}.parquet"
+    if not frag.exists():
+        return None
+    return TileStats(pq.read_metadata(frag).num_rows, 0.0, reused=True)
 
 
 def forward_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileStats:
@@ -146,9 +154,9 @@ def forward_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
 def instances_tile(plan: SlidePlan, row: int, col: int, *ready: Any) -> TileStats:
     """Instances of tile (row, col) from the stored maps of its window (halo included), then
     ownership, measures and fragments as :func:`segment_tile`; no network runs here."""
-    frag = plan.fragments / f"{_stem(row, col)}.parquet"
-    if frag.exists():
-        return TileStats(pq.read_metadata(frag).num_rows, 0.0, reused=True)
+    done = _finished(plan, row, col)
+    if done is not None:
+        return done
     t0 = time.perf_counter()
     grid = plan.grid
     window = grid.window(row, col)

@@ -13,7 +13,6 @@ rename after its last chunk; a rerun skips exactly the tiles that have one.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from nucscale.tiling._grid import Box
-from nucscale.tiling._markers import is_done, mark_done
+from nucscale.tiling._markers import is_done, mark_done, reusable
 
 
 def create_maps_store(
@@ -30,14 +29,8 @@ def create_maps_store(
 ) -> None:
     """Create (or reuse, when the geometry and ``attrs`` match) the store at ``path``."""
     full = (n_maps, *shape)
-    if (path / "zarr.json").exists():
-        try:
-            existing = zarr.open_array(str(path), mode="r")
-            if dict(existing.attrs) == attrs and existing.shape == full:
-                return
-        except (ValueError, KeyError, OSError):
-            pass
-        shutil.rmtree(path)
+    if reusable(path, attrs, full):
+        return
     zarr.create_array(
         str(path),
         shape=full,

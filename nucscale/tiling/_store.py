@@ -10,7 +10,6 @@ current run is replaced.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +18,7 @@ import zarr
 
 from nucscale.io._base import PAD_VALUE
 from nucscale.tiling._grid import Box
-from nucscale.tiling._markers import is_done, mark_done
+from nucscale.tiling._markers import is_done, mark_done, reusable
 
 _CONFIG: Any = {"write_empty_chunks": True}  # a tile of pure background is still a tile
 
@@ -33,14 +32,8 @@ def create_tile_store(
     background (255 for brightfield glass, 0 for a fluorescence field).
     """
     attrs = {**attrs, "fill": fill}
-    if (path / "zarr.json").exists():
-        try:
-            existing = zarr.open_array(str(path), mode="r")
-            if dict(existing.attrs) == attrs and existing.shape == (*shape, 3):
-                return
-        except (ValueError, KeyError, OSError):
-            pass
-        shutil.rmtree(path)
+    if reusable(path, attrs, (*shape, 3)):
+        return
     zarr.create_array(
         str(path),
         shape=(*shape, 3),
