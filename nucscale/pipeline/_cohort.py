@@ -162,47 +162,14 @@ def _run_locked(
 ) -> list[ManifestRow]:
     """:func:`run_cohort` while holding the output folder's run lock."""
     manifest = ManifestWriter(out)
+    loop = _CohortLoop(client, settings, out, command, manifest, progress)
     try:
-        rows = _run_slides(
-            client, slides, rejected, settings, out, progress, command, on_skip, manifest
-        )
+        loop.admit(slides, rejected, on_skip)
+        rows = loop.run()
     finally:  # rows of slides that finished reach the file even when the run is interrupted
         manifest.flush()
     write_slides_table(out, manifest.rows.values())
     return rows
-
-
-def _run_slides(
-    client: Client,
-    slides: list[SlideInput],
-    rejected: list[RejectedInput],
-    settings: Settings,
-    out: Path,
-    progress: ProgressFn | None,
-    command: str,
-    on_skip: SkipFn | None,
-    manifest: ManifestWriter,
-) -> list[ManifestRow]:
-    """Submit the slides and collect their rows into ``manifest`` as they finish."""
-    previous = dict(manifest.rows)
-    loop = _CohortLoop(client, settings, out, command, manifest, progress)
-    loop.record([
-        ManifestRow(slide_id=r.slide_id, path=r.path, status="failed", error=r.reason)
-        for r in rejected
-    ])  # fmt: skip
-    skipped: list[str] = []
-    for inp in slides:
-        key = settings_key(inp, settings)
-        old = previous.get((inp.slide_id, inp.path))
-        if old is not None and _is_done(old, key, out):
-            log.info("%s: already done with these settings; skipped", inp.slide_id)
-            loop.rows.append(old)
-            skipped.append(inp.slide_id)
-        else:
-            loop.queue.append(_Slide(inp, key, 0.0, ""))
-    if on_skip is not None and skipped:
-        on_skip(skipped)
-    return loop.run()
 
 
 class Role(Enum):
@@ -238,6 +205,29 @@ class _CohortLoop:
         self.limit = max_active_slides(client)
         self.gpu = gpu_workers(client) > 0
         self.finished = self.known = 0
+
+    def admit(
+        self, slides: list[SlideInput], rejected: list[RejectedInput], on_skip: SkipFn | None
+    ) -> None:
+        """Record the rejected inputs as failed, keep the rows of slides already done with
+        these settings (and tell ``on_skip``), queue the rest."""
+        previous = dict(self.manifest.rows)
+        self.record([
+            ManifestRow(slide_id=r.slide_id, path=r.path, status="failed", error=r.reason)
+            for r in rejected
+        ])  # fmt: skip
+        skipped: list[str] = []
+        for inp in slides:
+            key = settings_key(inp, self.settings)
+            old = previous.get((inp.slide_id, inp.path))
+            if old is not None and _is_done(old, key, self.out):
+                log.info("%s: already done with these settings; skipped", inp.slide_id)
+                self.rows.append(old)
+                skipped.append(inp.slide_id)
+            else:
+                self.queue.append(_Slide(inp, key, 0.0, ""))
+        if on_skip is not None and skipped:
+            on_skip(skipped)
 
     def record(self, rows: list[ManifestRow]) -> None:
         self.rows.extend(rows)
