@@ -119,7 +119,7 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def _spacing(ds: Dataset) -> tuple[float | None, str | None]:
+def pixel_spacing(ds: Dataset) -> tuple[float | None, str | None]:
     """Row spacing in mm: PixelSpacing (at the patient or specimen), else ImagerPixelSpacing
     (at the detector, for projection radiographs), else a WSI's shared functional groups."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
@@ -151,7 +151,7 @@ def _header_columns(ds: Dataset) -> dict[str, Any]:
         str(meta.MediaStorageSOPClassUID) if meta and "MediaStorageSOPClassUID" in meta else None
     )
     syntax = meta.get("TransferSyntaxUID") if meta else None
-    spacing, source = _spacing(ds)
+    spacing, source = pixel_spacing(ds)
     rows = _int(ds, "Rows")
     modality = _text(ds, "Modality")
     return {
