@@ -63,7 +63,7 @@ def crop_border(
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The image without ``fraction`` of each side; the box kept (top, bottom, left, right)."""
     h, w = image.shape
-    dy, dx = int(round(h * fraction)), int(round(w * fraction))
+    dy, dx = round(h * fraction), round(w * fraction)
     box = (dy, h - dy, dx, w - dx)
     return image[box[0] : box[1], box[2] : box[3]], box
 
@@ -187,8 +187,9 @@ def apply_geometry(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
 
 def invert_geometry(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
     """A network's mask back on the original mammogram's pixels (nearest neighbour)."""
-    square = transform.resize(mask, (geometry.side, geometry.side), order=0,
-                              preserve_range=True, anti_aliasing=False).astype(mask.dtype)  # fmt: skip
+    side = (geometry.side, geometry.side)
+    square = transform.resize(mask, side, order=0, preserve_range=True, anti_aliasing=False)
+    square = square.astype(mask.dtype)
     top, bottom, left, right = geometry.box
     m = square[: bottom - top, : right - left]
     if geometry.flipped:
