@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import ClassVar
 
 import typer
@@ -50,6 +51,10 @@ def _setup(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:
+    if not verbose:
+        # Dask's own loggers log at INFO (cluster start and stop, every connection); read when
+        # distributed is first imported, which the commands do lazily, after this
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",

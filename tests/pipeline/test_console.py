@@ -61,6 +61,8 @@ def test_bad_inputs_are_tried_once_and_reported_in_one_line_each(
     assert "1 done, 3 failed" in text
     for noise in ("Traceback", "Compute Failed", "UserWarning", "already in use", "TiffPages"):
         assert noise not in text, (noise, text)
+    # Dask's own INFO chatter (cluster start and stop, connections) stays out of the console
+    assert not [line for line in text.splitlines() if line.startswith("info:")], text
     dashboard = [line for line in text.splitlines() if line.startswith("dashboard:")]
     assert len(dashboard) == 1 and f":{port}/" not in dashboard[0], dashboard
     for name in BAD.values():
