@@ -140,9 +140,10 @@ def breast_region(image: np.ndarray) -> np.ndarray:
 
 
 def lesion_mask(breast: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A lobulated blob (radius 3-6 % of the image width) well inside the breast (uint8 0/1)."""
+    """A lobulated blob (radius 4-8 % of the image width: a mass of 1-2 cm on a CBIS-DDSM
+    scan) well inside the breast (uint8 0/1)."""
     w = breast.shape[1]
-    radius = rng.uniform(0.03, 0.06) * w
+    radius = rng.uniform(0.04, 0.08) * w
     inside = ndi.distance_transform_edt(breast[::4, ::4]) * 4 > 1.6 * radius
     ys, xs = np.nonzero(inside)
     if ys.size == 0:
@@ -165,7 +166,7 @@ def paint_lesions(
 ) -> np.ndarray:
     """The image with each lesion made denser (brighter), soft-edged and textured."""
     values = image[breast] if breast.any() else image.ravel()
-    amplitude = 0.45 * (np.percentile(values, 99) - np.median(values))
+    amplitude = 0.7 * (np.percentile(values, 99) - np.median(values))
     out = image.astype(np.float64)
     for mask in masks:
         radius = np.sqrt(mask.sum() / np.pi)

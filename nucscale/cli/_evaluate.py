@@ -121,7 +121,12 @@ def evaluate(
         Path | None, typer.Option("--json", help="Write per-image and mean metrics as JSON.")
     ] = None,
 ) -> None:
-    """Score predicted nuclei against ground truth: PQ, AJI, Dice, DSB score."""
+    """Score predicted nuclei against ground truth: PQ, AJI, Dice, DSB score. For mammograms:
+    PRED a results folder of nucscale run and GT the archive's INDEX.parquet: Dice and IoU of
+    each mass mask against the summed truth masks."""
+    if gt.suffix == ".parquet":
+        _mammograms(pred, gt, json_out)
+        return
     from nucscale.analysis import evaluate as evaluate_labels
     from nucscale.analysis import overlay as draw_overlay
 
@@ -157,3 +162,26 @@ def evaluate(
         except OSError as exc:
             console.print(f"[red]error:[/red] {json_out}: cannot write: {exc}", soft_wrap=True)
             raise typer.Exit(2) from None
+
+
+def _mammograms(out: Path, index: Path, json_out: Path | None) -> None:
+    """Dice and IoU of every mammogram of ``index`` segmented in ``out``."""
+    from nucscale.analysis._mammo import score_results
+    from nucscale.archive import read_index
+
+    try:
+        rows = score_results(out, read_index(index))
+        if not rows:
+            raise InputError(out, f"no mass mask of a mammogram of {index} with truth masks")
+    except NucscaleError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    table = Table("mammogram", "dice", "iou")
+    table.columns[0].overflow = "fold"
+    for r in rows:
+        table.add_row(r["mammogram_id"], f"{r['dice']:.3f}", f"{r['iou']:.3f}")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("dice", "iou")}
+    table.add_row(f"mean of {len(rows)}", f"{mean['dice']:.3f}", f"{mean['iou']:.3f}")
+    Console().print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"per_image": rows, "mean": mean}, indent=2))

@@ -104,7 +104,10 @@ def _folding_table(*columns: str) -> Table:
 @app.command()
 def query(
     out: Annotated[Path, typer.Argument(help="Output folder of nucscale run.")],
-    sql: Annotated[str, typer.Argument(help="SQL over the views nuclei and slides (DuckDB).")],
+    sql: Annotated[
+        str,
+        typer.Argument(help="SQL over the views nuclei, slides, regions and mammograms (DuckDB)."),
+    ],
     to: Annotated[
         Path | None, typer.Option(help="Write the result to this file instead of printing.")
     ] = None,

@@ -15,6 +15,7 @@ from rich.text import Text
 from nucscale.cli._app import app, console
 from nucscale.cli._precheck import check_out, missing_inputs
 from nucscale.cli._read_options import ChannelOption, IntensityOption, ZOption, read_options
+from nucscale.cli._run_archive import ModalityOption, PatientOption, SeriesOption
 from nucscale.config import Settings
 from nucscale.errors import ConfigError, NucscaleError
 
@@ -112,6 +113,9 @@ def run(
     channel: ChannelOption = None,
     intensity_range: IntensityOption = None,
     z: ZOption = None,
+    modality: ModalityOption = None,
+    series: SeriesOption = None,
+    patient: PatientOption = None,
 ) -> None:
     """Find and measure every nucleus; write OUT/nuclei (GeoParquet), OUT/labels (OME-Zarr),
     OUT/slides.parquet and OUT/manifest.parquet."""
@@ -127,10 +131,17 @@ def run(
         raise typer.Exit(2) from None
     if quick:
         _refuse(quick)
+    from nucscale.cli._run_archive import (
+        announce_skipped,
+        mammogram_weights,
+        show_mammograms,
+        split_inputs,
+    )
     from nucscale.pipeline import resolve_inputs
     from nucscale.pipeline._preflight import unusable_inputs
 
     try:  # the checks that need no model come first
+        mammo_weights, weights = mammogram_weights(weights)
         settings = Settings.from_env().replace(
             mpp=analysis_mpp,
             tile=tile,
@@ -142,7 +153,11 @@ def run(
             save_image=save_image or None,
         )
         options = read_options(channel, intensity_range, z)
-        slides, rejected = resolve_inputs(inputs, mpp, options)
+        plain, archive = split_inputs(inputs, modality, series, patient, mpp, options)
+        slides, rejected = resolve_inputs(plain, mpp, options) if plain else ([], [])
+        slides += archive.slides
+        if archive.mammograms and mammo_weights is None:
+            archive.skip_mammograms()
         # a remote cluster's workers may see other files than this machine: theirs to judge
         reasons = unusable_inputs(slides, rejected) if scheduler is None else []
         if not reasons:
@@ -157,6 +172,9 @@ def run(
         raise typer.Exit(2) from None
     if reasons:
         _refuse(reasons)
+    announce_skipped(archive)
+    if not (slides or rejected or archive.mammograms):
+        _refuse(["no whole-slide image or mammogram to process in the inputs"])
     from nucscale.cluster import get_client
     from nucscale.pipeline import run_cohort
     from nucscale.store._lock import out_lock
@@ -182,29 +200,37 @@ def run(
                 transient=False,
             ) as bar:
                 task = bar.add_task("run", total=None)
-                rows = run_cohort(
-                    client,
-                    slides,
-                    rejected,
-                    settings,
-                    out,
-                    progress=lambda d, n: bar.update(task, completed=d, total=n),
-                    on_skip=lambda ids: _skipped(ids, skipped),
+                rows = (
+                    run_cohort(
+                        client,
+                        slides,
+                        rejected,
+                        settings,
+                        out,
+                        progress=lambda d, n: bar.update(task, completed=d, total=n),
+                        on_skip=lambda ids: _skipped(ids, skipped),
+                    )
+                    if slides or rejected
+                    else []
                 )
+                mammograms = archive.run_mammograms(client, mammo_weights, out)
     except NucscaleError as exc:
         _error(str(exc))  # one line
         raise typer.Exit(2) from None
-    _show(rows, set(skipped))
+    if rows:
+        _show(rows, set(skipped))
+    m_failed = show_mammograms(mammograms)
     failed = sum(r.status != "done" for r in rows)
     suspicious = sum(r.status == "done" and bool(r.qc_flags) for r in rows)
     flagged = f"; {suspicious} done but flagged by QC (see `nucscale report`)" if suspicious else ""
     earlier = f" ({len(skipped)} of them in an earlier run)" if skipped else ""
-    console.print(
-        f"{len(rows) - failed} done{earlier}, {failed} failed in "
-        f"{time.perf_counter() - t0:.1f} s{flagged}; results in {out}",
-        soft_wrap=True,
-    )
-    if failed:
+    if rows or not mammograms:
+        console.print(
+            f"{len(rows) - failed} done{earlier}, {failed} failed in "
+            f"{time.perf_counter() - t0:.1f} s{flagged}; results in {out}",
+            soft_wrap=True,
+        )
+    if failed or m_failed:
         raise typer.Exit(1)
 
 

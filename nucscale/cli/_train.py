@@ -54,8 +54,19 @@ def train(
     evaluate: Annotated[
         bool, typer.Option(help="Score the held-out images (PQ, AJI, Dice) at the end.")
     ] = True,
+    size: Annotated[
+        int, typer.Option(help="Mammograms (DATA an index): the network's square input, px.")
+    ] = 256,
+    heldout: Annotated[
+        Path | None,
+        typer.Option(help="Mammograms: an index of held-out mammograms to score (Dice, IoU)."),
+    ] = None,
 ) -> None:
-    """Train the U-Net (foreground + boundary maps) on a folder of labelled images."""
+    """Train the U-Net: on a folder of labelled nucleus images (foreground, boundary and centre
+    maps), or on an archive's index (INDEX.parquet from nucscale index: mammogram masses)."""
+    if data.suffix == ".parquet":
+        _mammograms(data, out, steps, batch, seed, lr, depth, width, threads, size, heldout)
+        return
     from nucscale.train import TrainConfig, export_weights, tune_checkpoint
     from nucscale.train import train as run_training
 
@@ -141,3 +152,23 @@ def _report_heldout(data: Path, weights: Path, held: list[str]) -> None:
         cells = [f"{m[k]:.3f}" for k in ("pq", "dq", "sq", "aji", "dice")]
         table.add_row(mod, f"{m['images']:.0f}", *cells)
     console.print(table)
+
+
+def _mammograms(
+    data: Path, out: Path, steps: int, batch: int, seed: int, lr: float, depth: int,
+    width: int, threads: int, size: int, heldout: Path | None,
+) -> None:  # fmt: skip
+    from nucscale.cli._train_mammo import train_mammograms
+
+    if steps < 1 or batch < 1 or threads < 1 or size < 32 or size % 2 ** (depth - 1):
+        console.print(
+            f"[red]error:[/red] need --steps, --batch, --threads >= 1 and a --size >= 32 that "
+            f"is a multiple of {2 ** (depth - 1)} (depth {depth})"
+        )
+        raise typer.Exit(2)
+    try:
+        train_mammograms(data, out, steps=steps, batch=batch, seed=seed, lr=lr, depth=depth,
+                         width=width, threads=threads, size=size, heldout=heldout)  # fmt: skip
+    except (NucscaleError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None

@@ -92,7 +92,7 @@ class Results:
     def __init__(self, out: str | Path) -> None:
         self.out = Path(out)
         self._spatial = False  # set when the DuckDB connection is made
-        if not (self.out / "manifest.parquet").exists():
+        if not any((self.out / n).exists() for n in ("manifest.parquet", "mammograms.parquet")):
             raise InputError(self.out, "not a nucscale output folder (no manifest.parquet)")
 
     # --- files -------------------------------------------------------------------------------
@@ -155,7 +155,8 @@ class Results:
     # --- DuckDB ------------------------------------------------------------------------------
     @cached_property
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with views ``nuclei`` and ``slides``, confined to
+        """An in-memory DuckDB connection with views ``nuclei``, ``slides``, ``regions`` and
+        ``mammograms`` (mammogram masses, :mod:`nucscale.store._mammograms`), confined to
         them: no file or network access, configuration locked (module docstring)."""
         con = duckdb.connect()
         try:
@@ -172,11 +173,32 @@ class Results:
             self.slides()  # make sure the file exists
             con.register("_slides", ds.dataset(str(slides_path(self.out)), format="parquet"))
             con.execute("CREATE VIEW slides AS SELECT * FROM _slides")
+            for view, dataset in self._mammogram_datasets().items():
+                con.register(f"_{view}", dataset)
+                con.execute(f"CREATE VIEW {view} AS SELECT * FROM _{view}")
             confine(con)
         except BaseException:
             con.close()
             raise
         return con
+
+    def _mammogram_datasets(self) -> dict[str, ds.Dataset]:
+        """``regions`` (every mammogram's region table) and ``mammograms`` (one row each), as
+        datasets; empty ones when the run segmented no mammogram."""
+        from nucscale.store._mammograms import (
+            MAMMOGRAMS_SCHEMA,
+            REGIONS_SCHEMA,
+            mammograms_table_path,
+        )
+
+        regions = sorted(str(p) for p in (self.out / "regions").glob("*.parquet"))
+        table = mammograms_table_path(self.out)
+        return {
+            "regions": ds.dataset(regions, schema=REGIONS_SCHEMA, format="parquet"),
+            "mammograms": ds.dataset(
+                [str(table)] if table.exists() else [], schema=MAMMOGRAMS_SCHEMA, format="parquet"
+            ),
+        }
 
     @property
     def spatial(self) -> bool:

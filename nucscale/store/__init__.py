@@ -18,6 +18,7 @@ from nucscale.store._omezarr import (
     labels_path,
     level0,
     open_labels,
+    write_grey_image,
     write_image,
 )
 from nucscale.store._parquet import (
@@ -67,6 +68,7 @@ __all__ = [
     "summarize",
     "tmp_sibling",
     "with_metadata",
+    "write_grey_image",
     "write_image",
     "write_manifest",
     "write_nuclei",

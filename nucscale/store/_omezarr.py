@@ -193,3 +193,52 @@ def write_image(path: Path, src: zarr.Array, mpp: float, name: str) -> int:
         },
     }
     return levels
+
+
+def write_grey_image(
+    path: Path,
+    image: np.ndarray,
+    spacing_um: float | None,
+    name: str,
+    labels: dict[str, np.ndarray] | None = None,
+    chunk: int = 1024,
+) -> int:
+    """A 2-D greyscale array (any integer dtype, kept: a 16-bit mammogram stays 16-bit) as a
+    multiscale NGFF image at ``path`` (axes y, x; level k the 2**k mean), with each of
+    ``labels`` (same shape) as an NGFF label image under ``labels/<name>``. The pixel spacing
+    is the physical size in micrometres; unknown, the axes carry no unit and scale 1.
+    Returns the number of levels."""
+    group = zarr.open_group(str(path), mode="w")
+    _write_level0(group, image, chunk)
+    levels = _levels(image.shape)
+    _build_levels(group, _mean2, levels)
+    axes = _YX if spacing_um else [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    group.attrs["ome"] = {
+        "version": NGFF_VERSION,
+        "multiscales": _multiscales(name, axes, spacing_um or 1.0, levels),
+    }
+    if labels:
+        holder = group.require_group("labels")
+        holder.attrs["ome"] = {"version": NGFF_VERSION, "labels": list(labels)}
+        for label_name, label in labels.items():
+            sub = holder.require_group(label_name)
+            _write_level0(sub, label, chunk)
+            _build_levels(sub, _subsample, levels)
+            sub.attrs["ome"] = {
+                "version": NGFF_VERSION,
+                "multiscales": _multiscales(label_name, axes, spacing_um or 1.0, levels),
+                "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
+            }
+    return levels
+
+
+def _write_level0(group: zarr.Group, image: np.ndarray, chunk: int) -> None:
+    arr = group.create_array(
+        "0",
+        shape=image.shape,
+        chunks=(min(chunk, image.shape[0]), min(chunk, image.shape[1])),
+        dtype=image.dtype,
+        fill_value=0,
+        dimension_names=("y", "x"),
+    )
+    arr[:] = image
