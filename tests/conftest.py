@@ -150,7 +150,7 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def nucscale_cli() -> CliRunner:
     """Runs ``python -m nucscale ARGS...`` in a subprocess; returns the completed process."""
 

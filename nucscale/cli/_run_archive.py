@@ -51,9 +51,10 @@ class ArchiveRun:
         return cls(expanded.slides, expanded.mammograms, expanded.skipped)
 
     def skip_mammograms(self) -> None:
-        """No mass model was given: each mammogram is skipped, saying what to pass."""
+        """No mass model was given: each mammogram is skipped, saying what to pass (listed
+        first: the objects a user most likely meant to process)."""
         why = "mammogram: no mass model given (pass --weights W.pt from nucscale train INDEX)"
-        self.skipped += [(m.path, why) for m in self.mammograms]
+        self.skipped = [(m.path, why) for m in self.mammograms] + self.skipped
         self.mammograms = []
 
     def run_mammograms(self, client: Client, weights: str | None, out: Path) -> list[dict]:
