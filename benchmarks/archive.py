@@ -124,7 +124,7 @@ def _overlay(index: Any, out: Path, model: Any, dest: Path) -> None:
     from skimage import segmentation, transform
 
     from nucscale.archive._read import read_mammogram
-    from nucscale.pipeline._mammograms import mammogram_id
+    from nucscale.store._mammograms import mammogram_id
 
     del model
     tiles = []

@@ -22,8 +22,8 @@ def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 def score_results(out: Path, index: pd.DataFrame) -> list[dict[str, Any]]:
     """Per full mammogram of ``index`` with a truth label and a mask in ``out``: Dice and IoU
     on the mammogram's own pixels."""
-    from nucscale.pipeline._mammograms import mammogram_id
     from nucscale.store import level0
+    from nucscale.store._mammograms import mammogram_id
     from nucscale.store._omezarr import labels_path
 
     rows = []

@@ -17,7 +17,8 @@ import pandas as pd
 
 from nucscale.io._options import DEFAULT, ReadOptions
 from nucscale.pipeline._inputs import SlideInput
-from nucscale.pipeline._mammograms import MammogramInput, mammogram_id
+from nucscale.pipeline._mammograms import MammogramInput
+from nucscale.store._mammograms import mammogram_id
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,6 @@ class MammogramInput:
     default_spacing_mm: float | None = None  # --mpp, for files that record no pixel spacing
 
 
-def mammogram_id(sop_instance_uid: str) -> str:
-    """A stable id safe as a file name: ``mg-<SOP Instance UID>``."""
-    return f"mg-{sop_instance_uid}"
-
-
 def segment_mammogram(item: MammogramInput, weights: str, out: str) -> dict[str, Any]:
     """Segment one mammogram and write its outputs; a bad file gives a failed row, never an
     exception (an input error is not retried, and the worker logs no traceback)."""

@@ -60,6 +60,11 @@ MAMMOGRAMS_SCHEMA = pa.schema(
 )
 
 
+def mammogram_id(sop_instance_uid: str) -> str:
+    """A stable id safe as a file name: ``mg-<SOP Instance UID>``."""
+    return f"mg-{sop_instance_uid}"
+
+
 def regions_path(out: Path, mammogram_id: str) -> Path:
     check_slide_id(mammogram_id, out)
     return Path(out) / "regions" / f"{mammogram_id}.parquet"

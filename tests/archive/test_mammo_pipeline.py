@@ -18,7 +18,7 @@ from PIL import Image
 
 from nucscale.archive import read_index
 from nucscale.archive._synthetic import TruthRow
-from nucscale.pipeline._mammograms import mammogram_id
+from nucscale.store._mammograms import mammogram_id
 
 Archives = dict[int, tuple[Path, Path]]
 
