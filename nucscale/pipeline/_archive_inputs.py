@@ -92,9 +92,16 @@ def _index_if_archive(folder: Path) -> pd.DataFrame | None:
     dicom = table[table["status"] != "skipped"]
     if dicom.empty:
         return None
-    if (dicom["kind"] == "wsi").all() and dicom["series_uid"].nunique() == 1:
-        return None
+    if (dicom["kind"] == "wsi").all() and len(_slide_series(dicom)) == 1:
+        return None  # one slide, perhaps with its label and overview in series of their own
     return assign(table)
+
+
+def _slide_series(wsi: pd.DataFrame) -> list[str]:
+    """WSI series that hold a VOLUME instance (a series of only LABEL, OVERVIEW or THUMBNAIL
+    images is not a slide)."""
+    volume = wsi["image_type"].fillna("").str.split("\\").map(lambda t: "VOLUME" in t)
+    return sorted(wsi.loc[volume, "series_uid"].unique())
 
 
 def _expand(index: pd.DataFrame, into: Expanded, mpp: float | None, options: ReadOptions) -> None:
@@ -102,7 +109,11 @@ def _expand(index: pd.DataFrame, into: Expanded, mpp: float | None, options: Rea
     for _, row in index[index["status"] != "ok"].iterrows():
         into.skipped.append((row["path"], f"{row['status']}: {row['reason']}"))
     wsi = ok[ok["kind"] == "wsi"]
-    for series_uid, series in wsi.groupby("series_uid", sort=True):
+    slides = _slide_series(wsi)
+    for _, row in wsi[~wsi["series_uid"].isin(slides)].iterrows():
+        into.skipped.append((row["path"], f"WSI {row['image_type']} image of a series without "
+                             "a VOLUME image: not a slide"))  # fmt: skip
+    for series_uid, series in wsi[wsi["series_uid"].isin(slides)].groupby("series_uid"):
         # the reader gathers the series from the files beside this one
         first = series.sort_values("path").iloc[0]["path"]
         into.slides.append(
