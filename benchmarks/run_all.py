@@ -40,6 +40,7 @@ def plan(quick: bool, sizes: str) -> list[list[str]]:
         ["pipeline.py", "--sizes", small, "--workers", "1,2", "--models", "baseline,unet"],
         ["cohort.py", "--slides", "100" if quick else "1000"],
         ["cohort.py", "--manifest-only", "--slides", "200" if quick else "2000"],
+        ["archive.py", "--steps", "200" if quick else "600"],
     ]
     if not quick:
         runs += [

@@ -185,16 +185,18 @@ def apply_geometry(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
     return resize(pad_square(crop_and_orient(mask, geometry)), geometry.size, mask=True)
 
 
-def invert_geometry(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """A network's mask back on the original mammogram's pixels (nearest neighbour)."""
+def invert_geometry(image: np.ndarray, geometry: Geometry, order: int = 0) -> np.ndarray:
+    """A network-sized map back on the original mammogram's pixels: nearest neighbour for a
+    mask (``order=0``), bilinear for a probability map (``order=1``, so a mask thresholded
+    afterwards has smooth outlines instead of the network's pixel steps)."""
     side = (geometry.side, geometry.side)
-    square = transform.resize(mask, side, order=0, preserve_range=True, anti_aliasing=False)
-    square = square.astype(mask.dtype)
+    square = transform.resize(image, side, order=order, preserve_range=True, anti_aliasing=False)
+    square = square.astype(image.dtype)
     top, bottom, left, right = geometry.box
     m = square[: bottom - top, : right - left]
     if geometry.flipped:
         m = m[:, ::-1]
-    out = np.zeros(geometry.shape, dtype=mask.dtype)
+    out = np.zeros(geometry.shape, dtype=image.dtype)
     out[top:bottom, left:right] = m
     return out
 

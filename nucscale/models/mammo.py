@@ -74,8 +74,8 @@ class MammogramModel:
     def segment(self, m: Mammogram) -> tuple[np.ndarray, Prepared]:
         """The mass mask (uint8 0/1) on the mammogram's own pixels, and its preprocessing."""
         prepared = self.prepare(m)
-        small = (self.probability(prepared.network) >= self.threshold).astype(np.uint8)
-        return invert_geometry(small, prepared.geometry), prepared
+        probability = invert_geometry(self.probability(prepared.network), prepared.geometry, 1)
+        return (probability >= self.threshold).astype(np.uint8), prepared
 
 
 def weights_dict(net: UNet, size: int, threshold: float, trained_on: str) -> dict[str, Any]:
