@@ -51,6 +51,10 @@ class Settings:
         (plain images), instead of exhausting memory.
     save_image:
         Also write the analysed image as OME-Zarr (``OUT/images/<id>.zarr``) beside the labels.
+    features:
+        ``morphology`` (the nucleus table) or ``full``: also CellProfiler-style intensity,
+        texture, shape and neighbourhood measurements in ``OUT/features``
+        (:mod:`nucscale.features._cellprofiler`).
     """
 
     mpp: float | None = None
@@ -64,8 +68,11 @@ class Settings:
     tissue_max_size: int = 2048
     max_pixels: int = 2_000_000_000
     save_image: bool = False
+    features: str = "morphology"
 
     def __post_init__(self) -> None:
+        if self.features not in ("morphology", "full"):
+            raise ConfigError(f"features must be morphology or full, got {self.features!r}")
         if self.mpp is not None and not (math.isfinite(self.mpp) and self.mpp > 0):
             raise ConfigError(f"mpp must be a positive number of µm per pixel, got {self.mpp}")
         if self.tile is not None and self.tile < 64:

@@ -106,7 +106,9 @@ def query(
     out: Annotated[Path, typer.Argument(help="Output folder of nucscale run.")],
     sql: Annotated[
         str,
-        typer.Argument(help="SQL over the views nuclei, slides, regions and mammograms (DuckDB)."),
+        typer.Argument(
+            help="SQL over the views nuclei, slides, features, regions and mammograms (DuckDB)."
+        ),
     ],
     to: Annotated[
         Path | None, typer.Option(help="Write the result to this file instead of printing.")

@@ -110,6 +110,13 @@ def run(
         bool,
         typer.Option(help="Also write the analysed image as OME-Zarr (OUT/images/<id>.zarr)."),
     ] = False,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="morphology (default: the nucleus table) or full: also CellProfiler-style "
+            "intensity, texture, shape and neighbourhood measurements in OUT/features."
+        ),
+    ] = None,
     channel: ChannelOption = None,
     intensity_range: IntensityOption = None,
     z: ZOption = None,
@@ -151,6 +158,7 @@ def run(
             weights=str(weights.resolve()) if weights else None,
             weights_format=weights_format,
             save_image=save_image or None,
+            features=features,
         )
         options = read_options(channel, intensity_range, z)
         plain, archive = split_inputs(inputs, modality, series, patient, mpp, options)

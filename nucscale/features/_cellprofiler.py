@@ -23,7 +23,9 @@ the whole set; each family is tested against a per-object reference).
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 from scipy.spatial import cKDTree
+from skimage.color import rgb2hed
 
 from nucscale.features._texture import HARALICK, cooccurrence, haralick, quantize, top_levels
 
@@ -43,6 +45,13 @@ INTENSITY_FULL = (
 TEXTURE = tuple(f"texture_{name}" for name in HARALICK)
 SHAPE_FULL = ("form_factor", "compactness")
 NEIGHBOURS = ("neighbours", "nearest_neighbour_distance")
+
+
+def _relative(rr: np.ndarray, cc: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates relative to each object's first pixel (row-major): sums of them round
+    the same wherever the window starts, so a nucleus measures the same in every tile."""
+    first = np.unique(owner, return_index=True)[1]
+    return (rr - rr[first][owner]).astype(np.float64), (cc - cc[first][owner]).astype(np.float64)
 
 
 def _quantiles(values: np.ndarray, owner: np.ndarray, n: int, qs: tuple[float, ...]) -> list:
@@ -88,10 +97,11 @@ def intensity_family(
     out["min_intensity"], out["max_intensity"] = lowest, highest
     out["median_intensity"] = median
     out["lower_quartile_intensity"], out["upper_quartile_intensity"] = lower, upper
-    cy, cx = (np.bincount(owner, weights=a, minlength=n) / count for a in (rr, cc))
+    ry, rx = _relative(rr, cc, owner)
+    cy, cx = (np.bincount(owner, weights=a, minlength=n) / count for a in (ry, rx))
     with np.errstate(invalid="ignore", divide="ignore"):
-        wy = np.bincount(owner, weights=rr * v, minlength=n) / total
-        wx = np.bincount(owner, weights=cc * v, minlength=n) / total
+        wy = np.bincount(owner, weights=ry * v, minlength=n) / total
+        wx = np.bincount(owner, weights=rx * v, minlength=n) / total
     out["mass_displacement"] = np.hypot(wy - cy, wx - cx) * mpp
     # beyond the window's edge counts as the pixel itself: a nucleus cut by the image border
     # has no edge there (scikit-image's find_boundaries rule)
@@ -118,9 +128,10 @@ def shape_family(
     rr, cc = np.nonzero(owner_img >= 0)
     owner = owner_img[rr, cc]
     count = np.bincount(owner, minlength=n).astype(np.float64)
-    cy = np.bincount(owner, weights=rr, minlength=n) / count
-    cx = np.bincount(owner, weights=cc, minlength=n) / count
-    r2 = (rr - cy[owner]) ** 2 + (cc - cx[owner]) ** 2
+    ry, rx = _relative(rr, cc, owner)
+    cy = np.bincount(owner, weights=ry, minlength=n) / count
+    cx = np.bincount(owner, weights=rx, minlength=n) / count
+    r2 = (ry - cy[owner]) ** 2 + (rx - cx[owner]) ** 2
     mean_r2 = np.bincount(owner, weights=r2, minlength=n) / count
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
@@ -161,3 +172,51 @@ def neighbours(x_um: np.ndarray, y_um: np.ndarray, radius_um: float) -> dict[str
         return {"neighbours": np.asarray(within), "nearest_neighbour_distance": np.full(1, np.nan)}
     dist, _ = tree.query(points, k=2)
     return {"neighbours": np.asarray(within), "nearest_neighbour_distance": dist[:, 1]}
+
+
+#: Grey levels and fixed signal range of the texture features, per modality: haematoxylin
+#: optical density (rgb2hed's unit, as ``od_haematoxylin``) for brightfield, the nuclear
+#: channel scaled to [0, 1] for fluorescence. Fixed, so a nucleus gets the same grey levels in
+#: every tile and every slide.
+TEXTURE_LEVELS = 8
+TEXTURE_RANGE = {"brightfield": (0.0, 0.25), "fluorescence": (0.0, 1.0)}
+#: Radius of the neighbour count, µm (about two nucleus diameters).
+NEIGHBOUR_RADIUS_UM = 20.0
+
+FULL_SCHEMA = pa.schema(
+    [pa.field("nucleus_id", pa.int64())]
+    + [pa.field(name, pa.float64()) for name in (*INTENSITY_FULL, *TEXTURE, *SHAPE_FULL)]
+    + [pa.field("neighbours", pa.int64()), pa.field("nearest_neighbour_distance", pa.float64())]
+)
+
+
+def nuclear_signal(rgb: np.ndarray, modality: str) -> np.ndarray:
+    """The nuclear signal of an RGB window: haematoxylin optical density (brightfield), or the
+    grey nuclear channel scaled to [0, 1] (fluorescence, read as grey repeated to RGB)."""
+    if modality == "fluorescence":
+        return rgb[..., 0].astype(np.float64) / 255.0
+    return rgb2hed(rgb)[..., 0]
+
+
+def window_columns(
+    labels: np.ndarray,
+    rgb: np.ndarray,
+    ids: np.ndarray,
+    *,
+    modality: str,
+    mpp: float,
+    area: np.ndarray,
+    perimeter: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The intensity, texture and shape columns of the nuclei ``ids`` of a window (rows in the
+    order of ``ids``; ``area`` and ``perimeter`` in any one unit, as the nucleus table has
+    them). The neighbourhood columns need the whole slide: :func:`neighbours`."""
+    if len(ids) == 0:
+        return {name: np.zeros(0) for name in (*INTENSITY_FULL, *TEXTURE, *SHAPE_FULL)}
+    signal = nuclear_signal(rgb, modality)
+    low, high = TEXTURE_RANGE["fluorescence" if modality == "fluorescence" else "brightfield"]
+    return {
+        **intensity_family(signal, labels, ids, mpp),
+        **texture_family(signal, labels, ids, low=low, high=high, levels=TEXTURE_LEVELS),
+        **shape_family(labels, ids, area, perimeter),
+    }

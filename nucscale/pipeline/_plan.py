@@ -132,6 +132,7 @@ class SlidePlan:
     provenance: tuple[tuple[str, str], ...]
     plan_s: float
     save_image: bool = False
+    features: str = "morphology"  # or "full": CellProfiler-style families in OUT/features
     options: ReadOptions = DEFAULT  # the user's read choices; workers open the slide with them
     #: the tissue rule: a nucleus is kept when its centroid lies in tissue (None: keep all)
     tissue: TissueMap | None = None
@@ -352,6 +353,7 @@ def make_plan(
             provenance=tuple(sorted(provenance.items())),
             plan_s=0.0,
             save_image=settings.save_image,
+            features=settings.features,
             options=inp.options,
             tissue=tissue,
             n_maps=maps,

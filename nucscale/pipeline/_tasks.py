@@ -23,12 +23,21 @@ import zarr
 
 from nucscale import __version__
 from nucscale.features import NUCLEUS_SCHEMA, measure
+from nucscale.features._cellprofiler import (
+    FULL_SCHEMA,
+    NEIGHBOUR_RADIUS_UM,
+    TEXTURE_LEVELS,
+    TEXTURE_RANGE,
+    neighbours,
+    window_columns,
+)
 from nucscale.infer import Segmentation
 from nucscale.infer._dense import DenseSegmenter
 from nucscale.pipeline._plan import SlidePlan
 from nucscale.stitch import crop_to_content, owned_instances, paint, relabel_owned
 from nucscale.store import (
     atomic_write,
+    features_path,
     finish_label_image,
     image_path,
     labels_path,
@@ -203,6 +212,8 @@ def _own_measure_write(
         type_prob=(seg.probs[owned.labels - 1] if n else np.zeros(0)).astype(np.float32),
     )
     table = pa.Table.from_pydict({k: cols[k] for k in NUCLEUS_SCHEMA.names}, schema=NUCLEUS_SCHEMA)
+    if plan.features == "full":
+        _write_full_fragment(plan, row, col, labels, rgb, owned.labels, cols)
     t3 = time.perf_counter()
     box, ids = crop_to_content(view, relabel_owned(labels, owned))
     npz = plan.fragments / f"{_stem(row, col)}.npz"
@@ -210,6 +221,56 @@ def _own_measure_write(
     frag = plan.fragments / f"{_stem(row, col)}.parquet"
     atomic_write(frag, lambda tmp: pq.write_table(table, tmp))
     return n, t3
+
+
+def _write_full_fragment(
+    plan: SlidePlan,
+    row: int,
+    col: int,
+    labels: np.ndarray,
+    rgb: np.ndarray,
+    ids: np.ndarray,
+    cols: dict[str, np.ndarray],
+) -> None:
+    """The tile's CellProfiler-style columns (``--features full``), one row per owned nucleus,
+    as the fragment ``<tile>.full.parquet`` (neighbours are added when the slide is done)."""
+    full = window_columns(
+        labels, rgb, ids, modality=plan.modality, mpp=plan.choice.mpp,
+        area=cols["area"], perimeter=cols["perimeter"],
+    )  # fmt: skip
+    n = len(ids)
+    data = {"nucleus_id": cols["nucleus_id"], **full, "neighbours": np.zeros(n, np.int64),
+            "nearest_neighbour_distance": np.full(n, np.nan)}  # fmt: skip
+    table = pa.Table.from_pydict(data, schema=FULL_SCHEMA)
+    frag = plan.fragments / f"{_stem(row, col)}.full.parquet"
+    atomic_write(frag, lambda tmp: pq.write_table(table, tmp))
+
+
+def _write_features_table(plan: SlidePlan, final: Path, frags: list[Path]) -> None:
+    """``OUT/features/slide_id=<id>/part-0.parquet``: the tiles' full fragments joined, with
+    each nucleus's neighbours counted over the whole slide's centroids (exact across tiles)."""
+    table = (
+        pa.concat_tables([pq.read_table(f) for f in frags]) if frags else FULL_SCHEMA.empty_table()
+    )
+    centroids = pq.read_table(final, columns=["nucleus_id", "centroid_x_um", "centroid_y_um"])
+    order = {int(v): i for i, v in enumerate(centroids["nucleus_id"].to_numpy())}
+    rows = np.array([order[int(v)] for v in table["nucleus_id"].to_numpy()], dtype=np.int64)
+    near = neighbours(
+        centroids["centroid_x_um"].to_numpy()[rows],
+        centroids["centroid_y_um"].to_numpy()[rows],
+        NEIGHBOUR_RADIUS_UM,
+    )
+    for name in ("neighbours", "nearest_neighbour_distance"):
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(near[name]))
+    table = table.sort_by("nucleus_id")
+    table = table.replace_schema_metadata(
+        {b"nucscale.settings_key": plan.key.encode(),
+         b"nucscale.features": json.dumps({"texture_levels": TEXTURE_LEVELS,
+                                           "texture_range": TEXTURE_RANGE,
+                                           "neighbour_radius_um": NEIGHBOUR_RADIUS_UM}).encode()}
+    )  # fmt: skip
+    dest = features_path(Path(plan.out), plan.slide_id)
+    atomic_write(dest, lambda tmp: pq.write_table(table, tmp))
 
 
 def _type_names(types: np.ndarray, names: Mapping[int, str]) -> pa.Array:
@@ -306,6 +367,9 @@ def finalize_slide(
         "summary": json.dumps(summary, sort_keys=True),
     }
     n = write_nuclei(final, (pq.read_table(f) for f in frags), meta, bbox)
+    if plan.features == "full":
+        full = [f.with_suffix(".full.parquet") for f in frags]
+        _write_features_table(plan, final, [f for f in full if f.exists()])
     replace_dir(plan.labels_store, labels)
     shutil.rmtree(plan.fragments, ignore_errors=True)
     write_s = time.perf_counter() - t0
@@ -345,6 +409,7 @@ def provenance(plan: SlidePlan) -> dict[str, str]:
         "tile_size": str(plan.grid.tile),
         "halo": str(plan.grid.halo),
         "tissue_mm2": f"{plan.tissue_mm2:.6g}",
+        "features": plan.features,
         **dict(plan.provenance),
     }
 

@@ -1,5 +1,5 @@
-"""What SQL over the results may touch: the views ``nuclei``, ``slides``, ``regions`` and
-``mammograms``, nothing else.
+"""What SQL over the results may touch: the views ``nuclei``, ``slides``, ``features``,
+``regions`` and ``mammograms``, nothing else.
 
 :class:`~nucscale.query.Results` registers the views as pyarrow datasets over the finished
 slides' tables and the cohort table (pyarrow reads those files; DuckDB scans the Arrow
@@ -42,7 +42,7 @@ def refusal(exc: duckdb.Error, out: Path) -> QueryRefusedError | None:
     text = text.removeprefix("Permission Error: ").removeprefix("Invalid Input Error: ")
     return QueryRefusedError(
         out,
-        f"query refused: {text}; queries read only the views nuclei, slides, regions and "
-        "mammograms (no other "
+        f"query refused: {text}; queries read only the views nuclei, slides, features, "
+        "regions and mammograms (no other "
         "file, no network, no settings); save a result with --to FILE or Results.write",
     )

@@ -155,8 +155,9 @@ class Results:
     # --- DuckDB ------------------------------------------------------------------------------
     @cached_property
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with views ``nuclei``, ``slides``, ``regions`` and
-        ``mammograms`` (mammogram masses, :mod:`nucscale.store._mammograms`), confined to
+        """An in-memory DuckDB connection with views ``nuclei``, ``slides``, ``features``
+        (``--features full``), ``regions`` and ``mammograms`` (mammogram masses,
+        :mod:`nucscale.store._mammograms`), confined to
         them: no file or network access, configuration locked (module docstring)."""
         con = duckdb.connect()
         try:
@@ -173,7 +174,7 @@ class Results:
             self.slides()  # make sure the file exists
             con.register("_slides", ds.dataset(str(slides_path(self.out)), format="parquet"))
             con.execute("CREATE VIEW slides AS SELECT * FROM _slides")
-            for view, dataset in self._mammogram_datasets().items():
+            for view, dataset in self._other_datasets().items():
                 con.register(f"_{view}", dataset)
                 con.execute(f"CREATE VIEW {view} AS SELECT * FROM _{view}")
             confine(con)
@@ -182,9 +183,11 @@ class Results:
             raise
         return con
 
-    def _mammogram_datasets(self) -> dict[str, ds.Dataset]:
-        """``regions`` (every mammogram's region table) and ``mammograms`` (one row each), as
-        datasets; empty ones when the run segmented no mammogram."""
+    def _other_datasets(self) -> dict[str, ds.Dataset]:
+        """``features`` (``--features full``: one row per nucleus, ``slide_id`` from the
+        partition), ``regions`` (every mammogram's region table) and ``mammograms`` (one row
+        each), as datasets; empty ones when the run wrote none."""
+        from nucscale.features._cellprofiler import FULL_SCHEMA
         from nucscale.store._mammograms import (
             MAMMOGRAMS_SCHEMA,
             REGIONS_SCHEMA,
@@ -193,7 +196,16 @@ class Results:
 
         regions = sorted(str(p) for p in (self.out / "regions").glob("*.parquet"))
         table = mammograms_table_path(self.out)
+        features = sorted(str(p) for p in (self.out / "features").glob("slide_id=*/*.parquet"))
+        partitioning = ds.partitioning(pa.schema([("slide_id", pa.string())]), flavor="hive")
         return {
+            "features": ds.dataset(
+                features,
+                schema=FULL_SCHEMA.append(pa.field("slide_id", pa.string())),
+                format="parquet",
+                partitioning=partitioning,
+                partition_base_dir=str(self.out / "features"),
+            ),
             "regions": ds.dataset(regions, schema=REGIONS_SCHEMA, format="parquet"),
             "mammograms": ds.dataset(
                 [str(table)] if table.exists() else [], schema=MAMMOGRAMS_SCHEMA, format="parquet"

@@ -23,6 +23,7 @@ from nucscale.store._omezarr import (
 )
 from nucscale.store._parquet import (
     SchemaVersionError,
+    features_path,
     geo_metadata,
     nuclei_path,
     read_metadata,
@@ -51,6 +52,7 @@ __all__ = [
     "check_slide_id",
     "clean_slide_id",
     "create_label_image",
+    "features_path",
     "finish_label_image",
     "geo_metadata",
     "image_path",

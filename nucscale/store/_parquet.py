@@ -48,6 +48,13 @@ def nuclei_path(out: Path, slide_id: str) -> Path:
     return Path(out) / "nuclei" / f"slide_id={slide_id}" / "part-0.parquet"
 
 
+def features_path(out: Path, slide_id: str) -> Path:
+    """``OUT/features/slide_id=<id>/part-0.parquet``: the slide's ``--features full`` table
+    (one row per nucleus, joined to the nucleus table by ``nucleus_id``)."""
+    check_slide_id(slide_id, out)
+    return Path(out) / "features" / f"slide_id={slide_id}" / "part-0.parquet"
+
+
 def geo_metadata(bbox: Sequence[float] | None) -> dict[str, Any]:
     """GeoParquet 1.1 file metadata for the ``geometry`` column.
 

@@ -52,7 +52,9 @@ def test_sql_reaching_beyond_the_views_is_refused(
             res.sql(sql)
         text = str(err.value)
         assert text.startswith(f"{results_out}: query refused: ") and "\n" not in text, text
-        assert "queries read only the views nuclei, slides, regions and mammograms" in text
+        assert (
+            "queries read only the views nuclei, slides, features, regions and mammograms" in text
+        )
         assert isinstance(err.value, PermissionError)
     assert snapshot(tmp_path) == before
     # the connection still answers, over the views
