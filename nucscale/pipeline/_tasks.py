@@ -368,8 +368,8 @@ def finalize_slide(
     }
     n = write_nuclei(final, (pq.read_table(f) for f in frags), meta, bbox)
     if plan.features == "full":
-        full = [f.with_suffix(".full.parquet") for f in frags]
-        _write_features_table(plan, final, [f for f in full if f.exists()])
+        # written before each tile's nucleus fragment, so present wherever that one is
+        _write_features_table(plan, final, [f.with_suffix(".full.parquet") for f in frags])
     replace_dir(plan.labels_store, labels)
     shutil.rmtree(plan.fragments, ignore_errors=True)
     write_s = time.perf_counter() - t0
