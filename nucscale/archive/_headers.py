@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from nucscale.archive._schema import HEADER_COLUMNS
+from nucscale.io._dicom import is_dicom_file
 
 VL_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR
@@ -55,7 +56,7 @@ def header_row(path: str | os.PathLike[str]) -> dict[str, Any]:
         row = empty_row(str(p), 0, 0)
         return {**row, "status": "error", "reason": f"cannot stat: {exc.strerror or exc}"}
     row = empty_row(str(p), st.st_size, st.st_mtime_ns)
-    if not _has_dicm_marker(p):
+    if not is_dicom_file(p):
         return {**row, "status": "skipped", "reason": _not_dicom_reason(p, st.st_size)}
     try:
         ds = pydicom.dcmread(p, stop_before_pixels=True)
@@ -80,15 +81,6 @@ def header_row(path: str | os.PathLike[str]) -> dict[str, Any]:
 def header_rows(paths: list[str]) -> list[dict[str, Any]]:
     """:func:`header_row` of each path (one Dask task reads a batch)."""
     return [header_row(p) for p in paths]
-
-
-def _has_dicm_marker(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fp:
-            head = fp.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
 
 
 def _not_dicom_reason(path: Path, size: int) -> str:

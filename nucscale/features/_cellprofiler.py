@@ -27,6 +27,7 @@ import pyarrow as pa
 from scipy.spatial import cKDTree
 from skimage.color import rgb2hed
 
+from nucscale.features._owners import owned_pixels
 from nucscale.features._texture import HARALICK, cooccurrence, haralick, quantize, top_levels
 
 INTENSITY_FULL = (
@@ -78,11 +79,7 @@ def intensity_family(
 ) -> dict[str, np.ndarray]:
     """The intensity columns of the nuclei ``ids`` of a label window (float64)."""
     n = len(ids)
-    row_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
-    row_of[ids] = np.arange(n)
-    owner_img = row_of[labels]
-    rr, cc = np.nonzero(owner_img >= 0)
-    owner = owner_img[rr, cc]
+    owner_img, rr, cc, owner = owned_pixels(labels, ids)
     v = np.asarray(signal, np.float64)[rr, cc]
     count = np.bincount(owner, minlength=n).astype(np.float64)
     total = np.bincount(owner, weights=v, minlength=n)
@@ -122,11 +119,7 @@ def shape_family(
     """Form factor and compactness; ``area`` (px) and ``perimeter`` (px) as the morphology
     columns give them, rows in the order of ``ids``."""
     n = len(ids)
-    row_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
-    row_of[ids] = np.arange(n)
-    owner_img = row_of[labels]
-    rr, cc = np.nonzero(owner_img >= 0)
-    owner = owner_img[rr, cc]
+    _, rr, cc, owner = owned_pixels(labels, ids)
     count = np.bincount(owner, minlength=n).astype(np.float64)
     ry, rx = _relative(rr, cc, owner)
     cy = np.bincount(owner, weights=ry, minlength=n) / count

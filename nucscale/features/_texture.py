@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nucscale.features._owners import owned_pixels
+
 #: Haralick's 13 features, in mahotas's (and CellProfiler's) order.
 HARALICK = (
     "angular_second_moment",
@@ -45,11 +47,7 @@ def cooccurrence(
     both pixels belong to the same nucleus. Row and column 0 stay empty (mahotas's
     ``ignore_zeros``). Work is proportional to the nuclei's pixels, not the window's."""
     n, size = len(ids), levels + 1
-    row_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
-    row_of[ids] = np.arange(n)
-    owner_img = row_of[labels]
-    rr, cc = np.nonzero(owner_img >= 0)
-    owner = owner_img[rr, cc]
+    owner_img, rr, cc, owner = owned_pixels(labels, ids)
     g = grey[rr, cc].astype(np.int64)
     base = (owner * size + g) * size
     h, w = labels.shape
@@ -128,12 +126,9 @@ def haralick(counts: np.ndarray, top: np.ndarray) -> dict[str, np.ndarray]:
 
 def top_levels(grey: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Each nucleus's highest grey level."""
-    row_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
-    row_of[ids] = np.arange(len(ids))
-    owner = row_of[labels]
-    inside = owner >= 0
+    _, rr, cc, owner = owned_pixels(labels, ids)
     top = np.zeros(len(ids), dtype=np.int64)
-    np.maximum.at(top, owner[inside], grey[inside])
+    np.maximum.at(top, owner, grey[rr, cc])
     return top
 
 
