@@ -137,15 +137,19 @@ def test_a_rerun_skips_done_mammograms(
 
 
 def test_mixed_archive(
-    archive: tuple[Path, list[TruthRow]], tmp_path: Path, nucscale_cli: Callable[..., Any]
+    archive: tuple[Path, list[TruthRow]],
+    mass_weights: tuple[Path, str],
+    tmp_path: Path,
+    nucscale_cli: Callable[..., Any],
 ) -> None:
-    """WSI series processed, mammograms skipped without a mass model, the rest skipped with
-    their reasons; filters pick instances."""
+    """WSI series and mammograms processed in one run, the rest skipped with their reasons;
+    without a mass model the mammograms are listed first; filters pick instances."""
     root, _ = archive
     out = tmp_path / "out"
     res = nucscale_cli("run", str(root), "--out", str(out), "--model", "baseline",
-                       "--workers", "2", "--dashboard", ":0", "--modality", "SM",
-                       "--modality", "CT", "--modality", "MG")  # fmt: skip
+                       "--weights", str(mass_weights[0]), "--mpp", "50", "--workers", "2",
+                       "--dashboard", ":0", "--modality", "SM", "--modality", "CT",
+                       "--modality", "MG")  # fmt: skip
     text = res.stdout + res.stderr
     assert res.returncode == 0, text
     assert "Traceback" not in text
@@ -153,10 +157,13 @@ def test_mixed_archive(
     done = [line for line in text.splitlines() if line.startswith("│ wsi-")]
     assert len(done) == 4, text
     assert "4 done, 0 failed" in text
-    skipped = [line for line in text.splitlines() if line.startswith("skipped: ")]
+    assert "8 mammograms done, 0 failed" in text
+    assert not any(" MR " in line or "RTPLAN" in line for line in text.splitlines())
+    without = nucscale_cli("run", str(root), "--out", str(tmp_path / "o1"), "--modality", "MG")
+    assert without.returncode == 2
+    skipped = [line for line in without.stderr.splitlines() if line.startswith("skipped: ")]
     # mammograms left unsegmented come first among the (at most 20) lines
     assert [("no mass model given" in line) for line in skipped[:8]] == [True] * 8
-    assert not any(" MR " in line or "RTPLAN" in line for line in text.splitlines())
     ct = nucscale_cli("run", str(root), "--out", str(tmp_path / "o2"), "--modality", "CT")
     assert ct.returncode == 2
     lines = ct.stderr.splitlines()
