@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from nucscale.config import Settings
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NUCSCALE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -145,6 +147,24 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
     """`dask scheduler` + 2 `dask worker` processes on 127.0.0.1; yields the address."""
     with real_dask(tmp_path, [[], []]) as addr:
         yield addr
+
+
+#: Settings of the reference CMU-1 run: the weights-free baseline, 512 px tiles.
+SETTINGS = Settings(segmenter="baseline", tile=512)
+
+
+@pytest.fixture(scope="session")
+def cmu1_run(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CMU-1 processed once with a 2-process LocalCluster, 512 px tiles (30 tiles)."""
+    from nucscale.cluster import get_client
+    from nucscale.pipeline import resolve_inputs, run_cohort
+
+    out = tmp_path_factory.mktemp("cmu1")
+    slides, rejected = resolve_inputs([str(cmu1_svs)])
+    with get_client(workers=2, dashboard_address=":0") as client:
+        rows = run_cohort(client, slides, rejected, SETTINGS, out)
+    assert [(r.slide_id, r.status) for r in rows] == [("CMU-1-Small-Region", "done")], rows
+    return out
 
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]

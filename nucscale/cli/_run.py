@@ -13,6 +13,21 @@ from rich.table import Table
 from rich.text import Text
 
 from nucscale.cli._app import app, console
+from nucscale.cli._cluster_options import (
+    AccountOption,
+    ClusterOption,
+    ClusterSpecOption,
+    CoresOption,
+    ImageOption,
+    JobExtraOption,
+    JobWaitOption,
+    MaxJobsOption,
+    MemoryOption,
+    MinJobsOption,
+    QueueOption,
+    WalltimeOption,
+    remote,
+)
 from nucscale.cli._precheck import check_out, missing_inputs
 from nucscale.cli._read_options import ChannelOption, IntensityOption, ZOption, read_options
 from nucscale.cli._run_archive import ModalityOption, PatientOption, SeriesOption
@@ -104,7 +119,10 @@ def run(
     ] = None,
     gpu: Annotated[
         bool,
-        typer.Option(help="Local dask-cuda cluster, one worker per GPU (needs the gpu extra)."),
+        typer.Option(
+            help="GPU workers: a local dask-cuda cluster, one worker per GPU, or with --cluster "
+            "one GPU per job (needs the gpu extra)."
+        ),
     ] = False,
     save_image: Annotated[
         bool,
@@ -123,6 +141,18 @@ def run(
     modality: ModalityOption = None,
     series: SeriesOption = None,
     patient: PatientOption = None,
+    cluster: ClusterOption = None,
+    cores: CoresOption = None,
+    memory: MemoryOption = None,
+    queue: QueueOption = None,
+    account: AccountOption = None,
+    walltime: WalltimeOption = None,
+    min_jobs: MinJobsOption = 1,
+    max_jobs: MaxJobsOption = 4,
+    job_extra: JobExtraOption = None,
+    job_wait: JobWaitOption = 3600.0,
+    cluster_spec: ClusterSpecOption = None,
+    image: ImageOption = None,
 ) -> None:
     """Find and measure every nucleus; write OUT/nuclei (GeoParquet), OUT/labels (OME-Zarr),
     OUT/slides.parquet and OUT/manifest.parquet."""
@@ -132,6 +162,11 @@ def run(
         if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
             raise ConfigError(f"--mpp must be a positive number of µm per pixel, got {mpp}")
         check_out(out)
+        workers_at = remote(
+            cluster, out, cores=cores, memory=memory, queue=queue, account=account,
+            walltime=walltime, min_jobs=min_jobs, max_jobs=max_jobs, job_extra=job_extra,
+            job_wait=job_wait, gpu=gpu, spec=cluster_spec, image=image,
+        )  # fmt: skip
         quick = [] if scheduler is not None else missing_inputs(inputs)
     except NucscaleError as exc:
         _error(str(exc))
@@ -189,12 +224,25 @@ def run(
 
     t0 = time.perf_counter()
     skipped: list[str] = []
+    if workers_at is not None:
+        from nucscale.cluster._jobqueue import log_folder
+
+        what = "pods" if workers_at.kind == "kubernetes" else f"{workers_at.kind} jobs"
+        console.print(
+            f"workers: {what}, {min_jobs} to {max_jobs}, logs in {log_folder(out)}",
+            soft_wrap=True,
+        )
     try:
         # OUT's run lock before the cluster starts: a second run on OUT fails at once
         with (
             out_lock(out),
             get_client(
-                scheduler, workers, threads=threads, dashboard_address=dashboard, gpu=gpu
+                scheduler,
+                workers,
+                threads=threads,
+                dashboard_address=dashboard,
+                gpu=gpu and workers_at is None,
+                remote=workers_at,
             ) as client,
         ):
             if client.dashboard_link:

@@ -1,4 +1,5 @@
-"""Getting a Dask ``Client``: a local cluster of worker processes, or an existing scheduler."""
+"""Getting a Dask ``Client``: a local cluster of worker processes, an existing scheduler, or
+workers started as jobs of a batch scheduler or as Kubernetes pods."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from distributed import Client, LocalCluster
 
+from nucscale.cluster._jobqueue import JobOptions
 from nucscale.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,32 @@ def thread_env(threads: int) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Remote:
+    """Workers started elsewhere by a cluster manager (``--cluster``).
+
+    Attributes
+    ----------
+    kind:
+        ``slurm``, ``pbs``, ``lsf``, ``sge``, ``htcondor`` (dask-jobqueue) or ``kubernetes``.
+    out:
+        The run's output folder: job logs go to ``OUT/logs/workers``.
+    jobs:
+        Cores, memory, queue, adaptive range and GPU of the worker jobs.
+    wait:
+        Seconds to wait for the first worker before giving up.
+    spec, image:
+        Kubernetes only: a DaskCluster resource file, or the worker image.
+    """
+
+    kind: str
+    out: Path
+    jobs: JobOptions = field(default_factory=JobOptions)
+    wait: float = 3600.0
+    spec: Path | None = None
+    image: str | None = None
+
+
 @contextmanager
 def get_client(
     scheduler: str | None = None,
@@ -41,6 +72,7 @@ def get_client(
     dashboard_address: str | None = ":8787",
     memory_limit: str = "auto",
     gpu: bool = False,
+    remote: Remote | None = None,
 ) -> Iterator[Client]:
     """Yield a connected client and close what was started here on exit.
 
@@ -64,13 +96,23 @@ def get_client(
     gpu:
         Start a dask-cuda ``LocalCUDACluster`` (one worker per visible GPU, each advertising a
         ``GPU=1`` resource) instead of CPU workers; needs the ``gpu`` extra.
+    remote:
+        Start the scheduler here and the workers as batch jobs or pods (:class:`Remote`).
     """
+    if (scheduler is not None or remote is not None) and (
+        workers is not None or threads is not None
+    ):
+        where = "--scheduler (give `dask worker` its own)" if remote is None else "--cluster"
+        raise ConfigError(
+            f"--workers and --threads apply to the local cluster only; omit them with {where}"
+        )
+    if scheduler is not None and remote is not None:
+        raise ConfigError("give either --scheduler or --cluster, not both")
+    if remote is not None:
+        with _remote_client(remote, dashboard_address) as client:
+            yield client
+        return
     if scheduler is not None:
-        if workers is not None or threads is not None:
-            raise ConfigError(
-                "--workers and --threads apply to the local cluster only; omit them with "
-                "--scheduler (give `dask worker` its own)"
-            )
         try:
             client = Client(scheduler, timeout="20s")
         except OSError as exc:
@@ -106,6 +148,48 @@ def get_client(
     with cluster, Client(cluster) as client:
         _quiet(client)
         yield client
+
+
+@contextmanager
+def _remote_client(remote: Remote, dashboard_address: str | None) -> Iterator[Client]:
+    """The scheduler in this process, workers as jobs or pods; all closed on exit (the jobs
+    cancelled), whatever happened."""
+    from nucscale.cluster._jobqueue import (
+        log_folder,
+        start_job_cluster,
+        wait_for_first_worker,
+        watch_submissions,
+    )
+
+    with watch_submissions() as failed, _moving_port():
+        if remote.kind == "kubernetes":
+            from nucscale.cluster._kubernetes import start_kube_cluster
+
+            cluster = start_kube_cluster(remote.jobs, remote.spec, remote.image)
+        else:
+            cluster = start_job_cluster(remote.kind, remote.jobs, remote.out, dashboard_address)
+        try:
+            with Client(cluster) as client:
+                _quiet(client)
+                logs = log_folder(remote.out)
+                log.info(
+                    "--cluster %s: waiting for the first worker (%d to %d jobs; logs in %s)",
+                    remote.kind, remote.jobs.min_jobs, remote.jobs.max_jobs, logs,
+                )  # fmt: skip
+                wait_for_first_worker(client, remote.kind, logs, remote.wait, failed)
+                yield client
+        finally:
+            _close(cluster)
+
+
+def _close(cluster: Any) -> None:
+    """Close the cluster and cancel its jobs. distributed asserts, after closing the scheduler,
+    that every job it created has closed; a job whose submission was refused never started and
+    fails that assertion, which says nothing the user needs (the refusal was reported)."""
+    try:
+        cluster.close()
+    except AssertionError:
+        log.debug("a worker job that never started was left out of the cluster's close")
 
 
 @contextmanager
