@@ -135,3 +135,35 @@ def test_no_sbatch_on_path_is_a_clear_error(
         res.stderr
     )
     assert not (tmp_path / "o" / "nuclei").exists()
+
+
+def test_the_batch_script_runs_a_cohort_inside_one_allocation(
+    slurm: dict[str, str], cmu1_svs: Path, cmu1_run: Path, tmp_path: Path
+) -> None:
+    """deploy/slurm/nucscale-cluster.sbatch, submitted with sbatch: scheduler and two workers as
+    job steps, the run against them; same output as the local run, the run's status reported."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(__file__).resolve().parents[2] / "deploy" / "slurm" / "nucscale-cluster.sbatch"
+    out = tmp_path / "batch"
+    env = {
+        **slurm,
+        "NUCSCALE_VENV": sys.prefix,
+        "NUCSCALE_PORT": str(port),
+        "NUCSCALE_DASHBOARD": ":0",
+        "NUCSCALE_WORKER_MEMORY": "2GiB",
+    }
+    job_log = tmp_path / "job.log"
+    res = subprocess.run(
+        ["sbatch", "--wait", "--ntasks=2", "--cpus-per-task=1", "--mem=4G", "-o", str(job_log),
+         str(script), str(cmu1_svs), str(out), "--model", "baseline", "--tile", "512"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    log = job_log.read_text()
+    assert res.returncode == 0, log
+    assert "nucscale run exited with 0" in log and "1 done, 0 failed" in log
+    _same_output(out, cmu1_run)
+    assert not list(out.glob(".scheduler-*.json"))  # the scheduler file is removed at the end
