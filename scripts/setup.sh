@@ -47,8 +47,10 @@ fi
 
 EXTRAS=test
 [ "$BUILD" = cuda ] && EXTRAS=test,gpu
-step 3 "nucscale and its dependencies [$EXTRAS]" "a minute or two on a fresh machine"
-python -m pip install --quiet -e ".[$EXTRAS]"
+step 3 "nucscale and its dependencies [$EXTRAS], at the versions of deploy/requirements-lock.txt" "a minute or two on a fresh machine"
+# the lock pins every runtime dependency to the versions the tests passed with, the same the
+# worker images install (scripts/lock.py writes it)
+python -m pip install --quiet -e ".[$EXTRAS]" -c deploy/requirements-lock.txt
 
 step 4 "check" "seconds"
 python -c "import nucscale, torch, openslide; print('setup: done: nucscale', nucscale.__version__, '| torch', torch.__version__, '(cuda ' + str(torch.version.cuda) + ')' if torch.version.cuda else '(cpu)', '| openslide', openslide.__library_version__)"

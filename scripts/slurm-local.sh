@@ -18,8 +18,15 @@ set -euo pipefail
 die() { echo "slurm-local: $*" >&2; exit 1; }
 
 install() {
+    if [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/munged ] && command -v sbatch >/dev/null; then
+        return 0
+    fi
     command -v apt-get >/dev/null || die "apt-get not found: install slurm-wlm and munge with your package manager"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
+    export DEBIAN_FRONTEND=noninteractive
+    # package lists may be missing or stale on a fresh machine: refresh them once if needed
+    apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm munge >/dev/null; } ||
+        die "apt-get could not install slurm-wlm and munge (root needed)"
 }
 
 free_port() {

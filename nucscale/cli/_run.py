@@ -227,11 +227,9 @@ def run(
     if workers_at is not None:
         from nucscale.cluster._jobqueue import log_folder
 
-        what = "pods" if workers_at.kind == "kubernetes" else f"{workers_at.kind} jobs"
-        console.print(
-            f"workers: {what}, {min_jobs} to {max_jobs}, logs in {log_folder(out)}",
-            soft_wrap=True,
-        )
+        logs = "kubectl logs" if workers_at.kind == "kubernetes" else f"logs in {log_folder(out)}"
+        what = "kubernetes pods" if workers_at.kind == "kubernetes" else f"{workers_at.kind} jobs"
+        console.print(f"workers: {what}, {min_jobs} to {max_jobs}, {logs}", soft_wrap=True)
     try:
         # OUT's run lock before the cluster starts: a second run on OUT fails at once
         with (

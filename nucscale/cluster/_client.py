@@ -15,6 +15,7 @@ from typing import Any
 from distributed import Client, LocalCluster
 
 from nucscale.cluster._jobqueue import JobOptions
+from nucscale.cluster._versions import check_versions
 from nucscale.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def get_client(
         except OSError as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         try:
+            check_versions(client)
             _quiet(client)
             yield client
         finally:
@@ -177,6 +179,7 @@ def _remote_client(remote: Remote, dashboard_address: str | None) -> Iterator[Cl
                     remote.kind, remote.jobs.min_jobs, remote.jobs.max_jobs, logs,
                 )  # fmt: skip
                 wait_for_first_worker(client, remote.kind, logs, remote.wait, failed)
+                check_versions(client)
                 yield client
         finally:
             _close(cluster)

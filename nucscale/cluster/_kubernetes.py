@@ -29,7 +29,8 @@ def load_spec(path: Path) -> dict[str, Any]:
     try:
         spec = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the cluster spec: {exc}") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: cannot read the cluster spec: {reason}") from None
     if not isinstance(spec, dict) or spec.get("kind") != "DaskCluster":
         raise ConfigError(f"{path}: not a DaskCluster resource (kind: DaskCluster)")
     return spec

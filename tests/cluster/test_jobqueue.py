@@ -3,7 +3,9 @@ needed: the job classes render their scripts without submitting)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dask.config
 import pytest
@@ -109,4 +111,55 @@ def test_the_reason_of_a_refused_submission_is_its_stderr_on_one_line() -> None:
     )
     assert submit_reason(text) == (
         "sbatch: error: invalid partition specified: q; sbatch: error: Batch job submission failed"
+    )
+
+
+def test_workers_with_other_versions_are_named() -> None:
+    from nucscale.cluster._versions import version_mismatch
+
+    def pkgs(**over: str) -> dict[str, str]:
+        base = {"python": "3.11.7.final.0", "nucscale": "0.1.0", "dask": "2026.8.0",
+                "distributed": "2026.8.0", "cloudpickle": "3.1.3", "msgpack": "1.2.4",
+                "numpy": "2.4.6", "torch": "2.13.0+cpu"}  # fmt: skip
+        return {**base, **over}
+
+    same = {"client": {"packages": pkgs()},
+            "workers": {"tcp://a:1": {"packages": pkgs(torch="2.13.0+cu128",
+                                                       python="3.11.9.final.0")}}}  # fmt: skip
+    assert version_mismatch(same) is None  # a CUDA build on a GPU worker is the same torch
+    other = {"client": {"packages": pkgs()},
+             "workers": {"tcp://a:1": {"packages": pkgs(distributed="2026.7.1")}}}  # fmt: skip
+    assert version_mismatch(other) == (
+        "distributed 2026.8.0 here, 2026.7.1 on the worker tcp://a:1"
+    )
+
+
+def test_the_example_jobqueue_yaml_makes_a_job_script() -> None:
+    import yaml
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "slurm" / "jobqueue.yaml"
+    site = yaml.safe_load(example.read_text())  # merged over the defaults, as Dask loads it
+    with dask.config.set(dask.config.merge(dask.config.config, site)):
+        script = _script(SLURMJob, "slurm", JobOptions())
+    assert "#SBATCH --cpus-per-task=16" in script and "#SBATCH --mem=64G" in script
+    assert "#SBATCH -p compute" in script and "#SBATCH -A my-lab" in script
+    assert "module load python/3.11" in script and "--nworkers 16" in script
+
+
+def test_kubernetes_without_the_operator_client_is_one_line(
+    cmu1_svs: Path, tmp_path: Path, nucscale_cli: Callable[..., Any]
+) -> None:
+    try:  # dask-kubernetes is an extra the tests do not install
+        import dask_kubernetes  # noqa: F401
+
+        pytest.skip("dask-kubernetes is installed here")
+    except ImportError:
+        pass
+    res = nucscale_cli(
+        "run", str(cmu1_svs), "--out", str(tmp_path / "o"), "--cluster", "kubernetes",
+        "--model", "baseline", "--dashboard", ":0",
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == (
+        "error: --cluster kubernetes needs dask-kubernetes: pip install 'nucscale[kubernetes]'"
     )
