@@ -5,6 +5,12 @@ client and the workers of an image agree (Dask refuses mismatched versions, and 
 the first difference). torch is left out: its build (CPU or CUDA) is chosen per machine and
 pinned on its own (torch==2.13.0).
 
+dask and distributed are held at the version dask-cuda pins (through rapids-dask-dependency:
+dask-cuda 26.10 wants dask 2026.7.1), or the CUDA image and a GPU set-up could not install
+under the lock; check with
+``pip install --dry-run 'dask-cuda>=24.8' 'cupy-cuda12x>=13' -c deploy/requirements-lock.txt``
+before moving them.
+
     .venv/bin/python scripts/lock.py            # rewrite the lock
     .venv/bin/python scripts/lock.py --check    # exit 1 when the environment differs from it
 """
