@@ -93,8 +93,9 @@ def run(
             "--model",
             "--segmenter",
             help="Segmenter: unet (default, shipped weights), baseline (weights-free H&E), "
-            "hovernet (with --weights CHECKPOINT) or bioimageio (with --weights PACKAGE: a "
-            "bioimage.io model folder, YAML or .zip).",
+            "hovernet (with --weights CHECKPOINT), bioimageio (with --weights PACKAGE: a "
+            "bioimage.io model folder, YAML or .zip) or redcells (weights-free red blood "
+            "cells of a stained smear, at 0.25 µm/px).",
         ),
     ] = None,
     weights: Annotated[

@@ -41,7 +41,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import rgb2hed
 from skimage.filters import threshold_otsu
-from skimage.morphology import disk
+from skimage.morphology import disk, h_maxima
 from skimage.segmentation import watershed
 
 from nucscale.contracts import Calibration, Segmentation, Segmenter
@@ -123,6 +123,13 @@ class BaselineSegmenter(Segmenter):
 
     name = "baseline"
     type_names: Mapping[int, str] = {1: "nucleus"}
+    #: The calibration's rule, per segmenter: signal values above ``signal_clip`` are clipped
+    #: before Otsu, the threshold is ``otsu_factor`` x Otsu within ``threshold_range``, or
+    #: ``default_threshold`` without enough tissue.
+    default_threshold = DEFAULT_THRESHOLD
+    threshold_range = THRESHOLD_RANGE
+    otsu_factor = OTSU_FACTOR
+    signal_clip = _OTSU_RANGE
     # Class-level values are those of the default parameters; instances set their own.
     context = _DEFAULT_PX.context
     max_nucleus_diameter = _DEFAULT_PX.max_diameter
@@ -177,14 +184,17 @@ class BaselineSegmenter(Segmenter):
             raise SegmenterError(
                 f"baseline: tissue mask shape {mask.shape} != image shape {tissue_rgb.shape[:2]}"
             )
-        h = np.clip(haematoxylin(tissue_rgb)[mask], 0.0, _OTSU_RANGE)
+        h = np.clip(self.signal(tissue_rgb)[mask], 0.0, self.signal_clip)
         if h.size < _MIN_TISSUE_PIXELS or np.ptp(h) == 0:
-            log.info("baseline: %d tissue pixels; default threshold %s", h.size, DEFAULT_THRESHOLD)
-            return Calibration({"threshold": DEFAULT_THRESHOLD, "source": "default"})
+            log.info(
+                "%s: %d tissue pixels; default threshold %s",
+                self.name, h.size, self.default_threshold,
+            )  # fmt: skip
+            return Calibration({"threshold": self.default_threshold, "source": "default"})
         otsu = float(threshold_otsu(h))
-        lo, hi = THRESHOLD_RANGE
-        threshold = float(min(max(OTSU_FACTOR * otsu, lo), hi))
-        log.info("baseline: tissue Otsu %.4f -> threshold %.4f", otsu, threshold)
+        lo, hi = self.threshold_range
+        threshold = float(min(max(self.otsu_factor * otsu, lo), hi))
+        log.info("%s: tissue Otsu %.4f -> threshold %.4f", self.name, otsu, threshold)
         return Calibration({"threshold": threshold, "otsu": otsu, "source": "otsu"})
 
     def segment(
@@ -202,8 +212,8 @@ class BaselineSegmenter(Segmenter):
         """
         _check_rgb(rgb)
         p = self._px
-        threshold = float(calibration.values.get("threshold", DEFAULT_THRESHOLD))
-        hs = ndi.gaussian_filter(haematoxylin(rgb), p.sigma, truncate=4.0)
+        threshold = float(calibration.values.get("threshold", self.default_threshold))
+        hs = ndi.gaussian_filter(self.signal(rgb), p.sigma, truncate=4.0)
         fg = ndi.binary_opening(hs > threshold, _CROSS)
         clumps, n = ndi.label(fg, structure=_SQUARE)
         labels = np.zeros(rgb.shape[:2], dtype=np.int32)
@@ -214,7 +224,7 @@ class BaselineSegmenter(Segmenter):
                 continue
             if max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) > p.max_clump:
                 continue
-            inst = _split_clump(clumps[sl] == k, fg[sl], p)
+            inst = self.split(clumps[sl] == k, fg[sl])
             if inst.any():
                 written = inst > 0
                 labels[sl][written] = inst[written] + (next_id - 1)
@@ -229,16 +239,29 @@ class BaselineSegmenter(Segmenter):
         probs = (sums / np.maximum(sizes, 1)).astype(np.float32)
         return Segmentation(labels, np.ones(count, dtype=np.int16), probs)
 
+    def signal(self, rgb: np.ndarray) -> np.ndarray:
+        """What is thresholded: the haematoxylin optical density (float64, per pixel)."""
+        return haematoxylin(rgb)
+
+    def split(self, mask: np.ndarray, fg: np.ndarray) -> np.ndarray:
+        """Instances (1..m) of one clump in its bounding box (:func:`_split_clump`)."""
+        return _split_clump(mask, fg, self._px)
+
     def describe(self) -> dict[str, str]:
         """Name and parameters, for the Parquet metadata."""
         return {"segmenter": self.name, **{k: repr(v) for k, v in self.params.items()}}
 
 
-def _split_clump(mask: np.ndarray, fg: np.ndarray, p: _Params) -> np.ndarray:
+def _split_clump(
+    mask: np.ndarray, fg: np.ndarray, p: _Params, h: float | None = None
+) -> np.ndarray:
     """Instances (1..m, int32) of one clump ``mask`` in its bounding box, from that box alone.
 
     ``fg`` is all foreground in the box: holes that enclose another clump stay open. Working
     from the clump's own mask, padded with zeros, is what makes the result translation safe.
+    Markers are the local maxima of the smoothed distance map within ``marker_radius``; with
+    ``h`` (px), its h-maxima instead: peaks that stand ``h`` above the saddle to any higher
+    peak, which keeps one marker along an elongated ridge (a sickle cell) however long.
     """
     mask = _fill_own_holes(mask, fg)
     if np.count_nonzero(mask) < p.min_area:
@@ -248,10 +271,13 @@ def _split_clump(mask: np.ndarray, fg: np.ndarray, p: _Params) -> np.ndarray:
     padded[pad:-pad, pad:-pad] = mask
     depth = ndi.gaussian_filter(ndi.distance_transform_edt(padded), p.sigma, truncate=4.0)
     inside = np.where(padded, depth, -np.inf)
-    peak = ndi.maximum_filter(
-        inside, footprint=_disk(p.marker_radius), mode="constant", cval=-np.inf
-    )
-    markers = padded & (inside >= peak) & (depth >= p.min_depth)
+    if h is None:
+        peak = ndi.maximum_filter(
+            inside, footprint=_disk(p.marker_radius), mode="constant", cval=-np.inf
+        )
+        markers = padded & (inside >= peak) & (depth >= p.min_depth)
+    else:
+        markers = padded & h_maxima(np.where(padded, depth, 0.0), h).astype(bool)
     if not markers.any():
         markers = np.zeros_like(padded)
         markers.flat[int(np.argmax(inside))] = True  # argmax: first deepest pixel in raster order

@@ -15,6 +15,7 @@ from typing import Any
 from nucscale.contracts import Segmenter
 from nucscale.errors import SegmenterError
 from nucscale.infer._baseline import BaselineSegmenter
+from nucscale.infer._redcells import RedCellSegmenter
 
 
 def _bioimageio(
@@ -96,6 +97,7 @@ def _hovernet(weights: str | None = None, mode: str = "fast") -> Segmenter:
 #: Registry name -> segmenter class or factory (keyword parameters only).
 SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
     BaselineSegmenter.name: BaselineSegmenter,
+    RedCellSegmenter.name: RedCellSegmenter,
     "unet": _unet,
     "bioimageio": _bioimageio,
     "hovernet": _hovernet,

@@ -13,7 +13,7 @@ from nucscale.infer import SEGMENTERS, BaselineSegmenter, get_segmenter
 
 def test_registry_lists_baseline() -> None:
     assert SEGMENTERS["baseline"] is BaselineSegmenter
-    assert {"baseline", "unet", "hovernet", "bioimageio"} == set(SEGMENTERS)
+    assert {"baseline", "redcells", "unet", "hovernet", "bioimageio"} == set(SEGMENTERS)
     assert all(callable(factory) for factory in SEGMENTERS.values())
 
 
@@ -39,7 +39,7 @@ def test_different_params_give_different_instances() -> None:
 def test_unknown_name_lists_known_names() -> None:
     with pytest.raises(
         SegmenterError,
-        match=r"unknown segmenter 'cellpose'; known: baseline, bioimageio, hovernet, unet",
+        match=r"unknown segmenter 'cellpose'; known: baseline, bioimageio, hovernet, redcells, unet",
     ):
         get_segmenter("cellpose")
 
