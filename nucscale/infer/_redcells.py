@@ -6,8 +6,8 @@ and with other sizes:
 
 1. signal: optical density of the green channel, ``-log10((G + 1) / 256)``: haemoglobin and
    eosin absorb green, so a red cell is dense and the glass between cells is not;
-2. threshold: Otsu of that density over the smear's thumbnail (the cells are the "tissue"),
-   times 1.0, within 0.04-0.5;
+2. threshold: Otsu of that density over the smear's whole thumbnail (glass and cells), times
+   1.0, within 0.04-0.5;
 3. the central pallor of a discocyte is a hole in its mask when paler than the threshold:
    filled, as the baseline fills a nucleus's own holes;
 4. touching cells are split at the h-maxima of the smoothed distance map (h = 1 µm): a peak
@@ -31,6 +31,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from nucscale.contracts import Calibration
 from nucscale.errors import SegmenterError
 from nucscale.infer._baseline import BaselineSegmenter, _split_clump
 
@@ -75,6 +76,12 @@ class RedCellSegmenter(BaselineSegmenter):
             raise SegmenterError(f"redcells: h_um must be a positive number, got {h_um}")
         self.params = {**self.params, "h_um": h_um}
         self._h = h_um / mpp
+
+    def calibrate(self, tissue_rgb: np.ndarray, tissue_mask: np.ndarray) -> Calibration:
+        """Otsu of the green density over the whole thumbnail, glass included: the cells stand
+        against the glass, which is what the threshold separates (within the cells alone,
+        Otsu would split the dense rim from the pale centre)."""
+        return super().calibrate(tissue_rgb, np.ones(tissue_rgb.shape[:2], dtype=bool))
 
     def signal(self, rgb: np.ndarray) -> np.ndarray:
         return green_density(rgb)
