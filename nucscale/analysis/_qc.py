@@ -17,9 +17,9 @@ Measures (fractions of the slide's nuclei):
     mean red, green and blue all above :data:`GLASS_LEVEL`: the object is on bare glass.
 
 and ``nuclei_per_mm2`` of tissue. Objects of a type in :data:`NOT_NUCLEI` (the red cells of
-``--model redcells``, eosin-stained by nature) are not held to the two stain rules. Limits are deliberately loose: a sound model on real
-tissue stays well inside them (the shipped U-Net on CMU-1: see its model card); the earlier
-default model failed three of them there.
+``--model redcells``, eosin-stained by nature) are not held to the two stain rules. Limits are
+deliberately loose: a sound model on real tissue stays well inside them (the shipped U-Net on
+CMU-1: see its model card); the earlier default model failed three of them there.
 """
 
 from __future__ import annotations

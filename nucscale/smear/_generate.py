@@ -110,7 +110,7 @@ def _cell(kind: str, rng: np.random.Generator, mpp: float) -> tuple[np.ndarray, 
         r, r2, shift, tip, reach = _crescent(rng)
         middle = (tip - r) / 2
         extent = max((tip + r) / 2, reach)
-    half = int(math.ceil((extent + 1.0) / mpp))
+    half = math.ceil((extent + 1.0) / mpp)
     step = mpp / _SUPER
     u, v = _rotated((2 * half * _SUPER, 2 * half * _SUPER), angle, step)
     if kind == "sickle":
@@ -184,7 +184,7 @@ def generate_smear(spec: SmearSpec, seed: int) -> Smear:
         half = coverage.shape[0] // 2
         cy, cx = _place(rng, spec, placed, half * 0.8)
         placed.append((cy, cx, half * 0.8))
-        y0, x0 = int(round(cy)) - half, int(round(cx)) - half
+        y0, x0 = round(cy) - half, round(cx) - half
         ys = slice(max(y0, 0), min(y0 + 2 * half, h))
         xs = slice(max(x0, 0), min(x0 + 2 * half, w))
         if ys.start >= ys.stop or xs.start >= xs.stop:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import tifffile
 
@@ -49,6 +50,6 @@ def write_smears(folder: Path, count: int, spec: SmearSpec | None = None, seed: 
     return path
 
 
-def truth_labels(folder: Path, image: str) -> tifffile.TiffFile:
+def truth_labels(folder: Path, image: str) -> np.ndarray:
     """The true label image of ``image`` (its name without ``.tif``)."""
-    return tifffile.imread(folder / "truth" / f"{image}.tif")
+    return np.asarray(tifffile.imread(folder / "truth" / f"{image}.tif"))

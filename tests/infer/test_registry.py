@@ -39,7 +39,8 @@ def test_different_params_give_different_instances() -> None:
 def test_unknown_name_lists_known_names() -> None:
     with pytest.raises(
         SegmenterError,
-        match=r"unknown segmenter 'cellpose'; known: baseline, bioimageio, hovernet, redcells, unet",
+        match=r"unknown segmenter 'cellpose'; known: baseline, bioimageio, hovernet, redcells, "
+        r"unet",
     ):
         get_segmenter("cellpose")
 
