@@ -60,7 +60,9 @@ def export(
         typer.Option(help="File (one slide) or folder to write to (default: OUT/exports)."),
     ] = None,
 ) -> None:
-    """Export nucleus tables for QuPath (GeoJSON), HoVer-Net's scripts (JSON) or spreadsheets."""
+    """Export nucleus tables for QuPath (GeoJSON), HoVer-Net's scripts (JSON) or spreadsheets.
+    In QuPath, a slide with cell classes (nucscale classify predict) shows them."""
+    from nucscale.store import read_classes
     from nucscale.store._export import FORMATS, export_slide
 
     if format not in FORMATS:
@@ -81,7 +83,8 @@ def export(
     for sid in ids:
         dest = to if single_file and to is not None else folder / f"{sid}{FORMATS[format]}"
         try:
-            n = export_slide(res.table_path(sid), format, dest, sid)
+            classes = read_classes(out, sid) if format == "qupath-geojson" else None
+            n = export_slide(res.table_path(sid), format, dest, sid, classes)
             table.add_row(escape(sid), str(n), escape(str(dest)))
         except (NucscaleError, OSError) as exc:
             table.add_row(escape(sid), "", "[red]failed[/red]")
