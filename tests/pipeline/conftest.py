@@ -1,5 +1,6 @@
-"""Pipeline fixtures: CMU-1 processed once per session, crops of it, the baseline CLI (the real
-scheduler and worker processes and the CLI runner are in the root conftest)."""
+"""Pipeline fixtures: crops of CMU-1, the baseline CLI (CMU-1 processed once per session
+(``cmu1_run``), the real scheduler and worker processes and the CLI runner are in the root
+conftest)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,7 @@ from typing import Any
 
 import pytest
 
-from nucscale.cluster import get_client
-from nucscale.config import Settings
 from nucscale.io import open_slide, write_flat_tiff
-from nucscale.pipeline import resolve_inputs, run_cohort
-
-#: Settings of the reference CMU-1 run: the weights-free baseline, 512 px tiles.
-SETTINGS = Settings(segmenter="baseline", tile=512)
-
-
-@pytest.fixture(scope="session")
-def cmu1_run(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CMU-1 processed once with a 2-process LocalCluster, 512 px tiles (30 tiles)."""
-    out = tmp_path_factory.mktemp("cmu1")
-    slides, rejected = resolve_inputs([str(cmu1_svs)])
-    with get_client(workers=2, dashboard_address=":0") as client:
-        rows = run_cohort(client, slides, rejected, SETTINGS, out)
-    assert [(r.slide_id, r.status) for r in rows] == [("CMU-1-Small-Region", "done")], rows
-    return out
-
 
 CropWriter = Callable[[Path, int, int, int, int], Path]
 
