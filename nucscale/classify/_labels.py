@@ -103,6 +103,19 @@ def check_labels(frame: pd.DataFrame, path: Path, out: Path) -> pd.DataFrame:
             f"label {frame['label'][bad].iloc[0][:40]!r}: class names are at most "
             f"{MAX_LABEL_LENGTH} characters without control characters",
         )
+    try:
+        with open_results(out) as res:
+            done = set(res.slide_ids())
+    except NucscaleError as exc:
+        raise InputError(path, f"cannot check the labels against {out}: {exc}") from None
+    slides = sorted(set(frame["slide_id"]))
+    for sid in slides:
+        try:
+            check_slide_id(sid, path)
+        except InputError as exc:
+            raise InputError(path, exc.reason) from None
+        if sid not in done:
+            raise InputError(path, f"slide {sid!r} is not a finished slide of {out}")
     frame = frame.drop_duplicates().reset_index(drop=True)
     twice = frame.duplicated(["slide_id", "nucleus_id"], keep=False)
     if twice.any():
@@ -110,18 +123,7 @@ def check_labels(frame: pd.DataFrame, path: Path, out: Path) -> pd.DataFrame:
         sid, nid = first.iloc[0]["slide_id"], int(first.iloc[0]["nucleus_id"])
         a, b = first["label"].tolist()
         raise InputError(path, f"nucleus {nid} of slide {sid!r} is labelled both {a!r} and {b!r}")
-    try:
-        with open_results(out) as res:
-            done = set(res.slide_ids())
-    except NucscaleError as exc:
-        raise InputError(path, f"cannot check the labels against {out}: {exc}") from None
-    for sid in sorted(set(frame["slide_id"])):
-        try:
-            check_slide_id(sid, path)
-        except InputError as exc:
-            raise InputError(path, exc.reason) from None
-        if sid not in done:
-            raise InputError(path, f"slide {sid!r} is not a finished slide of {out}")
+    for sid in slides:
         ids = read_nuclei(nuclei_path(out, sid), columns=["nucleus_id"]).column("nucleus_id")
         asked = frame.loc[frame["slide_id"] == sid, "nucleus_id"].to_numpy()
         unknown = asked[~np.isin(asked, ids.to_numpy())]

@@ -79,7 +79,7 @@ def make_estimator(classifier: str = "gbt", seed: int = 0) -> Any:
         base = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)
     elif classifier == "rf":
         base = RandomForestClassifier(
-            n_estimators=300, min_samples_leaf=2, class_weight="balanced", random_state=seed
+            n_estimators=200, min_samples_leaf=2, class_weight="balanced", random_state=seed
         )
     else:
         raise ValueError(f"unknown classifier {classifier!r}; choose gbt or rf")

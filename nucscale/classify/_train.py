@@ -37,7 +37,7 @@ CAVEAT = (
 )
 _ESTIMATORS = {
     "gbt": "HistGradientBoostingClassifier(class_weight='balanced')",
-    "rf": "RandomForestClassifier(n_estimators=300, min_samples_leaf=2, class_weight='balanced')",
+    "rf": "RandomForestClassifier(n_estimators=200, min_samples_leaf=2, class_weight='balanced')",
 }
 
 
