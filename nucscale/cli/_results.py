@@ -110,7 +110,8 @@ def query(
     sql: Annotated[
         str,
         typer.Argument(
-            help="SQL over the views nuclei, slides, features, regions and mammograms (DuckDB)."
+            help="SQL over the views nuclei, slides, features, classes, regions and mammograms "
+            "(DuckDB)."
         ),
     ],
     to: Annotated[
@@ -123,9 +124,10 @@ def query(
     max_rows: Annotated[int, typer.Option(help="Rows printed at most.")] = 50,
 ) -> None:
     """Run SQL over the results: views nuclei (one row per nucleus, slide_id included) and
-    slides (one row per slide). Prints a table, or writes --to FILE as CSV or Parquet.
+    slides (one row per slide), and features, classes (nucscale classify predict), regions
+    and mammograms where written. Prints a table, or writes --to FILE as CSV or Parquet.
 
-    The SQL reads those two views and nothing else: reading, writing or listing other files,
+    The SQL reads those views and nothing else: reading, writing or listing other files,
     network access and changing settings are refused (exit code 2)."""
     import duckdb
 

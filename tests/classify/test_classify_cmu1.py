@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from nucscale.classify import NUCLEUS_FEATURES, load_labels, load_model
+from nucscale.query import open_results
 from nucscale.store import class_colours, classes_path, nuclei_path
 
 pytestmark = pytest.mark.slow
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 SLIDE = "CMU-1-Small-Region"
 CLASSES = ["dark large", "dark small", "pale"]
@@ -116,6 +120,14 @@ def test_cmu1_train_predict_query_report_export(
     assert proc.returncode == 0, proc.stderr
     for name, n in expected.items():
         assert any(name in ln and str(n) in ln for ln in proc.stdout.splitlines()), proc.stdout
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Cell classes") : text.index("## Commands")]
+    (example,) = re.findall(r"```sql\n(.*?)```", section, re.S)
+    with open_results(out) as res:
+        rows = res.sql(example).fetchall()
+    assert {r[0]: r[1] for r in rows} == expected and [r[1] for r in rows] == sorted(
+        expected.values(), reverse=True
+    )
 
     # report
     proc = nucscale_cli("report", str(out))
