@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,9 @@ class _Nuclei:
         if isinstance(fid, str) and fid in self.by_uuid:
             return self.by_uuid[fid]
         nid = props.get("nucleus_id")
-        if isinstance(nid, bool) or not isinstance(nid, int | float) or nid != int(nid):
+        if isinstance(nid, bool) or not isinstance(nid, int | float):
+            return None
+        if not math.isfinite(nid) or nid != int(nid):
             return None
         sid = props.get("slide_id")
         if not isinstance(sid, str):

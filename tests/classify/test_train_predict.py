@@ -16,6 +16,7 @@ import pytest
 from nucscale.classify import (
     FULL_FEATURES,
     NUCLEUS_FEATURES,
+    load_labels,
     load_model,
     predict_output,
     train_classifier,
@@ -31,6 +32,7 @@ from nucscale.store import (
     read_nuclei,
     write_nuclei,
 )
+from nucscale.store._export import export_slide
 
 
 @pytest.fixture
@@ -73,6 +75,31 @@ def test_train_writes_model_and_card_then_predict_classifies_every_slide(
         ).fetchall()
     assert [(s, n) for s, n, _ in rows] == [("a", 120), ("b", 80)]
     assert sum(ok for *_, ok in rows) / 200 > 0.9  # the rule, learnt from 100 labels
+
+
+def test_qupath_labels_after_predict_are_the_changed_classes(
+    synthetic_out: Path, labels_csv: Path, tmp_path: Path
+) -> None:
+    """After predict the export shows the predicted classes; objects the user leaves (or sets)
+    to their predicted class are not new labels, the ones reclassified are."""
+    model = tmp_path / "clf.skops"
+    train_classifier(synthetic_out, labels_csv, model, feature_set="morphology")
+    predict_output(synthetic_out, model)
+    dest = tmp_path / "a.geojson"
+    classes = read_classes(synthetic_out, "a")
+    export_slide(nuclei_path(synthetic_out, "a"), "qupath-geojson", dest, "a", classes)
+    doc = json.loads(dest.read_text())
+    feats = doc["features"]
+    predicted = [f["properties"]["classification"]["name"] for f in feats]
+    assert set(predicted) <= {"large", "small"}
+    assert "p_large" in feats[0]["properties"]["measurements"]
+    flip = {"large": "small", "small": "large"}
+    for f in feats[:3]:
+        f["properties"]["classification"]["name"] = flip[f["properties"]["classification"]["name"]]
+    dest.write_text(json.dumps(doc))
+    got = load_labels(dest, synthetic_out)
+    assert got["nucleus_id"].tolist() == [1000, 1001, 1002]
+    assert got["label"].tolist() == [flip[c] for c in predicted[:3]]
 
 
 def test_predict_refuses_a_model_the_output_cannot_feed(
