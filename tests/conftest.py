@@ -1,5 +1,5 @@
-"""Session fixtures: the real third-party files in ../shared/data, CUDA detection, a real Dask
-scheduler with worker processes, and the CLI in a subprocess.
+"""Session fixtures: the real third-party files in ../shared/data, CMU-1 processed once, CUDA
+detection, a real Dask scheduler with worker processes, and the CLI in a subprocess.
 
 Tests that need ../shared/data skip with a reason when it is absent, and fail instead when
 NUCSCALE_REQUIRE_SHARED=1 (set by .ci/run), so CI can never pass by skipping them.
@@ -18,8 +18,6 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
-
-from nucscale.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NUCSCALE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -73,6 +71,24 @@ def bioimageio_unet(shared_data: Path) -> Path:
 def dsb2018(shared_data: Path) -> Path:
     """49 DSB 2018 images with instance-label ground truth (CC0)."""
     return _require(shared_data / "nuclei" / "dsb2018-dev")
+
+
+@pytest.fixture(scope="session")
+def cmu1_run(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CMU-1 processed once per session (the weights-free baseline, 512 px tiles: 30 tiles)
+    with a 2-process LocalCluster; shared by the pipeline and classify tests (a test that
+    writes into a run copies it first)."""
+    from nucscale.cluster import get_client
+    from nucscale.config import Settings
+    from nucscale.pipeline import resolve_inputs, run_cohort
+
+    out = tmp_path_factory.mktemp("cmu1")
+    slides, rejected = resolve_inputs([str(cmu1_svs)])
+    settings = Settings(segmenter="baseline", tile=512)
+    with get_client(workers=2, dashboard_address=":0") as client:
+        rows = run_cohort(client, slides, rejected, settings, out)
+    assert [(r.slide_id, r.status) for r in rows] == [("CMU-1-Small-Region", "done")], rows
+    return out
 
 
 def _free_port() -> int:
@@ -147,24 +163,6 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
     """`dask scheduler` + 2 `dask worker` processes on 127.0.0.1; yields the address."""
     with real_dask(tmp_path, [[], []]) as addr:
         yield addr
-
-
-#: Settings of the reference CMU-1 run: the weights-free baseline, 512 px tiles.
-SETTINGS = Settings(segmenter="baseline", tile=512)
-
-
-@pytest.fixture(scope="session")
-def cmu1_run(cmu1_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CMU-1 processed once with a 2-process LocalCluster, 512 px tiles (30 tiles)."""
-    from nucscale.cluster import get_client
-    from nucscale.pipeline import resolve_inputs, run_cohort
-
-    out = tmp_path_factory.mktemp("cmu1")
-    slides, rejected = resolve_inputs([str(cmu1_svs)])
-    with get_client(workers=2, dashboard_address=":0") as client:
-        rows = run_cohort(client, slides, rejected, SETTINGS, out)
-    assert [(r.slide_id, r.status) for r in rows] == [("CMU-1-Small-Region", "done")], rows
-    return out
 
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]

@@ -1,6 +1,14 @@
 """The ``nucscale`` command line (typer); one module per command, all registered on import."""
 
-from nucscale.cli import _evaluate, _index, _info, _results, _run, _train  # noqa: F401 - registers
+from nucscale.cli import (  # noqa: F401 - registers
+    _classify,
+    _evaluate,
+    _index,
+    _info,
+    _results,
+    _run,
+    _train,
+)
 from nucscale.cli._app import app, main
 
 __all__ = ["app", "main"]

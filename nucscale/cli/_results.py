@@ -60,7 +60,9 @@ def export(
         typer.Option(help="File (one slide) or folder to write to (default: OUT/exports)."),
     ] = None,
 ) -> None:
-    """Export nucleus tables for QuPath (GeoJSON), HoVer-Net's scripts (JSON) or spreadsheets."""
+    """Export nucleus tables for QuPath (GeoJSON), HoVer-Net's scripts (JSON) or spreadsheets.
+    In QuPath, a slide with cell classes (nucscale classify predict) shows them."""
+    from nucscale.store import read_classes
     from nucscale.store._export import FORMATS, export_slide
 
     if format not in FORMATS:
@@ -81,7 +83,8 @@ def export(
     for sid in ids:
         dest = to if single_file and to is not None else folder / f"{sid}{FORMATS[format]}"
         try:
-            n = export_slide(res.table_path(sid), format, dest, sid)
+            classes = read_classes(out, sid) if format == "qupath-geojson" else None
+            n = export_slide(res.table_path(sid), format, dest, sid, classes)
             table.add_row(escape(sid), str(n), escape(str(dest)))
         except (NucscaleError, OSError) as exc:
             table.add_row(escape(sid), "", "[red]failed[/red]")
@@ -107,7 +110,8 @@ def query(
     sql: Annotated[
         str,
         typer.Argument(
-            help="SQL over the views nuclei, slides, features, regions and mammograms (DuckDB)."
+            help="SQL over the views nuclei, slides, features, classes, regions and mammograms "
+            "(DuckDB)."
         ),
     ],
     to: Annotated[
@@ -120,9 +124,10 @@ def query(
     max_rows: Annotated[int, typer.Option(help="Rows printed at most.")] = 50,
 ) -> None:
     """Run SQL over the results: views nuclei (one row per nucleus, slide_id included) and
-    slides (one row per slide). Prints a table, or writes --to FILE as CSV or Parquet.
+    slides (one row per slide), and features, classes (nucscale classify predict), regions
+    and mammograms where written. Prints a table, or writes --to FILE as CSV or Parquet.
 
-    The SQL reads those two views and nothing else: reading, writing or listing other files,
+    The SQL reads those views and nothing else: reading, writing or listing other files,
     network access and changing settings are refused (exit code 2)."""
     import duckdb
 

@@ -2,10 +2,12 @@
 
 A thin adapter over pyarrow datasets and DuckDB: the nucleus tables of every slide read as one
 dataset with ``slide_id`` from the hive partition, the cohort table beside it, and a DuckDB
-connection with the views ``nuclei`` and ``slides``. DuckDB's spatial extension is loaded when
-available (installed in DuckDB's extension folder, or the ``duckdb-extension-spatial`` wheel of
-the same version), so ``ST_*`` functions work; ``geometry`` is a ``GEOMETRY`` (DuckDB >= 1.5,
-or with the extension loaded), otherwise the WKB ``BLOB``.
+connection with the views ``nuclei`` and ``slides`` (and ``features``, ``classes``,
+``regions``, ``mammograms`` where the run or later commands wrote them). DuckDB's spatial
+extension is loaded when available (installed in DuckDB's extension folder, or the
+``duckdb-extension-spatial`` wheel of the same version), so ``ST_*`` functions work;
+``geometry`` is a ``GEOMETRY`` (DuckDB >= 1.5, or with the extension loaded), otherwise the WKB
+``BLOB``.
 
 The connection is confined (:mod:`nucscale.query._confine`): the views are pyarrow datasets,
 DuckDB has no file or network access of its own and its configuration is locked, so SQL given
@@ -25,6 +27,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import zarr
 
 from nucscale.errors import InputError
@@ -32,6 +35,7 @@ from nucscale.features import GEOMETRY, NUCLEUS_SCHEMA
 from nucscale.query._confine import confine, refusal
 from nucscale.query._write import RESULT_FORMATS, write_relation
 from nucscale.store import (
+    classes_schema,
     nuclei_path,
     open_labels,
     read_manifest,
@@ -156,8 +160,8 @@ class Results:
     @cached_property
     def connection(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with views ``nuclei``, ``slides``, ``features``
-        (``--features full``), ``regions`` and ``mammograms`` (mammogram masses,
-        :mod:`nucscale.store._mammograms`), confined to
+        (``--features full``), ``classes`` (``nucscale classify predict``), ``regions`` and
+        ``mammograms`` (mammogram masses, :mod:`nucscale.store._mammograms`), confined to
         them: no file or network access, configuration locked (module docstring)."""
         con = duckdb.connect()
         try:
@@ -185,8 +189,9 @@ class Results:
 
     def _other_datasets(self) -> dict[str, ds.Dataset]:
         """``features`` (``--features full``: one row per nucleus, ``slide_id`` from the
-        partition), ``regions`` (every mammogram's region table) and ``mammograms`` (one row
-        each), as datasets; empty ones when the run wrote none."""
+        partition), ``classes`` (likewise, :func:`_classes_dataset`), ``regions`` (every
+        mammogram's region table) and ``mammograms`` (one row each), as datasets; empty ones
+        when the run wrote none."""
         from nucscale.features._cellprofiler import FULL_SCHEMA
         from nucscale.store._mammograms import (
             MAMMOGRAMS_SCHEMA,
@@ -206,6 +211,7 @@ class Results:
                 partitioning=partitioning,
                 partition_base_dir=str(self.out / "features"),
             ),
+            "classes": _classes_dataset(self.out),
             "regions": ds.dataset(regions, schema=REGIONS_SCHEMA, format="parquet"),
             "mammograms": ds.dataset(
                 [str(table)] if table.exists() else [], schema=MAMMOGRAMS_SCHEMA, format="parquet"
@@ -263,6 +269,24 @@ class Results:
 
     def __repr__(self) -> str:
         return f"Results({str(self.out)!r}, slides={len(self.slide_ids())})"
+
+
+def _classes_dataset(out: Path) -> ds.Dataset:
+    """The class tables of ``nucscale classify predict`` (``slide_id`` from the partition); their
+    schemas unified, so slides predicted by models of other classes read as one view (a class a
+    slide's model lacks is null there)."""
+    files = sorted(str(p) for p in (out / "classes").glob("slide_id=*/part-0.parquet"))
+    schema = classes_schema([])
+    if files:
+        schema = pa.unify_schemas([pq.read_schema(f).remove_metadata() for f in files])
+    partitioning = ds.partitioning(pa.schema([("slide_id", pa.string())]), flavor="hive")
+    return ds.dataset(
+        files,
+        schema=schema.append(pa.field("slide_id", pa.string())),
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=str(out / "classes"),
+    )
 
 
 def open_results(out: str | Path) -> Results:

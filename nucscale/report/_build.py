@@ -10,6 +10,11 @@ largest share of implausible objects: tiny, eosin-dominant or on glass, see
 as the HoVer-Net feature analysis shows them). A slide whose pictures cannot be made
 (its file moved, say) gets a line saying why; the rest of the report is still written.
 
+Where a slide has cell classes (``nucscale classify predict``, current for its nucleus table),
+the page counts nuclei per class (with the mean probability of the class given) and the
+slide's pictures colour each nucleus by its class instead of its segmenter type, in the colours
+of the QuPath export (:func:`nucscale.store.class_colours`).
+
 Aggregates come from DuckDB over the nucleus tables (counts and histograms are computed in SQL,
 streaming), so the page for a cohort of millions of nuclei needs only the per-slide polygons
 of the slide being drawn in memory.
@@ -42,7 +47,14 @@ from nucscale.report._pictures import (
     resize_mask,
     resize_to,
 )
-from nucscale.store import atomic_write, check_slide_id, read_metadata
+from nucscale.store import (
+    atomic_write,
+    check_slide_id,
+    class_colours,
+    read_classes,
+    read_metadata,
+)
+from nucscale.store._classes import CLASS, MODEL_HASH, class_names_of, prob_column
 from nucscale.tiling import low_res_image, tissue_mask_for
 
 log = logging.getLogger(__name__)
@@ -69,12 +81,45 @@ class SlidePictures:
     suspect_share: float = 0.0
     problem: str | None = None
     colours: dict[str, RGB] = field(default_factory=dict)
+    class_colours: dict[str, RGB] = field(default_factory=dict)
+    classes: list[tuple[str, int, float]] = field(default_factory=list)  # class, n, mean p
+    model_sha256: str | None = None
+
+    @property
+    def by_class(self) -> bool:
+        """Whether the pictures colour nuclei by cell class (else by segmenter type)."""
+        return bool(self.class_colours)
 
 
 def _colours(table_path: Path) -> dict[str, RGB]:
     t = pq.read_table(table_path, columns=["type", "type_name"])
     pairs = t.group_by(["type_name", "type"]).aggregate([]).to_pylist()
     return {p["type_name"]: type_colour(p["type_name"], p["type"]) for p in pairs}
+
+
+def _class_colours_of(
+    res: Results, slide_id: str, pics: SlidePictures, nucleus_ids: list[int]
+) -> list[RGB] | None:
+    """The class colour of each nucleus (in ``nucleus_ids`` order) when the slide has current
+    classes, filling in ``pics``' class fields; None otherwise."""
+    classes = read_classes(res.out, slide_id)
+    if classes is None:
+        return None
+    names = class_names_of(classes)
+    pics.class_colours = class_colours(names)
+    given = classes.column(CLASS).to_pylist()
+    probs = np.stack([classes.column(prob_column(n)).to_numpy() for n in names], axis=1)
+    chosen = probs.max(axis=1) if len(given) else np.zeros(0)
+    given_array = np.asarray(given, dtype=object)
+    for name in names:
+        mask = given_array == name
+        if mask.any():
+            pics.classes.append((name, int(mask.sum()), float(chosen[mask].mean())))
+    hashes = classes.column(MODEL_HASH).unique().to_pylist()
+    pics.model_sha256 = hashes[0] if hashes else None
+    by_id = dict(zip(classes.column("nucleus_id").to_pylist(), given, strict=True))
+    grey: RGB = (128, 128, 128)
+    return [pics.class_colours.get(by_id.get(nid, ""), grey) for nid in nucleus_ids]
 
 
 def _densest_box(table_path: Path, mpp0_side: int) -> tuple[int, int, int, int] | None:
@@ -159,12 +204,15 @@ def _side_by_side(
 
 
 def slide_pictures(res: Results, slide_id: str, path: str, folder: Path) -> SlidePictures:
-    """Thumbnail and zoomed crop of one finished slide, written into ``folder``."""
+    """Thumbnail and zoomed crops of one finished slide, written into ``folder``, and its cell
+    classes (counts, colours) when it has current ones."""
     pics = SlidePictures(slide_id)
     table_path = res.table_path(slide_id)
     pics.colours = _colours(table_path)
     meta = read_metadata(table_path)
     cols = ["geometry", "type_name"]
+    ids = pq.read_table(table_path, columns=["nucleus_id"]).column("nucleus_id").to_pylist()
+    by_class = _class_colours_of(res, slide_id, pics, ids)
     try:
         mpp0 = float(meta.get("mpp_level0", "0")) or None
         with open_slide(path, mpp=mpp0, options=options_of(meta)) as slide:
@@ -175,10 +223,10 @@ def slide_pictures(res: Results, slide_id: str, path: str, folder: Path) -> Slid
             table = pq.read_table(table_path, columns=cols)
             polys = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
             names = table.column("type_name").to_pylist()
-            picture = draw_outlines(picture, polys, [pics.colours[n] for n in names], scale=f / ds)
+            colours = by_class if by_class is not None else [pics.colours[n] for n in names]
+            picture = draw_outlines(picture, polys, colours, scale=f / ds)
             pics.thumb = f"{slide_id}-thumb.png"
             _save(folder / pics.thumb, png_bytes(picture))
-            colours = [pics.colours[n] for n in names]
             box = _inside(_densest_box(table_path, ZOOM_SIDE), slide.level_dimensions[0])
             if box is not None:
                 pics.zoom, pics.zoom_box = f"{slide_id}-zoom.png", box
@@ -248,10 +296,12 @@ def build_report(out: str | Path, slides: list[str] | None = None) -> Path:
         table = table[table["slide_id"].isin(slides)]
     pictures: dict[str, SlidePictures] = {}
     colours: dict[str, RGB] = {}
+    classes: dict[str, RGB] = {}
     for row in table.itertuples():
         if row.status == "done":
             pictures[row.slide_id] = slide_pictures(res, row.slide_id, row.path, folder)
             colours.update(pictures[row.slide_id].colours)
+            classes.update(pictures[row.slide_id].class_colours)
     by_type = res.sql(
         "SELECT slide_id, type_name, count(*) AS n, median(area) AS median_area, "
         "median(convex_area) AS median_convex_area, "
@@ -264,7 +314,7 @@ def build_report(out: str | Path, slides: list[str] | None = None) -> Path:
         "version": __version__,
         "out": str(res.out),
     }
-    page = render_page(table, pictures, by_type, hists, colours, info)
+    page = render_page(table, pictures, by_type, hists, colours, info, classes)
     index = folder / "index.html"
     _save(index, page.encode("utf-8"))
     res.close()

@@ -111,6 +111,26 @@ def _type_table(by_type: list[tuple], colours: dict[str, RGB]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _class_table(pictures: dict[str, SlidePictures]) -> str:
+    """Nuclei per cell class of each slide with classes, and the model that gave them."""
+    head = (
+        '<tr><th class="l">slide</th><th class="l">class</th><th>nuclei</th><th>share</th>'
+        '<th>mean probability of the class</th><th class="l">model SHA-256</th></tr>'
+    )
+    rows = []
+    for sid, pics in pictures.items():
+        total = sum(n for _, n, _ in pics.classes)
+        for name, n, p in pics.classes:
+            share = n / total if total else 0.0
+            rows.append(
+                f'<tr><td class="l">{_e(sid)}</td>'
+                f'<td class="l">{_swatch(pics.class_colours[name])}{_e(name)}</td>'
+                f"<td>{_num(n, 0)}</td><td>{share:.1%}</td><td>{p:.3f}</td>"
+                f'<td class="l"><code>{_e((pics.model_sha256 or "")[:12])}</code></td></tr>'
+            )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def _slide_section(row: Any, pics: SlidePictures) -> str:
     parts = [f'<h3 id="{_e(row.slide_id)}">{_e(row.slide_id)}</h3>']
     parts.append(
@@ -128,10 +148,11 @@ def _slide_section(row: Any, pics: SlidePictures) -> str:
     if pics.problem:
         parts.append(f'<p class="failed">no pictures: {_e(pics.problem)}</p>')
     figures = []
+    by = "cell class" if pics.by_class else "type"
     if pics.thumb:
         figures.append(
             f'<figure><img src="{_e(pics.thumb)}" alt="thumbnail of {_e(row.slide_id)}">'
-            "<figcaption>whole slide: tissue outline (green), nuclei coloured by type"
+            f"<figcaption>whole slide: tissue outline (green), nuclei coloured by {by}"
             "</figcaption></figure>"
         )
     if pics.zoom and pics.zoom_box:
@@ -139,7 +160,7 @@ def _slide_section(row: Any, pics: SlidePictures) -> str:
         figures.append(
             f'<figure><img src="{_e(pics.zoom)}" alt="full-resolution crop of {_e(row.slide_id)}">'
             f"<figcaption>densest tile at full resolution (level-0 px x {x0}..{x1}, "
-            f"y {y0}..{y1}): the image, and its nuclei outlined</figcaption></figure>"
+            f"y {y0}..{y1}): the image, and its nuclei outlined by {by}</figcaption></figure>"
         )
     if pics.suspect and pics.suspect_box:
         x0, y0, x1, y1 = pics.suspect_box
@@ -147,7 +168,7 @@ def _slide_section(row: Any, pics: SlidePictures) -> str:
             f'<figure><img src="{_e(pics.suspect)}" alt="least plausible region of '
             f'{_e(row.slide_id)}"><figcaption>the tile where most objects look implausible '
             f"({pics.suspect_share:.0%} tiny, eosin-dominant or on glass; x {x0}..{x1}, "
-            f"y {y0}..{y1}): the image, and its nuclei outlined</figcaption></figure>"
+            f"y {y0}..{y1}): the image, and its nuclei outlined by {by}</figcaption></figure>"
         )
     parts.append(f'<div class="slide">{"".join(figures)}</div>')
     return "".join(parts)
@@ -160,8 +181,10 @@ def render_page(
     hists: dict[str, str],
     colours: dict[str, RGB],
     info: dict[str, Any],
+    classes: dict[str, RGB] | None = None,
 ) -> str:
-    """The whole page as one HTML string."""
+    """The whole page as one HTML string; ``classes`` (cell class -> colour) adds the cell
+    class section where slides have classes."""
     done = int((table["status"] == "done").sum())
     failed = len(table) - done
     total = int(table["nuclei"].fillna(0).sum())
@@ -169,6 +192,15 @@ def render_page(
     hist_imgs = "".join(
         f'<img src="{_e(png)}" alt="{_e(HIST_FEATURES[f])} by type">' for f, png in hists.items()
     )
+    with_classes = {s: p for s, p in pictures.items() if p.classes}
+    class_part = ""
+    if with_classes:
+        class_legend = " ".join(f"{_swatch(c)}{_e(n)}" for n, c in (classes or {}).items())
+        class_part = (
+            "<h2>Cell classes</h2>\n<p>From <code>nucscale classify predict</code>; the "
+            "pictures of these slides colour nuclei by class: "
+            f"{class_legend}</p>\n{_class_table(with_classes)}"
+        )
     sections = "".join(
         _slide_section(r, pictures[r.slide_id])
         for r in table.itertuples()
@@ -187,6 +219,7 @@ generated {_e(info["generated"])}.</p>
 {_slide_table(table)}
 <h2>Nuclei per type</h2>
 {_type_table(by_type, colours)}
+{class_part}
 <h2>Feature distributions by type</h2>
 <p>All slides together; x axis up to the 99.5th percentile.</p>
 <div class="hists">{hist_imgs}</div>

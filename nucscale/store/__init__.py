@@ -1,7 +1,15 @@
-"""Outputs: the nucleus (Geo)Parquet tables, the cohort table, OME-Zarr labels and images, the
-run manifest, atomic write helpers, and the rule for slide ids that name paths."""
+"""Outputs: the nucleus (Geo)Parquet tables, the cell-class tables, the cohort table, OME-Zarr
+labels and images, the run manifest, atomic write helpers, and the rule for slide ids that name
+paths."""
 
 from nucscale.store._atomic import atomic_write, replace_dir, tmp_sibling
+from nucscale.store._classes import (
+    class_colours,
+    classes_path,
+    classes_schema,
+    read_classes,
+    write_classes,
+)
 from nucscale.store._ids import MAX_ID_LENGTH, check_slide_id, clean_slide_id
 from nucscale.store._manifest import (
     MANIFEST_SCHEMA,
@@ -50,6 +58,9 @@ __all__ = [
     "SchemaVersionError",
     "atomic_write",
     "check_slide_id",
+    "class_colours",
+    "classes_path",
+    "classes_schema",
     "clean_slide_id",
     "create_label_image",
     "features_path",
@@ -61,6 +72,7 @@ __all__ = [
     "manifest_path",
     "nuclei_path",
     "open_labels",
+    "read_classes",
     "read_manifest",
     "read_metadata",
     "read_nuclei",
@@ -70,6 +82,7 @@ __all__ = [
     "summarize",
     "tmp_sibling",
     "with_metadata",
+    "write_classes",
     "write_grey_image",
     "write_image",
     "write_manifest",

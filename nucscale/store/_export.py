@@ -6,7 +6,11 @@
   (``"<column> (<unit>)"`` -> value, e.g. ``"area (µm²)"``: QuPath shows the name, so the unit
   travels with it; unitless columns keep their bare name; definitions in docs/schema.md).
   Coordinates are level-0 pixels with pixel edges at integers, QuPath's own frame. Feature ids
-  are UUIDs derived from slide and nucleus id, so re-exporting gives the same ids.
+  are UUIDs derived from slide and nucleus id (:func:`feature_id`), so re-exporting gives the
+  same ids, and QuPath (0.4+) keeps them: ``nucscale classify train --labels`` matches the
+  objects a user classified in QuPath by them. When the slide has cell classes
+  (``nucscale classify predict``), the classification is the predicted class (name and colour,
+  :func:`nucscale.store.class_colours`) and the measurements include each ``p_<class>``.
 - ``hovernet-json``: HoVer-Net's output format, ``{"mag": ..., "nuc": {id: {"bbox": [[rmin,
   cmin], [rmax, cmax]], "centroid": [x, y], "contour": [[x, y], ...], "type": int,
   "type_prob": float}}}`` with HoVer-Net's axis order (bbox in row, col; centroid and contour in
@@ -38,6 +42,7 @@ from nucscale.errors import InputError
 from nucscale.features import COLUMN_INFO, GEOMETRY, INTENSITY, MORPHOLOGY
 from nucscale.models._types import type_colour
 from nucscale.store._atomic import atomic_write
+from nucscale.store._classes import CLASS, class_colours, class_names_of, prob_column
 from nucscale.store._parquet import read_metadata, schema_version
 
 FORMATS = {"qupath-geojson": ".geojson", "hovernet-json": ".json", "csv": ".csv"}
@@ -53,7 +58,31 @@ def measurement_name(column: str) -> str:
 
 
 _NAMES = {m: measurement_name(m) for m in MEASUREMENTS}
-_NAMESPACE = uuid.UUID("5d0b5a4e-8f43-4a36-9a4b-6b7f2e1c0d11")  # nucscale's UUID namespace
+NAMESPACE = uuid.UUID("5d0b5a4e-8f43-4a36-9a4b-6b7f2e1c0d11")  # nucscale's UUID namespace
+
+
+def feature_id(slide_id: str, nucleus_id: int) -> str:
+    """The GeoJSON feature id (a UUID) of a nucleus: the same on every export."""
+    return str(uuid.uuid5(NAMESPACE, f"{slide_id}/{nucleus_id}"))
+
+
+class _Classes:
+    """A slide's cell classes by nucleus id: class, colour, probability measurements."""
+
+    def __init__(self, table: pa.Table) -> None:
+        names = class_names_of(table)
+        self.colours = {k: list(v) for k, v in class_colours(names).items()}
+        ids = table.column("nucleus_id").to_pylist()
+        self.row = {nid: i for i, nid in enumerate(ids)}
+        self.cls = table.column(CLASS).to_pylist()
+        self.probs = {prob_column(n): table.column(prob_column(n)).to_numpy() for n in names}
+
+    def of(self, nucleus_id: int) -> tuple[str, list[int], dict[str, float | None]] | None:
+        i = self.row.get(nucleus_id)
+        if i is None:
+            return None
+        probs = {m: _json_number(v[i]) for m, v in self.probs.items()}
+        return self.cls[i], self.colours[self.cls[i]], probs
 
 
 def _batches(path: Path) -> Iterator[pa.RecordBatch]:
@@ -66,36 +95,48 @@ def _json_number(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
-def write_qupath_geojson(table: Path, dest: Path, slide_id: str) -> int:
-    """Stream ``table`` into a QuPath GeoJSON FeatureCollection at ``dest``; returns features."""
+def write_qupath_geojson(
+    table: Path, dest: Path, slide_id: str, classes: pa.Table | None = None
+) -> int:
+    """Stream ``table`` into a QuPath GeoJSON FeatureCollection at ``dest``; returns features.
+    With ``classes`` (the slide's class table) each detection is classified by it."""
     count = 0
+    lookup = _Classes(classes) if classes is not None else None
 
     def write(tmp: Path) -> None:
         nonlocal count
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write('{"type": "FeatureCollection", "features": [\n')
             for batch in _batches(table):
-                count = _write_features(fh, batch, slide_id, count)
+                count = _write_features(fh, batch, slide_id, count, lookup)
             fh.write("\n]}\n")
 
     atomic_write(dest, write)
     return count
 
 
-def _write_features(fh: IO[str], batch: pa.RecordBatch, slide_id: str, count: int) -> int:
+def _write_features(
+    fh: IO[str], batch: pa.RecordBatch, slide_id: str, count: int, classes: _Classes | None
+) -> int:
     cols = batch.to_pydict()
     geometries = shapely.to_geojson(shapely.from_wkb(np.asarray(cols[GEOMETRY], dtype=object)))
     colours: dict[tuple[str, int], list[int]] = {}
     for i in range(batch.num_rows):
+        nid = cols["nucleus_id"][i]
         name, index = cols["type_name"][i], cols["type"][i]
         colour = colours.setdefault((name, index), list(type_colour(name, index)))
+        measurements = {_NAMES[m]: _json_number(cols[m][i]) for m in MEASUREMENTS}
+        found = classes.of(nid) if classes is not None else None
+        if found is not None:
+            name, colour, probs = found
+            measurements.update(probs)
         props: dict[str, Any] = {
             "objectType": "detection",
             "classification": {"name": name, "color": colour},
-            "measurements": {_NAMES[m]: _json_number(cols[m][i]) for m in MEASUREMENTS},
-            "nucleus_id": cols["nucleus_id"][i],
+            "measurements": measurements,
+            "nucleus_id": nid,
         }
-        fid = uuid.uuid5(_NAMESPACE, f"{slide_id}/{cols['nucleus_id'][i]}")
+        fid = feature_id(slide_id, nid)
         sep = ",\n" if count else ""
         fh.write(
             f'{sep}{{"type": "Feature", "id": "{fid}", "geometry": {geometries[i]}, '
@@ -203,10 +244,13 @@ def write_csv(table: Path, dest: Path, slide_id: str) -> int:
     return count
 
 
-def export_slide(table: Path, fmt: str, dest: Path, slide_id: str) -> int:
-    """Write ``table`` in ``fmt`` (one of :data:`FORMATS`) to ``dest``; returns the rows."""
+def export_slide(
+    table: Path, fmt: str, dest: Path, slide_id: str, classes: pa.Table | None = None
+) -> int:
+    """Write ``table`` in ``fmt`` (one of :data:`FORMATS`) to ``dest``; returns the rows.
+    ``classes`` (the slide's class table) classifies the QuPath export's detections."""
     if fmt == "qupath-geojson":
-        return write_qupath_geojson(table, dest, slide_id)
+        return write_qupath_geojson(table, dest, slide_id, classes)
     if fmt == "hovernet-json":
         return write_hovernet_json(table, dest)
     if fmt == "csv":

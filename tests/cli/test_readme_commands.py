@@ -23,7 +23,7 @@ def _readme_block() -> dict[str, set[str]]:
     options: dict[str, set[str]] = {}
     command = ""
     for line in block:
-        m = re.match(r"\s+nucscale (\[[^]]*\] )*(\w+)", line)
+        m = re.match(r"\s+nucscale (\[[^]]*\] )*(\w+(?: [a-z]+)?)", line)  # "classify train"
         if m:  # "nucscale [--verbose] [--version] COMMAND": the top-level options
             command = "" if m.group(2) == "COMMAND" else m.group(2)
         options.setdefault(command, set()).update(re.findall(r"--[a-z][a-z-]*", line))
@@ -32,7 +32,7 @@ def _readme_block() -> dict[str, set[str]]:
 
 def _cli() -> dict[str, list[set[str]]]:
     """Per command, each option's names (an alias such as --model/--segmenter, or a flag's
-    --tune/--no-tune, is one option)."""
+    --tune/--no-tune, is one option); a group's commands as "group command"."""
     group = typer.main.get_command(app)
 
     def names(params: list) -> list[set[str]]:
@@ -41,7 +41,10 @@ def _cli() -> dict[str, list[set[str]]]:
 
     out = {"": names(group.params)}
     for name, cmd in group.commands.items():  # type: ignore[attr-defined]
-        out[name] = names(cmd.params)
+        for sub, subcmd in getattr(cmd, "commands", {}).items():
+            out[f"{name} {sub}"] = names(subcmd.params)
+        if not hasattr(cmd, "commands"):
+            out[name] = names(cmd.params)
     return out
 
 

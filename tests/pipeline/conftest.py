@@ -1,5 +1,6 @@
-"""Pipeline fixtures: crops of CMU-1, the baseline CLI (CMU-1 processed once per session, the real
-scheduler and worker processes and the CLI runner are in the root conftest)."""
+"""Pipeline fixtures: crops of CMU-1, the baseline CLI (CMU-1 processed once per session
+(``cmu1_run``), the real scheduler and worker processes and the CLI runner are in the root
+conftest)."""
 
 from __future__ import annotations
 
