@@ -197,3 +197,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def smear_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Four synthetic blood smears (generated, nucscale.smear) segmented once per session with
+    ``--model redcells`` on a 2-process LocalCluster; (smear folder, run output)."""
+    from nucscale.cluster import get_client
+    from nucscale.config import Settings
+    from nucscale.pipeline import resolve_inputs, run_cohort
+    from nucscale.smear import write_smears
+
+    folder = tmp_path_factory.mktemp("smears")
+    write_smears(folder, 4)
+    out = tmp_path_factory.mktemp("smear-run")
+    slides, rejected = resolve_inputs(sorted(str(p) for p in folder.glob("smear-*.tif")))
+    with get_client(workers=2, dashboard_address=":0") as client:
+        rows = run_cohort(client, slides, rejected, Settings(segmenter="redcells"), out)
+    assert [r.status for r in rows] == ["done"] * 4, rows
+    return folder, out

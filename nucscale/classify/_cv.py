@@ -111,7 +111,7 @@ def cross_validate(
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(x, index):
         with one_thread():
-            est = make_estimator(classifier, seed).fit(x[train], index[train])
+            est = make_estimator(classifier, seed, len(train)).fit(x[train], index[train])
             proba[test] = est.predict_proba(x[test])
         per_fold.append(float(balanced_accuracy_score(index[test], np.argmax(proba[test], axis=1))))
     pred = np.argmax(proba, axis=1)

@@ -69,14 +69,24 @@ class ClassModel:
         return [self.classes[i] for i in np.argmax(self.predict_proba(x), axis=1)]
 
 
-def make_estimator(classifier: str = "gbt", seed: int = 0) -> Any:
-    """An unfitted calibrated classifier (module docstring)."""
+def min_leaf(n: int | None) -> int:
+    """Smallest leaf of the gradient-boosted trees for ``n`` training nuclei: scikit-learn's 20,
+    or a tenth of ``n`` when that is less (at least 2). With 20, an early round of labelling
+    (tens of nuclei, two thirds of them in each calibration fold) grows no split at all and
+    every prediction is the class prior."""
+    return 20 if n is None else max(2, min(20, n // 10))
+
+
+def make_estimator(classifier: str = "gbt", seed: int = 0, n: int | None = None) -> Any:
+    """An unfitted calibrated classifier (module docstring) for ``n`` training nuclei."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
     base: Any
     if classifier == "gbt":
-        base = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)
+        base = HistGradientBoostingClassifier(
+            class_weight="balanced", random_state=seed, min_samples_leaf=min_leaf(n)
+        )
     elif classifier == "rf":
         base = RandomForestClassifier(
             n_estimators=200, min_samples_leaf=2, class_weight="balanced", random_state=seed
@@ -108,7 +118,7 @@ def fit_model(
     classes are the sorted distinct labels. No checks of class sizes here
     (:func:`nucscale.classify.check_class_counts`)."""
     classes, index = np.unique(np.asarray(y, dtype=str), return_inverse=True)
-    estimator = make_estimator(classifier, seed)
+    estimator = make_estimator(classifier, seed, len(index))
     with one_thread():
         estimator.fit(np.asarray(x, dtype=np.float64), index)
     return ClassModel(estimator, list(features), [str(c) for c in classes], classifier)

@@ -5,6 +5,7 @@ from nucscale.cli import (  # noqa: F401 - registers
     _evaluate,
     _index,
     _info,
+    _label,
     _results,
     _run,
     _train,

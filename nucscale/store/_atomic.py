@@ -61,3 +61,13 @@ def _remove(path: Path) -> None:
             path.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def atomic_bytes(path: Path, data: bytes | str) -> None:
+    """:func:`atomic_write` of bytes or UTF-8 text."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(raw)
+
+    atomic_write(path, write)
