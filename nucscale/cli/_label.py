@@ -43,7 +43,7 @@ def _check_strategy(strategy: str) -> None:
 def suggest(
     out: OutArg,
     model: Annotated[Path, typer.Option(help="Classifier file from nucscale classify train.")],
-    n: Annotated[int, typer.Option("-n", "--n", help="How many nuclei to suggest.")] = 50,
+    n: Annotated[int, typer.Option("-n", "--number", help="How many nuclei to suggest.")] = 50,
     labels: Annotated[
         Path | None, typer.Option(help="The labels so far (their nuclei are not suggested).")
     ] = None,
