@@ -13,11 +13,16 @@ MeasureObjectSizeShape, MeasureObjectNeighbors):
 - **texture**: Haralick's 13 features, :mod:`nucscale.features._texture`;
 - **shape**: form factor ``4 pi area / perimeter**2`` and compactness ``2 pi mean(r**2) /
   area`` (r: a pixel's distance from the centroid; 1 for a filled disc) from pixel counts;
+  minimum and maximum Feret diameter (µm) of the convex hull that ``convex_area`` counts,
+  :func:`~nucscale.features._convex.feret_diameters` (the maximum within a pixel of
+  scikit-image's ``feret_diameter_max``); Zernike moments ``|Z_nm|`` through degree 9 of the
+  binary mask, :mod:`nucscale.features._zernike` (equal to mahotas' ``zernike_moments``);
 - **neighbourhood** (:func:`neighbours`): neighbours within a radius in µm, nearest-neighbour
   distance, from the slide's centroids, so exact across tile borders.
 
-All from ``bincount`` passes over the pixels (why hand-written: per-object calls cost more than
-the whole set; each family is tested against a per-object reference).
+All from ``bincount`` / ``reduceat`` passes over the pixels and hulls built for all objects in
+lock step (why hand-written: per-object calls cost more than the whole set; each family is
+tested against a per-object reference).
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ import pyarrow as pa
 from scipy.spatial import cKDTree
 from skimage.color import rgb2hed
 
+from nucscale.features._convex import feret_diameters
 from nucscale.features._owners import owned_pixels
 from nucscale.features._texture import HARALICK, cooccurrence, haralick, quantize, top_levels
+from nucscale.features._zernike import DEGREE as ZERNIKE_DEGREE
+from nucscale.features._zernike import zernike_indices, zernike_moments
 
 INTENSITY_FULL = (
     "integrated_intensity",
@@ -44,7 +52,8 @@ INTENSITY_FULL = (
     "mean_intensity_edge",
 )
 TEXTURE = tuple(f"texture_{name}" for name in HARALICK)
-SHAPE_FULL = ("form_factor", "compactness")
+ZERNIKE = tuple(f"zernike_{n}_{m}" for n, m in zernike_indices(ZERNIKE_DEGREE))
+SHAPE_FULL = ("form_factor", "compactness", "feret_min_um", "feret_max_um", *ZERNIKE)
 NEIGHBOURS = ("neighbours", "nearest_neighbour_distance")
 
 
@@ -114,10 +123,11 @@ def intensity_family(
 
 
 def shape_family(
-    labels: np.ndarray, ids: np.ndarray, area: np.ndarray, perimeter: np.ndarray
+    labels: np.ndarray, ids: np.ndarray, area: np.ndarray, perimeter: np.ndarray, *, mpp: float
 ) -> dict[str, np.ndarray]:
-    """Form factor and compactness; ``area`` (px) and ``perimeter`` (px) as the morphology
-    columns give them, rows in the order of ``ids``."""
+    """Form factor, compactness, Feret diameters (µm, at ``mpp`` µm per pixel) and Zernike
+    moments; ``area`` (px) and ``perimeter`` (px) as the morphology columns give them, rows in
+    the order of ``ids``."""
     n = len(ids)
     _, rr, cc, owner = owned_pixels(labels, ids)
     count = np.bincount(owner, minlength=n).astype(np.float64)
@@ -127,10 +137,17 @@ def shape_family(
     r2 = (ry - cy[owner]) ** 2 + (rx - cx[owner]) ** 2
     mean_r2 = np.bincount(owner, weights=r2, minlength=n) / count
     with np.errstate(divide="ignore", invalid="ignore"):
-        return {
+        out = {
             "form_factor": 4 * np.pi * np.asarray(area) / np.asarray(perimeter) ** 2,
             "compactness": 2 * np.pi * mean_r2 / count,
         }
+    order = np.argsort(owner, kind="stable")  # by (nucleus, row, col)
+    rows, cols, by = rr[order].astype(np.int64), cc[order].astype(np.int64), owner[order]
+    feret_min, feret_max = feret_diameters(rows, cols, by, n)
+    out["feret_min_um"], out["feret_max_um"] = feret_min * mpp, feret_max * mpp
+    moments = zernike_moments(rows, cols, by, n, ZERNIKE_DEGREE)
+    out.update({name: moments[:, k] for k, name in enumerate(ZERNIKE)})
+    return out
 
 
 def texture_family(
@@ -211,5 +228,5 @@ def window_columns(
     return {
         **intensity_family(signal, labels, ids, mpp),
         **texture_family(signal, labels, ids, low=low, high=high, levels=TEXTURE_LEVELS),
-        **shape_family(labels, ids, area, perimeter),
+        **shape_family(labels, ids, area, perimeter, mpp=mpp),
     }

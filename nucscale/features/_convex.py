@@ -1,4 +1,5 @@
-"""Convex-hull areas of many nuclei at once, equal to scikit-image's ``convex_hull_image``.
+"""Convex hulls of many nuclei at once: areas equal to scikit-image's ``convex_hull_image``,
+and Feret diameters.
 
 ``regionprops`` computes ``area_convex`` with one Qhull call per nucleus on the corners of its
 pixels (each pixel centre +- 0.5 along each axis: ``offset_coordinates``), then counts the
@@ -20,6 +21,19 @@ How, exactly and in integers (coordinates doubled, so every vertex is an integer
   ``N = x0 (y1 - y0) + (2r - y0)(x1 - x0)`` and ``D = y1 - y0 > 0``, so the count per row,
   ``floor(right / 2) - ceil(left / 2) + 1``, is integer floor division: no rounding, points on
   the hull's edge included, as in scikit-image.
+
+:func:`feret_diameters` measures the same hull (the one whose pixel count is ``convex_area``):
+its vertices are midpoints of pixel edges, so a one-pixel nucleus is a diamond with Feret
+diameters 1 (max) and 0.71 (min), and a ``h x w`` rectangle (``h <= w``) has min ``h`` and max
+``hypot(w, h - 1)``. scikit-image's ``feret_diameter_max`` measures the marching-squares
+contour of ``image_convex``, i.e. this hull's pixel centres re-rasterised, whose own diamonds
+reach a little further: fed that image, :func:`feret_diameters` gives its value exactly (tested);
+on the nucleus itself ours is never larger and 0.17 px smaller on average (at most 0.84 px, on
+3,291 DSB 2018 nuclei). The hull is built by the same lock-step chains (a row's bottom point and
+the next row's top point share a y and only the outer one can be a vertex, so each side has two
+points per row, not three) and walked round as a polygon; every pair of its vertices is tried.
+For 2,000 nuclei that is ~0.03 s; scikit-image takes ~0.4 ms per nucleus (hull image,
+contour, all distances), and an earlier vectorised candidate search took 0.63 s.
 """
 
 from __future__ import annotations
@@ -103,3 +117,74 @@ def _lower_chains(
     length = np.empty(n, dtype=np.int64)
     length[order] = top
     return cy, cx, length
+
+
+def feret_diameters(
+    rows: np.ndarray, cols: np.ndarray, owner: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum and maximum Feret diameter (px) of each nucleus (inputs as :func:`convex_areas`),
+    of the convex hull of its pixel diamonds (the hull whose pixel count is ``convex_area``).
+
+    The maximum is the hull's largest vertex-to-vertex distance, the minimum its least width:
+    over the hull's edges, the largest distance of a vertex from the edge's line (a narrowest
+    pair of parallel calipers always has one jaw flush with a hull edge). All pairs of a
+    nucleus's hull vertices are tried (~12 vertices for a typical nucleus), in exact integer
+    arithmetic up to the final square root and division.
+    """
+    vy, vx, sizes = _diamond_hulls(rows, cols, owner, n)
+    first = np.cumsum(sizes) - sizes
+    vertex_owner = np.repeat(np.arange(n), sizes)
+    nxt = np.arange(vy.size) + 1
+    nxt[first + sizes - 1] = first  # the closing edge
+    ey, ex = vy[nxt] - vy, vx[nxt] - vx
+    # every (edge start, vertex) pair of each nucleus, grouped by edge start
+    partners = sizes[vertex_owner]
+    pair_start = np.cumsum(partners) - partners
+    other = np.arange(int(partners.sum())) + np.repeat(first[vertex_owner] - pair_start, partners)
+    dy, dx = vy[other] - np.repeat(vy, partners), vx[other] - np.repeat(vx, partners)
+    diameter = np.sqrt(np.maximum.reduceat(dy * dy + dx * dx, pair_start[first]).astype(float))
+    # |edge| times the distance of the vertex from the edge's line
+    height = np.abs(np.repeat(ey, partners) * dx - np.repeat(ex, partners) * dy)
+    length = np.sqrt((ey * ey + ex * ex).astype(np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        widths = np.maximum.reduceat(height, pair_start) / length
+    widths[length == 0] = np.inf  # a top or bottom row of one pixel: its point twice
+    return np.minimum.reduceat(widths, first) / 2, diameter / 2
+
+
+def _diamond_hulls(
+    rows: np.ndarray, cols: np.ndarray, owner: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertices ``(y, x)`` (doubled coordinates) of the convex hull of each nucleus's pixel
+    diamonds, nucleus after nucleus, in order round each, and the vertex count of each."""
+    new = np.ones(rows.size, dtype=bool)
+    new[1:] = (owner[1:] != owner[:-1]) | (rows[1:] != rows[:-1])
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], rows.size) - 1
+    row, left, right = rows[first], cols[first], cols[last]
+    # the diamonds' points as in convex_areas; a row's bottom point and the next row's top
+    # point share a y: only the outer x can be on the hull, so keep that one
+    group = np.repeat(owner[first], 3)
+    y = np.stack([2 * row - 1, 2 * row, 2 * row + 1], axis=1).ravel()
+    x_left = np.stack([2 * left, 2 * left - 1, 2 * left], axis=1).ravel()
+    x_right = np.stack([2 * right, 2 * right + 1, 2 * right], axis=1).ravel()
+    new = np.ones(y.size, dtype=bool)
+    new[1:] = (group[1:] != group[:-1]) | (y[1:] != y[:-1])
+    at = np.flatnonzero(new)
+    group, ys = group[at], y[at]
+    xs_left, xs_right = np.minimum.reduceat(x_left, at), np.maximum.reduceat(x_right, at)
+    counts = np.bincount(group, minlength=n)
+    starts = np.cumsum(counts) - counts
+    ly, lx, left_len = _lower_chains(ys, xs_left, starts, counts)
+    ry, rx, right_len = _lower_chains(ys, -xs_right, starts, counts)
+    sizes = left_len + right_len
+    begin = np.cumsum(sizes) - sizes
+    vy = np.empty(int(sizes.sum()), dtype=np.int64)
+    vx = np.empty_like(vy)
+    for length, cy, cx, backwards in ((left_len, ly, lx, False), (right_len, ry, -rx, True)):
+        g = np.repeat(np.arange(n), length)
+        k = np.arange(g.size) - (np.cumsum(length) - length)[g]
+        # down the left chain, then up the right one
+        dest = begin[g] + (sizes[g] - 1 - k if backwards else k)
+        vy[dest], vx[dest] = cy[starts[g] + k], cx[starts[g] + k]
+    return vy, vx, sizes

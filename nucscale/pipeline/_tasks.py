@@ -28,6 +28,7 @@ from nucscale.features._cellprofiler import (
     NEIGHBOUR_RADIUS_UM,
     TEXTURE_LEVELS,
     TEXTURE_RANGE,
+    ZERNIKE_DEGREE,
     neighbours,
     window_columns,
 )
@@ -267,7 +268,8 @@ def _write_features_table(plan: SlidePlan, final: Path, frags: list[Path]) -> No
         {b"nucscale.settings_key": plan.key.encode(),
          b"nucscale.features": json.dumps({"texture_levels": TEXTURE_LEVELS,
                                            "texture_range": TEXTURE_RANGE,
-                                           "neighbour_radius_um": NEIGHBOUR_RADIUS_UM}).encode()}
+                                           "neighbour_radius_um": NEIGHBOUR_RADIUS_UM,
+                                           "zernike_degree": ZERNIKE_DEGREE}).encode()}
     )  # fmt: skip
     dest = features_path(Path(plan.out), plan.slide_id)
     atomic_write(dest, lambda tmp: pq.write_table(table, tmp))

@@ -3,14 +3,9 @@ scikit-image, mahotas: CellProfiler's own texture implementation) on real DSB 20
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import mahotas
 import numpy as np
 import pytest
-from PIL import Image
-from skimage.color import rgb2hed
 from skimage.draw import disk
 from skimage.measure import regionprops
 from skimage.segmentation import find_boundaries
@@ -24,22 +19,6 @@ from nucscale.features._cellprofiler import (
 from nucscale.features._texture import DIRECTIONS, HARALICK, quantize
 
 LEVELS, LOW, HIGH = 8, 0.0, 0.25
-
-
-@pytest.fixture(scope="module")
-def he_nuclei(dsb2018: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(labels, haematoxylin OD, ids) of the 8 H&E images with ground truth."""
-    index = json.loads((dsb2018 / "index.json").read_text())
-    out = []
-    for entry in index:
-        if entry["modality"] != "brightfield_he":
-            continue
-        prefix = entry["file_prefix"]
-        labels = np.asarray(Image.open(dsb2018 / f"{prefix}_labels.png")).astype(np.int64)
-        rgb = np.asarray(Image.open(dsb2018 / f"{prefix}_image.png").convert("RGB"))
-        out.append((labels, rgb2hed(rgb)[..., 0], np.unique(labels[labels > 0])))
-    assert len(out) == 8
-    return out
 
 
 def test_intensity_equals_per_nucleus_numpy(he_nuclei: list) -> None:
@@ -103,7 +82,7 @@ def test_shape_form_factor_and_compactness(he_nuclei: list) -> None:
     props = {p.label: p for p in regionprops(labels)}
     area = np.array([props[i].area for i in ids], float)
     perimeter = np.array([props[i].perimeter for i in ids], float)
-    got = shape_family(labels, ids, area, perimeter)
+    got = shape_family(labels, ids, area, perimeter, mpp=1.0)
     np.testing.assert_allclose(got["form_factor"], 4 * np.pi * area / perimeter**2)
     for row, i in enumerate(ids):
         rr, cc = np.nonzero(labels == i)
@@ -112,7 +91,7 @@ def test_shape_form_factor_and_compactness(he_nuclei: list) -> None:
     disc = np.zeros((101, 101), np.int64)
     disc[disk((50, 50), 40)] = 1
     p = regionprops(disc)[0]
-    one = shape_family(disc, np.array([1]), np.array([p.area]), np.array([p.perimeter]))
+    one = shape_family(disc, np.array([1]), np.array([p.area]), np.array([p.perimeter]), mpp=1.0)
     assert one["compactness"][0] == pytest.approx(1.0, abs=0.01)
     assert one["form_factor"][0] == pytest.approx(1.0, abs=0.1)
 

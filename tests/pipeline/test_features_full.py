@@ -3,6 +3,7 @@ consistent with the nucleus table, queryable."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,10 @@ def test_full_table_agrees_with_the_nucleus_table(
     assert (table["min_intensity"].to_numpy() <= table["median_intensity"].to_numpy()).all()
     assert np.nanmax(table["nearest_neighbour_distance"].to_numpy()) < 100  # µm, dense tissue
     assert (table["neighbours"].to_numpy() >= 0).all()
+    fmin, fmax = table["feret_min_um"].to_numpy(), table["feret_max_um"].to_numpy()
+    assert (fmin > 0).all() and (fmin <= fmax).all()
+    np.testing.assert_allclose(table["zernike_0_0"].to_numpy(), 1 / np.pi)  # mean of R_00 = 1
+    assert json.loads(table.schema.metadata[b"nucscale.features"])["zernike_degree"] == 9
     assert read_metadata(nuclei_path(out, sid))["features"] == "full"
     res = open_results(out)
     n = res.sql(
