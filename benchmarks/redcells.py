@@ -80,7 +80,8 @@ def _picture(folder: Path, out: Path, image: str, dest: Path) -> None:
     by_id = dict(zip(classes.column("nucleus_id").to_pylist(), classes.column("class").to_pylist(),
                      strict=True))  # fmt: skip
     polys = shapely.from_wkb(nuclei.column("geometry").to_numpy(zero_copy_only=False))
-    colours = [COLOURS.get(by_id.get(n, ""), (0, 0, 0)) for n in nuclei.column("nucleus_id").to_pylist()]
+    ids = nuclei.column("nucleus_id").to_pylist()
+    colours = [COLOURS.get(by_id.get(n, ""), (0, 0, 0)) for n in ids]
     dest.write_bytes(png_bytes(draw_outlines(rgb, polys, colours, width=2)))
 
 
@@ -143,8 +144,8 @@ def main() -> None:
             zero_copy_only=False)
         for s in sorted(labels["slide_id"].unique())
     ])  # fmt: skip
-    result["predicted_all_cells"] = {str(k): int(v) for k, v in
-                                     zip(*np.unique(predicted, return_counts=True), strict=True)}  # fmt: skip
+    names, counts = np.unique(predicted, return_counts=True)
+    result["predicted_all_cells"] = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
     result["machine"] = MACHINE
     result["work"] = str(work)
     print(json.dumps(result))
