@@ -14,8 +14,8 @@ the centroid to a pixel centre of the nucleus: the least such disc that leaves n
 minimum enclosing circle instead and divides by the disc's area rather than by ``(n + 1) / pi``
 times the pixel count, so its values differ from these.
 
-Why hand-written: mahotas takes ~0.4 ms per nucleus (one call per nucleus on its cropped mask,
-one C loop per moment): 0.75 s for the 2,000 nuclei of ``benchmarks/features.py``, which alone
+Why hand-written: mahotas takes ~0.25 ms per nucleus (one call per nucleus on its cropped mask,
+one C loop per moment): ~0.5 s for the 2,000 nuclei of ``benchmarks/features.py``, which alone
 would take the ``--features full`` set below its target of 2,000 nuclei/s on one core; this
 takes ~0.03 s for all of them, at degree 9 (CellProfiler's), so no lower degree is needed.
 
