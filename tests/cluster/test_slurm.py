@@ -39,6 +39,14 @@ def _squeue(env: dict[str, str]) -> list[tuple[str, str]]:
     return [tuple(line.split()) for line in res.stdout.splitlines()]  # type: ignore[misc]
 
 
+def _wait_for_an_empty_queue(env: dict[str, str], timeout: float = 60) -> None:
+    """Jobs of an earlier test (cancelled when its run ended) may still be finishing."""
+    deadline = time.monotonic() + timeout
+    while _squeue(env) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _squeue(env) == [], "jobs of an earlier test did not end"
+
+
 def _same_output(out: Path, reference: Path) -> None:
     assert pq.read_table(out / PART).equals(pq.read_table(reference / PART))
     assert np.array_equal(open_labels(out, SLIDE)[:], open_labels(reference, SLIDE)[:])
@@ -48,6 +56,7 @@ def test_workers_are_slurm_jobs_and_the_output_equals_a_local_run(
     slurm: dict[str, str], cmu1_svs: Path, cmu1_run: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "slurm"
+    _wait_for_an_empty_queue(slurm)
     res = _run(
         slurm, "run", str(cmu1_svs), "--out", str(out), "--cluster", "slurm",
         "--max-jobs", "2", "--dashboard", ":0", "--model", "baseline", "--tile", "512",
@@ -76,6 +85,7 @@ def test_a_cancelled_worker_job_does_not_lose_the_run(
     assert ref.returncode == 0, ref.stderr
 
     out = tmp_path / "slurm"
+    _wait_for_an_empty_queue(slurm)
     proc = subprocess.Popen(
         _nucscale("run", *args, "--out", str(out), "--cluster", "slurm",
                   "--min-jobs", "2", "--max-jobs", "2"),
@@ -157,8 +167,12 @@ def test_the_batch_script_runs_a_cohort_inside_one_allocation(
         "NUCSCALE_WORKER_MEMORY": "2GiB",
     }
     job_log = tmp_path / "job.log"
+    _wait_for_an_empty_queue(slurm)
+    # --nodes=1: without it SLURM fixes the node count at submission from the CPUs free then
+    # (two, while an earlier test's jobs still end), and a one-node partition never runs it
     res = subprocess.run(
-        ["sbatch", "--wait", "--ntasks=2", "--cpus-per-task=1", "--mem=4G", "-o", str(job_log),
+        ["sbatch", "--wait", "--nodes=1", "--ntasks=2", "--cpus-per-task=1", "--mem=4G",
+         "-o", str(job_log),
          str(script), str(cmu1_svs), str(out), "--model", "baseline", "--tile", "512"],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
