@@ -250,7 +250,18 @@ def source_stamp(path: str) -> list[int]:
 
 
 def settings_key(inp: SlideInput, settings: Settings) -> str:
-    """Hash of what determines a slide's results; equal keys mean a finished slide is reusable."""
+    """Hash of what determines a slide's results; equal keys mean a finished slide is reusable.
+
+    The tables' columns are part of it, not only the version: a development build keeps its
+    version while columns are added, and a slide finished before must not be reused without
+    them (the nucleus table's columns always; the features table's with ``--features full``).
+    """
+    from nucscale.features import NUCLEUS_SCHEMA
+    from nucscale.features._cellprofiler import FULL_SCHEMA
+
+    columns = list(NUCLEUS_SCHEMA.names)
+    if settings.features == "full":
+        columns += FULL_SCHEMA.names
     stamp = source_stamp(inp.path)
     blob = json.dumps(
         [
@@ -260,6 +271,7 @@ def settings_key(inp: SlideInput, settings: Settings) -> str:
             asdict(inp.options),
             asdict(settings),
             __version__,
+            columns,
         ],
         sort_keys=True,
     )

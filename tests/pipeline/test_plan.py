@@ -135,3 +135,24 @@ def test_a_folder_slide_changes_its_key_when_a_file_inside_changes(tmp_path: Pat
     os.utime(chunk, ns=(folder_time + 10**9, folder_time + 10**9))
     assert os.stat(store).st_mtime_ns == folder_time
     assert settings_key(inp, cfg) != before
+
+
+def test_new_columns_make_a_finished_slide_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A development build keeps its version while columns are added: the key follows the
+    tables' columns, so a slide finished without them is computed again."""
+    import pyarrow as pa
+
+    from nucscale.features import _cellprofiler
+    from nucscale.pipeline._plan import settings_key
+
+    slide = tmp_path / "s.tif"
+    slide.write_bytes(b"x")
+    inp = SlideInput(str(slide), "s")
+    full, plain = Settings(features="full"), Settings()
+    before_full, before_plain = settings_key(inp, full), settings_key(inp, plain)
+    grown = _cellprofiler.FULL_SCHEMA.append(pa.field("new_measure", pa.float64()))
+    monkeypatch.setattr(_cellprofiler, "FULL_SCHEMA", grown)
+    assert settings_key(inp, full) != before_full
+    assert settings_key(inp, plain) == before_plain  # no features table: not concerned
