@@ -130,7 +130,8 @@ def main() -> None:
     sim = work / "simulation"
     _cli("label", "simulate", str(out), "--labels", str(labels_path), "--to", str(sim),
          "--start", "15", "--step", "10", "--rounds", "10", "--seeds", str(args.seeds),
-         "--feature-set", "full")  # fmt: skip
+         "--feature-set", "full", "--title",
+         "SYNTHETIC smears: entropy + diversity vs random, gbt")  # fmt: skip
     result["simulation"] = json.loads((sim / "summary.json").read_text())
 
     _cli("classify", "predict", str(out), "--model", str(work / "clf-full.skops"))

@@ -37,6 +37,7 @@ def run_simulation(
     classifier: str,
     feature_set: str | None,
     test_fraction: float,
+    title: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the experiment on ``labels`` (nuclei of ``out``); write ``curves.csv``,
@@ -98,7 +99,7 @@ def run_simulation(
             for m in ("active", "random")
         },
     }
-    title = f"{strategy} + diversity vs random, {classifier}, {len(y)} labelled nuclei"
+    title = title or f"{strategy} + diversity vs random, {classifier}, {len(y)} labelled nuclei"
     atomic_bytes(dest / "curves.csv", curves.to_csv(index=False))
     atomic_bytes(dest / "curves.png", plot_curves(curves, title))
     atomic_bytes(dest / "summary.json", json.dumps(summary, indent=1))

@@ -125,6 +125,9 @@ def simulate(
         str | None, typer.Option(help="morphology or full (default: as classify train).")
     ] = None,
     test_fraction: Annotated[float, typer.Option(help="Share held out for scoring.")] = 0.3,
+    title: Annotated[
+        str | None, typer.Option(help="Title of curves.png (default: method and data size).")
+    ] = None,
 ) -> None:
     """Learning curves of active against random labelling on labelled nuclei: accuracy as
     labels are added, over several seeds (the method's own experiment)."""
@@ -147,7 +150,7 @@ def simulate(
             summary = run_simulation(
                 out, labels, to, start=start, step=step, rounds=rounds, seeds=seeds,
                 strategy=strategy, classifier=classifier, feature_set=feature_set,
-                test_fraction=test_fraction,
+                test_fraction=test_fraction, title=title,
                 progress=lambda d, t: bar.update(task, completed=d, total=t),
             )  # fmt: skip
         except NucscaleError as exc:
