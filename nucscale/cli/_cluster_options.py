@@ -88,7 +88,6 @@ def remote(
 ) -> Remote | None:
     """The :class:`~nucscale.cluster.Remote` the options describe (None: no ``--cluster``);
     options for a cluster given without ``--cluster`` are refused."""
-    from nucscale.cluster import KINDS, JobOptions, Remote
     from nucscale.errors import ConfigError
 
     given = [
@@ -104,6 +103,9 @@ def remote(
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --cluster")
         return None
+    # imported only now: a plain run's first checks do not wait for Dask to load
+    from nucscale.cluster import KINDS, JobOptions, Remote
+
     if kind not in (*KINDS, "kubernetes"):
         raise ConfigError(
             f"--cluster must be one of {', '.join((*KINDS, 'kubernetes'))}, not {kind!r}"
