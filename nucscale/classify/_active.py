@@ -209,8 +209,8 @@ def plot_curves(curves: pd.DataFrame, title: str) -> bytes:
         )  # fmt: skip
     seeds = int(summary["seeds"].max()) if len(summary) else 0
     ax.set_xlabel("labelled nuclei")
-    ax.set_ylabel(f"balanced accuracy on held-out nuclei (mean ± sd, {seeds} seeds)")
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("balanced accuracy, held-out nuclei")
+    ax.set_title(f"{title}\n(mean ± sd over {seeds} seeds)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
