@@ -57,7 +57,7 @@ start() {
     local user host cpus mem port
     user=$(id -un)
     host=$(hostname -s)
-    cpus=$(nproc)
+    cpus=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS, which a caller may have set to 1
     mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
     port=$(free_port 6817)
 
