@@ -30,23 +30,21 @@ def contact_sheet(out: Path, chosen: pd.DataFrame) -> bytes:
     """PNG of the nuclei ``chosen`` (columns ``rank``, ``slide_id``, ``nucleus_id``), in rank
     order, each crop centred on its nucleus."""
     paths = {r.slide_id: r.path for r in read_manifest(out).values()}
-    cells: list[np.ndarray] = []
-    captions: list[str] = []
+    tiles: list[tuple[int, np.ndarray, str]] = []  # (rank, crop, caption)
     for sid, group in chosen.groupby("slide_id", sort=False):
-        cells_of = _slide_crops(out, str(sid), paths.get(str(sid), ""), group)
+        crops = _slide_crops(out, str(sid), paths.get(str(sid), ""), group)
         for (rank, nid), crop in zip(
-            group[["rank", "nucleus_id"]].itertuples(index=False), cells_of, strict=True
+            group[["rank", "nucleus_id"]].itertuples(index=False), crops, strict=True
         ):
-            cells.append(crop)
-            captions.append(f"#{rank}  {sid[:14]}\nid {nid}")
-    order = np.argsort([int(c.split()[0][1:]) for c in captions], kind="stable")
-    rows = max(1, -(-len(cells) // COLUMNS))
+            tiles.append((int(rank), crop, f"#{rank}  {sid[:14]}\nid {nid}"))
+    tiles.sort(key=lambda t: t[0])
+    rows = max(1, -(-len(tiles) // COLUMNS))
     sheet = Image.new("RGB", (COLUMNS * CELL_PX, rows * (CELL_PX + _CAPTION)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for slot, i in enumerate(order):
+    for slot, (_, crop, caption) in enumerate(tiles):
         x, y = (slot % COLUMNS) * CELL_PX, (slot // COLUMNS) * (CELL_PX + _CAPTION)
-        sheet.paste(Image.fromarray(cells[i]), (x, y))
-        draw.text((x + 3, y + CELL_PX + 2), captions[i], fill=(0, 0, 0))
+        sheet.paste(Image.fromarray(crop), (x, y))
+        draw.text((x + 3, y + CELL_PX + 2), caption, fill=(0, 0, 0))
     return png_bytes(np.asarray(sheet))
 
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nucscale.cli._app import app, console
+from nucscale.cli._results import _fail
 from nucscale.errors import NucscaleError
 
 classify_app = typer.Typer(
@@ -18,11 +19,6 @@ classify_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(classify_app, name="classify")
-
-
-def _fail(exc: NucscaleError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 @classify_app.command("train")

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nucscale.cli._app import app, console
+from nucscale.cli._results import _fail
 from nucscale.errors import NucscaleError
 
 label_app = typer.Typer(
@@ -25,11 +26,6 @@ OutArg = Annotated[Path, typer.Argument(help="Output folder of nucscale run.")]
 StrategyOption = Annotated[
     str, typer.Option(help="Uncertainty: entropy, margin or least-confidence.")
 ]
-
-
-def _fail(exc: NucscaleError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def _check_strategy(strategy: str) -> None:
