@@ -40,6 +40,24 @@ def train(
             "(repeatable).",
         ),
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init",
+            help="Start from these U-Net weights (a fine-tune: fresh optimizer and schedule; "
+            "the file's depth and width are used).",
+        ),
+    ] = None,
+    he_share: Annotated[
+        float, typer.Option("--he-share", help="Share of real H&E patches in a batch.")
+    ] = 0.3,
+    synthetic_share: Annotated[
+        float,
+        typer.Option(help="Share of fluorescence nuclei rendered as H&E patches in a batch."),
+    ] = 0.32,
+    glass_share: Annotated[
+        float, typer.Option(help="Share of bare-glass patches (with --negatives) in a batch.")
+    ] = 0.06,
     depth: Annotated[int, typer.Option(help="U-Net resolution levels.")] = 4,
     width: Annotated[int, typer.Option(help="U-Net channels at full resolution.")] = 8,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
@@ -79,6 +97,14 @@ def train(
     if not 0 < mpp < float("inf") or depth < 1 or width < 1:
         console.print("[red]error:[/red] need a finite --mpp > 0, --depth >= 1, --width >= 1")
         raise typer.Exit(2)
+    shares = (he_share, synthetic_share, glass_share)
+    if min(shares) < 0 or sum(shares) > 1:
+        console.print(
+            "[red]error:[/red] --he-share, --synthetic-share and --glass-share must be >= 0 "
+            "and sum to at most 1 (the rest is fluorescence)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     cfg = TrainConfig(
         steps=steps,
         patch=patch,
@@ -93,6 +119,10 @@ def train(
         negatives=tuple(str(p) for p in negatives or ()),
         depth=depth,
         width=width,
+        init=None if init is None else str(init),
+        brightfield_share=he_share,
+        synthetic_share=synthetic_share,
+        glass_share=glass_share,
     )
     columns = (
         TextColumn("step {task.completed:.0f}/{task.total:.0f}"),

@@ -14,7 +14,7 @@ A checkpoint is a plain dict (loadable with ``torch.load(weights_only=True)``)::
 
     {"state_dict", "config", "normalisation", "mpp", "plausibility", "optimizer", "step",
      "steps", "seed", "patch", "batch", "lr", "scale", "shares", "negatives",
-     "pixel_sizes", "split": {"train": [...], "heldout": [...]}}
+     "pixel_sizes", "split": {"train": [...], "heldout": [...]}, "init"}
 
 plus ``"postprocess"`` (thresholds) once :func:`tune_checkpoint` has run.
 
@@ -34,7 +34,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,8 @@ class TrainConfig:
     out_channels: int = 3
     mpp: float = 0.5
     negatives: tuple[str, ...] = ()
+    #: Weights file to start from (a fine-tune); its architecture replaces depth/width.
+    init: str | None = None
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -230,11 +232,19 @@ def train(
     plausibility = {"min_area_um2": min_area_um2(samples, cfg.mpp)}
     sizes = {s.id: [s.mpp, s.mpp_source] for s in samples}
     torch.manual_seed(cfg.seed)
+    init = _initial_weights(cfg)
+    if init is not None:
+        arch = init["config"]
+        cfg = replace(cfg, depth=arch["depth"], width=arch["width"])
+        cfg = replace(cfg, out_channels=arch["out_channels"])
     net = UNet(cfg.depth, cfg.width, 3, cfg.out_channels)
+    if init is not None and not resume:
+        net.load_state_dict(init["state_dict"])
     if cfg.patch % net.multiple:
         raise InputError(data, f"--patch must be a multiple of {net.multiple}, got {cfg.patch}")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
+    started_from = None if init is None else init["provenance"]
     if resume:
         if not out_path.is_file():
             raise InputError(out_path, "no checkpoint to resume from; drop --resume")
@@ -242,6 +252,7 @@ def train(
         net.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
         step = int(ck["step"])
+        started_from = ck.get("init", started_from)
         log.info("resuming %s at step %d", out_path, step)
 
     def checkpoint() -> dict[str, Any]:
@@ -263,6 +274,7 @@ def train(
             "negatives": [Path(p).name for p in cfg.negatives],
             "pixel_sizes": sizes,
             "split": {"train": train_ids, "heldout": held_ids},
+            "init": started_from,
         }
         _save(out_path, ck)
         return ck
@@ -293,6 +305,29 @@ def train(
         pool.shutdown(cancel_futures=True)
     log.info("trained to step %d in %.0f s", step, time.perf_counter() - t0)
     return checkpoint()
+
+
+def _initial_weights(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The weights ``cfg.init`` names (state dict, architecture, provenance), or ``None``.
+
+    A fine-tune starts from them with a fresh optimizer and its own learning-rate schedule;
+    the checkpoint records the file's name, sha256 and the step it had reached.
+    """
+    if cfg.init is None:
+        return None
+    from nucscale.models._checkpoint import sha256_file
+    from nucscale.models.unet import read_weights
+
+    data = read_weights(cfg.init)
+    arch = {**DEFAULT_CONFIG, **data["config"]}
+    if arch["in_channels"] != 3:
+        raise InputError(cfg.init, f"weights take {arch['in_channels']} channels; training uses 3")
+    provenance = {
+        "file": Path(cfg.init).name,
+        "sha256": sha256_file(cfg.init),
+        "step": int(data.get("step", 0)),
+    }
+    return {"state_dict": data["state_dict"], "config": arch, "provenance": provenance}
 
 
 def _glass(cfg: TrainConfig) -> list[Sample]:
@@ -335,6 +370,10 @@ def export_weights(checkpoint: str | PathLike[str], dest: str | PathLike[str]) -
         "scale",
         "shares",
         "pixel_sizes",
+        "init",
+        "lr",
+        "steps",
+        "seed",
     )
     slim = {k: ck[k] for k in keys if k in ck}
     dest_path = Path(dest)

@@ -65,3 +65,11 @@ def test_train_scores_the_heldout_images(dsb2018: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "held-out images (1)" in res.output
     assert "brightfield_he" in res.output  # 3c4c675825f7 is H&E
+
+
+def test_batch_shares_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    args = ["train", str(tmp_path), "--out", str(tmp_path / "c.pt")]
+    res = CliRunner().invoke(app, [*args, "--he-share", "0.8", "--synthetic-share", "0.5"])
+    assert res.exit_code == 2
+    assert "sum to at most 1" in res.output
+    assert not (tmp_path / "c.pt").exists()

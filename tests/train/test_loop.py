@@ -77,3 +77,41 @@ def test_resume_without_checkpoint_is_an_error(tiny_data: Path, tmp_path: Path) 
 
     with pytest.raises(InputError, match="no checkpoint"):
         train(tiny_data, tmp_path / "none.pt", TrainConfig(steps=1, patch=64), resume=True)
+
+
+def test_a_fine_tune_starts_from_the_given_weights(tiny_data: Path, tmp_path: Path) -> None:
+    """--init: the file's architecture and weights are the start (its depth wins over the
+    config's), the checkpoint names the file, and a resumed fine-tune keeps that record."""
+    from nucscale.models._checkpoint import sha256_file
+
+    base = {"patch": 64, "batch": 2, "threads": 1, "checkpoint_every": 1}
+    first = tmp_path / "first.pt"
+    train(tiny_data, first, TrainConfig(steps=2, depth=3, width=8, **base))  # type: ignore[arg-type]
+    start = export_weights(first, tmp_path / "start.pt")
+    tuned = tmp_path / "tuned.pt"
+    # lr 0: AdamW changes no weight, so the fine-tune's convolutions are the file's
+    cfg = TrainConfig(steps=2, depth=5, width=4, lr=0.0, init=str(start), **base)  # type: ignore[arg-type]
+    train(tiny_data, tuned, cfg, until=1)
+    ck = torch.load(tuned, weights_only=True)
+    assert ck["config"]["depth"] == 3 and ck["config"]["width"] == 8
+    assert ck["init"] == {"file": "start.pt", "sha256": sha256_file(start), "step": 2}
+    want = torch.load(start, weights_only=True)["state_dict"]
+    convs = [k for k in want if k.endswith(".weight") and want[k].ndim == 4]
+    assert convs
+    for key in convs:
+        torch.testing.assert_close(ck["state_dict"][key], want[key], msg=key)
+    # a plain resume (no --init given again) keeps the record
+    train(tiny_data, tuned, TrainConfig(steps=2, depth=3, width=8, lr=0.0, **base), resume=True)  # type: ignore[arg-type]
+    assert torch.load(tuned, weights_only=True)["init"]["file"] == "start.pt"
+    assert torch.load(export_weights(tuned, tmp_path / "w.pt"), weights_only=True)["init"]
+
+
+def test_a_fine_tune_needs_three_channel_weights(tiny_data: Path, tmp_path: Path) -> None:
+    from nucscale.errors import InputError
+    from nucscale.models.unet import UNet
+
+    net = UNet(depth=2, width=4, in_channels=1)
+    bad = tmp_path / "grey.pt"
+    torch.save({"state_dict": net.state_dict(), "config": net.config}, bad)
+    with pytest.raises(InputError, match="1 channels"):
+        train(tiny_data, tmp_path / "x.pt", TrainConfig(steps=1, patch=64, init=str(bad)))
