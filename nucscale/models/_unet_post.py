@@ -132,9 +132,12 @@ def unet_instances(
         labels[orphan > 0] = orphan[orphan > 0] + base
     peak_ok = None
     if dist is not None and min_core is not None and labels.max() > 0:
+        # an instance's centre-distance peak reaches min_core iff one of its pixels does: a
+        # count of those pixels per label (one pass) gives the same verdict as the per-label
+        # maximum (scipy's ndi.maximum sorts the window: 60 % of the post-processing time)
         n_all = int(labels.max())
-        peak = ndi.maximum(dist, labels, np.arange(n_all + 1))
-        peak_ok = np.asarray(peak, np.float32) >= min_core
+        core = np.asarray(dist, np.float32) >= min_core
+        peak_ok = np.bincount(labels[core], minlength=n_all + 1) > 0
     labels = _relabel(labels, min_area, max_diameter, peak_ok)
     n_out = int(labels.max())
     # mean foreground per instance (bincount: one pass, where ndi.mean takes several)

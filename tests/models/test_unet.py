@@ -215,6 +215,8 @@ def test_post_drops_instances_without_a_centre() -> None:
     assert kept.count == 1
     assert kept.labels[25, 25] == 1 and kept.labels[25, 75] == 0
     assert (kept.labels == 1).sum() == 900
+    # a peak exactly at the cut-off is a centre
+    assert unet_instances(fg, bd, dist=dist, min_area=10, min_core=0.3).count == 2
     # without the rule (or without a distance map) both stay
     assert unet_instances(fg, bd, dist=dist, min_area=10).count == 2
     assert unet_instances(fg, bd, min_area=10, min_core=0.5).count == 2
