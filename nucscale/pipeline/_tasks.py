@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
+from numcodecs import Blosc
 
 from nucscale import __version__
 from nucscale.features import NUCLEUS_SCHEMA, measure
@@ -297,15 +298,31 @@ def _clip_to_image(labels: np.ndarray, view: Box, image: Box) -> np.ndarray:
     return clipped
 
 
+#: The owned-nuclei label fragments: Blosc zstd level 1 over byte-shuffled int64 ids, 6x
+#: faster to write and 5x to read than ``np.savez_compressed``'s zlib (measured on CMU-1's
+#: 2000 x 1991 px fragment: 296 -> 49 ms, 146 -> 31 ms; 1.7x larger), read by every
+#: neighbouring paint task.
+_FRAGMENT_CODEC = Blosc(cname="zstd", clevel=1, shuffle=Blosc.SHUFFLE)
+
+
 def _save_npz(tmp: Path, box: Box, ids: np.ndarray) -> None:
+    ids = np.ascontiguousarray(ids, np.int64)
+    packed = np.frombuffer(_FRAGMENT_CODEC.encode(ids), np.uint8)
     with tmp.open("wb") as fh:
-        np.savez_compressed(fh, box=np.array([box.x0, box.y0, box.x1, box.y1]), ids=ids)
+        np.savez(fh, box=np.array([box.x0, box.y0, box.x1, box.y1]),
+                 shape=np.array(ids.shape), ids_zstd=packed)  # fmt: skip
 
 
 def _load_npz(path: Path) -> tuple[Box, np.ndarray]:
     with np.load(path) as z:
         x0, y0, x1, y1 = (int(v) for v in z["box"])
-        return Box(x0, y0, x1, y1), z["ids"]
+        if "ids" in z:  # written by an earlier version (np.savez_compressed), kept on resume
+            return Box(x0, y0, x1, y1), z["ids"]
+        shape = tuple(int(v) for v in z["shape"])
+        if 0 in shape:  # a tile that owns no nucleus
+            return Box(x0, y0, x1, y1), np.zeros(shape, np.int64)
+        raw = _FRAGMENT_CODEC.decode(z["ids_zstd"].tobytes())
+        return Box(x0, y0, x1, y1), np.frombuffer(raw, np.int64).reshape(shape)
 
 
 def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> float:
