@@ -41,24 +41,31 @@ import numpy as np
 import torch
 
 from nucscale.contracts import DenseModel
-from nucscale.infer._engine import pick_device, predict_image
+from nucscale.infer._engine import batch_for, pick_device, predict_image
 from nucscale.io import open_slide
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
-def measure(name: str, model: DenseModel, size: int, batch: int) -> None:
-    """Time maps (``predict_image``) and instances (``postprocess``) of a ``size`` px region."""
+def measure(name: str, model: DenseModel, size: int, batch: int | None, repeats: int = 1) -> None:
+    """Time maps (``predict_image``) and instances (``postprocess``) of a ``size`` px region;
+    with ``repeats`` > 1 the median of that many timings of each (this VM's speed varies by
+    up to 40 % from one run to the next)."""
     with open_slide(SHARED / "slides" / "CMU-1-Small-Region.svs") as s:
         rgb = s.read_region(0, 0, 0, size, size)
     device = pick_device()
     predict_image(model, rgb[:64, :64], batch_size=batch, device=device)  # warm-up
-    t0 = time.perf_counter()
-    maps = predict_image(model, rgb, batch_size=batch, device=device)
-    t1 = time.perf_counter()
-    nuclei = model.postprocess(maps).count
-    t2 = time.perf_counter()
+    net_s, post_s = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        maps = predict_image(model, rgb, batch_size=batch, device=device)
+        t1 = time.perf_counter()
+        nuclei = model.postprocess(maps).count
+        net_s.append(t1 - t0)
+        post_s.append(time.perf_counter() - t1)
+    t0, t1 = 0.0, float(np.median(net_s))
+    t2 = t1 + float(np.median(post_s))
     mp = size * size / 1e6
     mm2 = mp * model.mpp * model.mpp  # area of the region at the model's pixel size
     threads = torch.get_num_threads()
@@ -70,6 +77,8 @@ def measure(name: str, model: DenseModel, size: int, batch: int) -> None:
                 "device": str(device),
                 "threads": threads,
                 "region_px": size,
+                "repeats": repeats,
+                "batch": batch_for(model, device, batch),
                 "model_mpp": model.mpp,
                 "nuclei": nuclei,
                 "network_s": round(t1 - t0, 2),
@@ -183,7 +192,9 @@ def measure_runtimes(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=2048, help="region side, px (CMU-1 from 0,0)")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument(
+        "--batch", type=int, default=None, help="patches per pass (default: the engine's choice)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--models", default="unet,bioimageio,hovernet-fast", help="comma-separated")
     ap.add_argument(
@@ -198,12 +209,17 @@ def main() -> None:
         "--runtime", default=None, help="compare runtimes for the U-Net instead: torch,onnx"
     )
     ap.add_argument("--threads-list", default="1,2", help="thread counts for --runtime")
-    ap.add_argument("--repeats", type=int, default=3, help="timings per --runtime pair (best)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timings per --runtime pair (best), or of the U-Net's maps and instances (median)",
+    )
     args = ap.parse_args()
     if args.runtime:
         threads = [int(t) for t in args.threads_list.split(",")]
         measure_runtimes(
-            args.runtime.split(","), threads, min(args.size, 1856), args.batch, args.repeats
+            args.runtime.split(","), threads, min(args.size, 1856), args.batch or 8, args.repeats
         )
         return
     if args.threads:
@@ -214,7 +230,7 @@ def main() -> None:
 
     for name in args.models.split(","):
         if name == "unet":
-            measure("unet (shipped default)", UNetModel(), args.size, args.batch)
+            measure("unet (shipped default)", UNetModel(), args.size, args.batch, args.repeats)
         elif name == "bioimageio":
             for fmt in args.weights_format.split(","):
                 model = BioImageIOModel(

@@ -182,6 +182,9 @@ class DenseModel(abc.ABC):
         Largest instance post-processing returns, px.
     channels_last_cpu:
         Run channels-last on the CPU too (always on CUDA).
+    cpu_batch_size:
+        Patches per forward pass on the CPU (a GPU takes 8): a thin network's activations
+        stay in the CPU's caches only in small batches.
     weights_sha256:
         Hash of the weights file, for provenance ("" for none).
     """
@@ -194,6 +197,7 @@ class DenseModel(abc.ABC):
     postprocess_context: int = 0
     max_nucleus_diameter: int = 40
     channels_last_cpu: bool = False
+    cpu_batch_size: int = 8
     weights_sha256: str = ""
 
     def calibrate(self, thumb: np.ndarray, mask: np.ndarray) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from nucscale.tiling._grid import Box
 class DenseSegmenter(Segmenter):
     """Segmenter running a dense network through the global-grid sliding window."""
 
-    def __init__(self, model: DenseModel, *, batch_size: int = 8) -> None:
+    def __init__(self, model: DenseModel, *, batch_size: int | None = None) -> None:
         self.model = model
         self.batch_size = batch_size
         self.name = model.name
