@@ -151,7 +151,7 @@ def n_maps(model: DenseModel) -> int:
 #: the slide's scratch Zarr at this precision, and every other path rounds them the same way,
 #: so a map value is the same whether it went through the store or not.
 MAPS_DTYPE = np.float16
-_TORCH_MAPS_DTYPE = torch.float16
+_TORCH_MAPS_DTYPE = torch.from_numpy(np.zeros(0, MAPS_DTYPE)).dtype
 
 
 def predict_patches(
