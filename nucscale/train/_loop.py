@@ -235,8 +235,9 @@ def train(
     init = _initial_weights(cfg)
     if init is not None:
         arch = init["config"]
-        cfg = replace(cfg, depth=arch["depth"], width=arch["width"])
-        cfg = replace(cfg, out_channels=arch["out_channels"])
+        cfg = replace(
+            cfg, depth=arch["depth"], width=arch["width"], out_channels=arch["out_channels"]
+        )
     net = UNet(cfg.depth, cfg.width, 3, cfg.out_channels)
     if init is not None and not resume:
         net.load_state_dict(init["state_dict"])
