@@ -120,7 +120,7 @@ def get_client(
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         try:
             check_versions(client)
-            _quiet(client)
+            _prepare(client)
             yield client
         finally:
             client.close()
@@ -129,7 +129,7 @@ def get_client(
         with _moving_port():
             cuda = _cuda_cluster(dashboard_address, memory_limit)
         with cuda, Client(cuda) as client:
-            _quiet(client)
+            _prepare(client)
             yield client
         return
     n = workers if workers is not None else default_workers()
@@ -148,7 +148,7 @@ def get_client(
             env=thread_env(k),
         )
     with cluster, Client(cluster) as client:
-        _quiet(client)
+        _prepare(client)
         yield client
 
 
@@ -172,7 +172,7 @@ def _remote_client(remote: Remote, dashboard_address: str | None) -> Iterator[Cl
             cluster = start_job_cluster(remote.kind, remote.jobs, remote.out, dashboard_address)
         try:
             with Client(cluster) as client:
-                _quiet(client)
+                _prepare(client)
                 logs = log_folder(remote.out)
                 log.info(
                     "--cluster %s: waiting for the first worker (%d to %d jobs; logs in %s)",
@@ -205,11 +205,14 @@ def _moving_port() -> Iterator[None]:
         yield
 
 
-def _quiet(client: Client) -> None:
-    """Workers log no traceback for nucscale's own errors (:mod:`nucscale.cluster._quiet`)."""
+def _prepare(client: Client) -> None:
+    """Workers log no traceback for nucscale's own errors (:mod:`nucscale.cluster._quiet`)
+    and keep their buffers between tasks (:mod:`nucscale.cluster._malloc`)."""
+    from nucscale.cluster._malloc import SteadyMalloc
     from nucscale.cluster._quiet import QuietInputErrors
 
     client.register_plugin(QuietInputErrors())
+    client.register_plugin(SteadyMalloc())
 
 
 def _cuda_cluster(dashboard_address: str | None, memory_limit: str) -> LocalCluster:
