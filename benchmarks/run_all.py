@@ -41,6 +41,7 @@ def plan(quick: bool, sizes: str) -> list[list[str]]:
         ["cohort.py", "--slides", "100" if quick else "1000"],
         ["cohort.py", "--manifest-only", "--slides", "200" if quick else "2000"],
         ["archive.py", "--steps", "200" if quick else "600"],
+        ["worker_malloc.py"],
     ]
     if not quick:
         runs += [
@@ -171,7 +172,8 @@ def table(records: list[dict[str, Any]]) -> str:
     other = [
         r
         for r in rows
-        if r.get("name") in ("features", "reader", "peer_tiatoolbox", "cohort", "manifest")
+        if r.get("name")
+        in ("features", "reader", "peer_tiatoolbox", "cohort", "manifest", "worker_malloc")
         or str(r.get("name", "")).startswith("outputs")
     ]
     if other:
