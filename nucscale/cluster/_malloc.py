@@ -1,13 +1,15 @@
-"""Keep a worker's large buffers in its heap instead of returning them to the kernel after
-every task.
+"""Keep freed buffers in a worker's heap while a task runs; hand them back once the task ends.
 
 Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``
 (``distributed.nanny.pre-spawn-environ``): glibc then hands freed memory back to the kernel as
 soon as 64 KiB sit free at the top of a heap. A network's forward allocates and frees
 megabyte-sized activations for every batch, post-processing and features whole-window arrays,
-so each of them came back as fresh pages, each page faulted and zeroed by the kernel again:
-on the 2-core benchmark machine the U-Net's forward ran at half the speed it has outside Dask
-(96 vs 45 CPU-seconds for an 8192² CMU-1 mosaic, a third of the workers' time in the kernel).
+so each of them can come back as fresh pages, faulted and zeroed by the kernel again. The same
+13 tasks of the 8192² CMU-1 mosaic in one worker-like thread (``benchmarks/worker_malloc.py``):
+79 s with Dask's setting (8.5 M page faults, 41 s in the kernel), 47 s with this module's
+(0.8 M faults, 11 s). In a real worker the old trim fires only when the freed buffers sit at a
+heap's top, which other threads' small allocations often prevent: whole runs showed it in
+some (112 s, 95 s in the kernel) and not in others.
 
 :func:`steady_malloc` sets glibc's trim threshold to :data:`TRIM_THRESHOLD` (freed memory stays
 until that much is free at a heap's top) and fixes the mmap threshold at :data:`MMAP_THRESHOLD`
@@ -16,7 +18,7 @@ labels, are still mapped and returned when freed, so a worker does not keep its 
 temporary arrays). Between tasks, :func:`release_free_memory` hands every free page back
 (``malloc_trim(0)``, once per task instead of after every freed buffer): a worker's peak memory
 is then one task's working set, not that plus whatever its heaps fragmented into over the run
-(0.1 GiB less peak RSS per worker on the 8192² mosaic, at the same speed).
+(about 2 s of the 47 above; 0.1 GiB less peak RSS per worker on the 8192² mosaic).
 :class:`SteadyMalloc` does both on every worker, whoever started it (``mallopt`` works at run
 time, so no environment has to reach the worker's start). Not glibc (macOS, musl): nothing to
 do.
