@@ -125,7 +125,7 @@ def unet_instances(
         small = sizes < max(1, min_area // 4 if min_marker is None else min_marker)
         small[0] = False
         markers[small[markers]] = 0
-    labels = watershed(elevation, markers, mask=mask, connectivity=1).astype(np.int32)
+    labels = watershed(elevation, markers, mask=mask, connectivity=1).astype(np.int32, copy=False)
     orphan, n_orphan = ndi.label(mask & (labels == 0), structure=_FOUR)
     if n_orphan:
         base = int(labels.max())
@@ -140,8 +140,13 @@ def unet_instances(
         peak_ok = np.bincount(labels[core], minlength=n_all + 1) > 0
     labels = _relabel(labels, min_area, max_diameter, peak_ok)
     n_out = int(labels.max())
-    # mean foreground per instance (bincount: one pass, where ndi.mean takes several)
-    area = np.bincount(labels.ravel(), minlength=n_out + 1)[1:]
-    total = np.bincount(labels.ravel(), weights=fg.ravel().astype(np.float64), minlength=n_out + 1)
+    # mean foreground per instance (bincount: one pass, where ndi.mean takes several), over the
+    # instances' pixels only: the same sums in the same order, without a float64 copy of the
+    # whole window (the largest temporary of this function)
+    flat = labels.ravel()
+    inside = np.flatnonzero(flat)
+    ids = flat[inside]
+    area = np.bincount(ids, minlength=n_out + 1)[1:]
+    total = np.bincount(ids, weights=fg.ravel()[inside], minlength=n_out + 1)
     probs = (total[1:] / np.maximum(area, 1)).astype(np.float32)
     return Segmentation(labels, np.ones(n_out, np.int16), probs)
