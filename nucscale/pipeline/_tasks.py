@@ -36,7 +36,7 @@ from nucscale.features._cellprofiler import (
 from nucscale.infer import Segmentation
 from nucscale.infer._dense import DenseSegmenter
 from nucscale.pipeline._plan import SlidePlan
-from nucscale.stitch import crop_to_content, owned_instances, paint, relabel_owned
+from nucscale.stitch import owned_instances, paint, relabel_owned, split_by_chunk
 from nucscale.store import (
     atomic_write,
     features_path,
@@ -217,9 +217,10 @@ def _own_measure_write(
     if plan.features == "full":
         _write_full_fragment(plan, row, col, labels, rgb, owned.labels, cols)
     t3 = time.perf_counter()
-    box, ids = crop_to_content(view, relabel_owned(labels, owned))
+    chunks = [(t, grid.core(*t)) for t in grid.neighbours(row, col, grid.reach)]
+    pieces = split_by_chunk(view, relabel_owned(labels, owned), chunks)
     npz = plan.fragments / f"{_stem(row, col)}.npz"
-    atomic_write(npz, lambda tmp: _save_npz(tmp, box, ids))
+    atomic_write(npz, lambda tmp: _save_npz(tmp, pieces))
     frag = plan.fragments / f"{_stem(row, col)}.parquet"
     atomic_write(frag, lambda tmp: pq.write_table(table, tmp))
     return n, t3
@@ -300,29 +301,40 @@ def _clip_to_image(labels: np.ndarray, view: Box, image: Box) -> np.ndarray:
 
 #: The owned-nuclei label fragments: Blosc zstd level 1 over byte-shuffled int64 ids, 6x
 #: faster to write and 5x to read than ``np.savez_compressed``'s zlib (measured on CMU-1's
-#: 2000 x 1991 px fragment: 296 -> 49 ms, 146 -> 31 ms; 1.7x larger), read by every
-#: neighbouring paint task.
+#: 2000 x 1991 px fragment: 296 -> 49 ms, 146 -> 31 ms; 1.7x larger), split by the output
+#: chunk each piece falls in, so that a paint task decodes only its own pieces.
 _FRAGMENT_CODEC = Blosc(cname="zstd", clevel=1, shuffle=Blosc.SHUFFLE)
 
 
-def _save_npz(tmp: Path, box: Box, ids: np.ndarray) -> None:
-    ids = np.ascontiguousarray(ids, np.int64)
-    packed = np.frombuffer(_FRAGMENT_CODEC.encode(ids), np.uint8)
+def _save_npz(tmp: Path, pieces: Mapping[tuple[int, int], tuple[Box, np.ndarray]]) -> None:
+    """A tile's owned-nuclei ids, one piece per output chunk they reach (members
+    ``<chunk stem>.box``, ``.shape``, ``.ids_zstd``): each painter decodes only its own."""
+    arrays: dict[str, Any] = {}  # Any: numpy's stub reads **kwargs as its allow_pickle flag
+    for (r, c), (box, ids) in pieces.items():
+        ids = np.ascontiguousarray(ids, np.int64)
+        tag = _stem(r, c)
+        arrays[f"{tag}.box"] = np.array([box.x0, box.y0, box.x1, box.y1])
+        arrays[f"{tag}.shape"] = np.array(ids.shape)
+        arrays[f"{tag}.ids_zstd"] = np.frombuffer(_FRAGMENT_CODEC.encode(ids), np.uint8)
     with tmp.open("wb") as fh:
-        np.savez(fh, box=np.array([box.x0, box.y0, box.x1, box.y1]),
-                 shape=np.array(ids.shape), ids_zstd=packed)  # fmt: skip
+        np.savez(fh, **arrays)
 
 
-def _load_npz(path: Path) -> tuple[Box, np.ndarray]:
+def _load_piece(path: Path, row: int, col: int) -> tuple[Box, np.ndarray] | None:
+    """The part of a tile's owned-nuclei ids that falls in chunk (row, col), or None. A
+    fragment written by an earlier version (one piece for the whole window, kept on resume) is
+    returned whole: :func:`paint` crops it."""
     with np.load(path) as z:
-        x0, y0, x1, y1 = (int(v) for v in z["box"])
-        if "ids" in z:  # written by an earlier version (np.savez_compressed), kept on resume
+        tag = "" if "box" in z.files else f"{_stem(row, col)}."
+        if f"{tag}box" not in z.files:
+            return None
+        x0, y0, x1, y1 = (int(v) for v in z[f"{tag}box"])
+        if "ids" in z.files:  # np.savez_compressed, older still
             return Box(x0, y0, x1, y1), z["ids"]
-        shape = tuple(int(v) for v in z["shape"])
-        if 0 in shape:  # a tile that owns no nucleus
-            return Box(x0, y0, x1, y1), np.zeros(shape, np.int64)
-        raw = _FRAGMENT_CODEC.decode(z["ids_zstd"].tobytes())
-        return Box(x0, y0, x1, y1), np.frombuffer(raw, np.int64).reshape(shape)
+        ids = np.zeros(tuple(int(v) for v in z[f"{tag}shape"]), np.int64)
+        if ids.size:  # decoded straight into the array: no intermediate bytes object
+            _FRAGMENT_CODEC.decode(z[f"{tag}ids_zstd"], out=ids)
+        return Box(x0, y0, x1, y1), ids
 
 
 def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> float:
@@ -333,8 +345,9 @@ def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> f
     pieces = []
     for r, c in grid.neighbours(row, col, grid.reach):
         npz = plan.fragments / f"{_stem(r, c)}.npz"
-        if npz.exists():
-            pieces.append(_load_npz(npz))
+        piece = _load_piece(npz, row, col) if npz.exists() else None
+        if piece is not None:
+            pieces.append(piece)
     chunk = grid.core(row, col)
     labels = paint(chunk, pieces)
     if labels.any():

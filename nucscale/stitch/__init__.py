@@ -7,7 +7,7 @@ from nucscale.stitch._ownership import (
     owned_instances,
     relabel_owned,
 )
-from nucscale.stitch._paint import crop_to_content, paint
+from nucscale.stitch._paint import crop_to_content, paint, split_by_chunk
 
 __all__ = [
     "LOCAL_BITS",
@@ -17,4 +17,5 @@ __all__ = [
     "owned_instances",
     "paint",
     "relabel_owned",
+    "split_by_chunk",
 ]

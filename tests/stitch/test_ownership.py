@@ -15,6 +15,7 @@ from nucscale.stitch import (
     owned_instances,
     paint,
     relabel_owned,
+    split_by_chunk,
 )
 from nucscale.tiling import Box, TileGrid
 
@@ -172,3 +173,25 @@ def test_crop_to_content() -> None:
     assert crop.shape == (2, 5) and (crop == 7).all()
     empty_box, empty = crop_to_content(Box(0, 0, 4, 4), np.zeros((4, 4), np.int64))
     assert empty.size == 0 and empty_box.width == 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 1000))
+def test_split_by_chunk_paints_every_chunk_as_the_whole_piece(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x0, y0 = (int(v) for v in rng.integers(-5, 30, size=2))
+    h, w = (int(v) for v in rng.integers(1, 60, size=2))
+    ids = rng.integers(1, 9, size=(h, w)).astype(np.int64) * (rng.random((h, w)) < 0.3)
+    box = Box(x0, y0, x0 + w, y0 + h)
+    grid = TileGrid(64, 56, 16, 8)
+    chunks = [((r, c), grid.core(r, c)) for r in range(grid.n_rows) for c in range(grid.n_cols)]
+    pieces = split_by_chunk(box, ids, chunks)
+    for key, chunk in chunks:
+        whole = paint(chunk, [(box, ids)])
+        own = [pieces[key]] if key in pieces else []
+        assert np.array_equal(paint(chunk, own), whole)
+        assert (key in pieces) == bool(whole.any())  # a chunk the ids leave empty gets no piece
+        if own:  # each piece lies inside its chunk and is cropped to its content
+            piece_box, piece = own[0]
+            assert chunk.intersect(piece_box) == piece_box
+            assert piece[0].any() and piece[-1].any() and piece[:, 0].any() and piece[:, -1].any()
