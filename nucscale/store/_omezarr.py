@@ -83,9 +83,10 @@ def _levels(shape: tuple[int, ...]) -> int:
 
 
 def _build_levels(
-    group: zarr.Group, reduce: Callable[[np.ndarray], np.ndarray], levels: int
+    group: zarr.Group, reduce: Callable[[zarr.Array, slice, slice], np.ndarray], levels: int
 ) -> None:
-    """Write arrays ``1..levels-1`` of ``group``, each from the one below, chunk by chunk."""
+    """Write arrays ``1..levels-1`` of ``group``, each from the one below, chunk by chunk:
+    ``reduce(src, rows, cols)`` gives the half-size block of the source block (rows, cols)."""
     for k in range(1, levels):
         src = group[str(k - 1)]
         assert isinstance(src, zarr.Array)
@@ -103,18 +104,21 @@ def _build_levels(
         )
         for y in range(0, h, chunk):
             for x in range(0, w, chunk):
-                block = src[..., 2 * y : 2 * (y + chunk), 2 * x : 2 * (x + chunk)]
-                small = reduce(np.asarray(block))
+                small = reduce(src, slice(2 * y, 2 * (y + chunk)), slice(2 * x, 2 * (x + chunk)))
                 if np.any(small != src.fill_value):
                     dst[..., y : y + small.shape[-2], x : x + small.shape[-1]] = small
 
 
-def _subsample(block: np.ndarray) -> np.ndarray:
-    return block[..., ::2, ::2]
+def _subsample(src: zarr.Array, rows: slice, cols: slice) -> np.ndarray:
+    """Every other pixel of the block, read strided: only the quarter kept is materialised
+    (the whole source block of a label pyramid is 4096² int64, 128 MiB: the largest
+    temporary of a slide's finalisation)."""
+    return np.asarray(src[..., rows.start : rows.stop : 2, cols.start : cols.stop : 2])
 
 
-def _mean2(block: np.ndarray) -> np.ndarray:
-    """2 x 2 mean over the last two axes (an odd edge averages what it has)."""
+def _mean2(src: zarr.Array, rows: slice, cols: slice) -> np.ndarray:
+    """2 x 2 mean of the block over the last two axes (an odd edge averages what it has)."""
+    block = np.asarray(src[..., rows, cols])
     h, w = block.shape[-2:]
     ph, pw = h % 2, w % 2
     b = np.pad(block.astype(np.float32), [(0, 0)] * (block.ndim - 2) + [(0, ph), (0, pw)],
