@@ -121,10 +121,10 @@ def table(records: list[dict[str, Any]]) -> str:
     if pipe:
         out.append(
             "| mosaic px | model | tile | workers | tissue mm² | nuclei | wall s | s/mm² "
-            "| nuclei/s | tiles/s | model share | overhead (target ≤ 25 %) | 2-worker efficiency "
+            "| slide mm²/s (≥ 0.3) | nuclei/s | tiles/s | model share | overhead (target ≤ 25 %) | 2-worker efficiency "
             "(≥ 85 %) | machine's ceiling | peak RSS per worker GiB (≤ 2) | client GiB | commit |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sorted(pipe, key=_pipeline_order):
             out.append(
                 "| "
@@ -139,6 +139,7 @@ def table(records: list[dict[str, Any]]) -> str:
                         r["nuclei"],
                         r["wall_s"],
                         r["s_per_mm2"],
+                        r.get("slide_mm2_per_s"),
                         r["nuclei_per_s"],
                         r["tiles_per_s"],
                         r.get("model_share_of_worker_time"),

@@ -9,11 +9,18 @@ thread of a fresh process, the way a single-threaded worker runs them, once per 
 - ``dask``: glibc with Dask's ``MALLOC_TRIM_THRESHOLD_=65536``;
 - ``kept``: :func:`steady_malloc` only;
 - ``per_task``: :func:`steady_malloc` and :func:`release_free_memory` after each task (what the
-  plugin does).
+  plugin does);
+- ``pooled``: nothing handed back at all (no mmap for large blocks, a 1 GiB trim threshold, no
+  release): the fewest page faults, at the price of the process keeping its largest working set
+  and whatever its heaps fragment into.
 
-Printed per setting: wall, user and kernel CPU seconds and minor page faults of the process.
-Page faults are what the setting changes; a fault costs more or less depending on the machine
-(on this VM a page handed back is sometimes handed back to the host too).
+Printed per setting: wall, user and kernel CPU seconds, minor page faults and peak RSS of the
+process. Then ``refault``: seconds to write 1 GiB of freshly allocated memory right after
+another 1 GiB was freed, and after the same freed memory sat idle for a few seconds. On a
+virtual machine whose balloon driver reports free pages to the host (virtio-balloon free page
+reporting, as here), memory freed and idle for ~2 s goes back to the host and costs a host
+fault on the next touch: what makes every page a worker hands back dear.
+
 
     python benchmarks/worker_malloc.py [--size 8192]
 """
@@ -35,7 +42,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mosaic import make_mosaic
 
-SETTINGS = ("dask", "kept", "per_task")
+SETTINGS = ("dask", "kept", "per_task", "pooled")
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's malloc.h
 
 
 def _tasks(slide: Path, setting: str, out: Path) -> dict[str, float]:
@@ -44,6 +52,13 @@ def _tasks(slide: Path, setting: str, out: Path) -> dict[str, float]:
 
     if setting != "dask":
         steady_malloc()
+    if setting == "pooled":
+        from nucscale.cluster._malloc import _libc
+
+        libc = _libc()
+        assert libc is not None, "pooled needs glibc"
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
     from nucscale.config import Settings
     from nucscale.pipeline import SlideInput, make_plan
     from nucscale.pipeline._tasks import forward_tile, ingest_tile, instances_tile
@@ -67,6 +82,7 @@ def _tasks(slide: Path, setting: str, out: Path) -> dict[str, float]:
             user_s=round(r1.ru_utime - r0.ru_utime, 2),
             system_s=round(r1.ru_stime - r0.ru_stime, 2),
             minor_faults=r1.ru_minflt - r0.ru_minflt,
+            peak_rss_gib=round(r1.ru_maxrss / 2**20, 3),
             tasks=len(todo),
         )
 
@@ -74,6 +90,21 @@ def _tasks(slide: Path, setting: str, out: Path) -> dict[str, float]:
     th.start()
     th.join()
     return res
+
+
+def refault(idle_s: float, gib: int = 1) -> float:
+    """Seconds to write ``gib`` GiB of fresh memory after as much was freed and sat idle for
+    ``idle_s`` seconds (numpy's own huge-page advice off: 4 KiB faults, as most of a worker's
+    allocations get)."""
+    import numpy as np
+
+    np._core.multiarray._set_madvise_hugepage(False)  # type: ignore[attr-defined]  # private
+    n = gib * 2**27
+    np.ones(n)  # touched, then freed (unmapped) at once
+    time.sleep(idle_s)
+    t0 = time.perf_counter()
+    np.ones(n)
+    return round(time.perf_counter() - t0, 2)
 
 
 def main() -> None:
@@ -100,6 +131,8 @@ def main() -> None:
                str(args.mosaics), "--child", setting]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
         record[setting] = json.loads(proc.stdout.strip().splitlines()[-1])
+    refault(0)  # the first touch of memory the host never backed is dearer still
+    record["refault_1gib_s"] = {f"after_{s}s_idle": refault(s) for s in (0, 5, 10)}
     print(json.dumps(record), flush=True)
 
 
