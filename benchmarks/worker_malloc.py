@@ -18,9 +18,8 @@ Printed per setting: wall, user and kernel CPU seconds, minor page faults and pe
 process. Then ``refault``: seconds to write 1 GiB of freshly allocated memory right after
 another 1 GiB was freed, and after the same freed memory sat idle for a few seconds. On a
 virtual machine whose balloon driver reports free pages to the host (virtio-balloon free page
-reporting, as here), memory freed and idle for ~2 s goes back to the host and costs a host
-fault on the next touch: what makes every page a worker hands back dear.
-
+reporting, as here), memory freed and left idle for seconds can go back to the host and cost
+a host fault on the next touch: what makes every page a worker hands back dear.
 
     python benchmarks/worker_malloc.py [--size 8192]
 """
@@ -43,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mosaic import make_mosaic
 
 SETTINGS = ("dask", "kept", "per_task", "pooled")
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's malloc.h
+_M_MMAP_MAX = -4  # glibc's malloc.h
 
 
 def _tasks(slide: Path, setting: str, out: Path) -> dict[str, float]:
@@ -53,7 +52,7 @@ def _tasks(slide: Path, setting: str, out: Path) -> dict[str, float]:
     if setting != "dask":
         steady_malloc()
     if setting == "pooled":
-        from nucscale.cluster._malloc import _libc
+        from nucscale.cluster._malloc import _M_TRIM_THRESHOLD, _libc
 
         libc = _libc()
         assert libc is not None, "pooled needs glibc"
