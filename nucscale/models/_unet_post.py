@@ -17,17 +17,18 @@
    network believes in: on real slides these are fragments of fibre, keratin and ink edges);
    then relabelled 1..n in raster order of their first pixel.
 
-Every step is a pure function of the maps; ties in the watershed are broken by
-scikit-image's stable priority queue, so the output is identical on every run.
+Every step is a pure function of the maps; ties between markers in the watershed are broken
+in raster order (:mod:`._flood`), so a nucleus comes out the same in every window that holds
+its foreground component whole.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import watershed
 
 from nucscale.contracts import Segmentation
+from nucscale.models._flood import flood
 
 _FOUR = ndi.generate_binary_structure(2, 1)
 
@@ -125,7 +126,7 @@ def unet_instances(
         small = sizes < max(1, min_area // 4 if min_marker is None else min_marker)
         small[0] = False
         markers[small[markers]] = 0
-    labels = watershed(elevation, markers, mask=mask, connectivity=1).astype(np.int32, copy=False)
+    labels = flood(elevation, markers, mask, connectivity=1).astype(np.int32, copy=False)
     orphan, n_orphan = ndi.label(mask & (labels == 0), structure=_FOUR)
     if n_orphan:
         base = int(labels.max())

@@ -1,0 +1,83 @@
+"""Marker-controlled watershed whose result in a component depends on that component alone.
+
+scikit-image's watershed floods from a priority queue ordered by (elevation, age). Every
+marker pixel enters it with age 0, so marker pixels of equal elevation leave it in an order
+set by the heap's layout, i.e. by all markers of the window. A pixel between two equally high
+markers of different nuclei can then go to either, depending on what else the window holds:
+two tilings that both hold a whole nucleus could split it differently (synthetic plateaus:
+hundreds of pixels per 10^5; CMU-1: 1 of 366,087 foreground pixels in one test).
+
+:func:`flood` removes that freedom. It hands scikit-image a float64 elevation in which each
+marker pixel is lowered by less than half the gap to the next lower value its dtype can hold,
+by an amount that shrinks along the raster order of the markers. Then
+
+* marker pixels of equal elevation leave the queue in raster order, and the raster order of
+  two pixels is the same in every window that holds both;
+* nothing else changes order: a lowered marker stays above every lower value and still
+  leaves before equal non-marker pixels (as it did with age 0); non-markers keep their
+  values and their ages (unique, in push order).
+
+So, by induction over the pops, a component's flooding is the same in every window that
+holds it whole. Output differs from plain scikit-image only where markers tied.
+
+Elevations of 32 bits or fewer use the float32 gap below each value (``nextafter``), O(markers).
+Wider ones (float64, integers) are replaced by their dense ranks, a sort of the window, but
+only when marker values actually tie (checked on the markers first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.segmentation import watershed
+
+#: More marker pixels than this and neighbouring lowered values could round to the same
+#: float64 (the spacing is gap / (2 * markers); at least 4 float64 steps below this).
+MAX_MARKER_PIXELS = 1 << 25
+
+
+def raster_ordered(elevation: np.ndarray, markers: np.ndarray) -> np.ndarray:
+    """Float64 copy of ``elevation`` with marker ties broken in raster order (module doc)."""
+    src = np.asarray(elevation)
+    at = np.flatnonzero(markers)
+    if at.size >= MAX_MARKER_PIXELS:
+        raise ValueError(
+            f"watershed: {at.size} marker pixels; at most {MAX_MARKER_PIXELS - 1} keep their "
+            "order exact (use smaller tiles)"
+        )
+    out = src.astype(np.float64)
+    if at.size == 0:
+        return out
+    flat = out.reshape(-1)
+    if src.dtype.kind == "f" and src.dtype.itemsize <= 4:
+        values32 = src.reshape(-1)[at].astype(np.float32)
+        below = np.nextafter(values32, np.float32(-np.inf))
+        values = values32.astype(np.float64)
+        gap = values - below.astype(np.float64)
+    else:
+        values64 = flat[at]
+        if np.unique(values64).size == at.size:
+            return out  # no two markers tie: their order is already their values'
+        uniq, inverse = np.unique(out, return_inverse=True)
+        flat[:] = inverse.reshape(-1) / float(uniq.size)
+        values = flat[at]
+        gap = np.full(at.size, 1.0 / uniq.size)
+    # k-th marker in raster order lowered by gap * (m - k) / (2 (m + 1)): in (0, gap / 2),
+    # strictly decreasing in k
+    m = at.size
+    share = (m - np.arange(m, dtype=np.float64)) / (2.0 * (m + 1))
+    flat[at] = values - gap * share
+    return out
+
+
+def flood(
+    elevation: np.ndarray, markers: np.ndarray, mask: np.ndarray, connectivity: int = 1
+) -> np.ndarray:
+    """scikit-image's marker watershed with marker ties broken in raster order (module doc).
+
+    Same arguments and result as ``skimage.segmentation.watershed(elevation, markers,
+    mask=mask, connectivity=connectivity)`` except where marker pixels of equal elevation
+    competed.
+    """
+    return watershed(
+        raster_ordered(elevation, markers), markers, mask=mask, connectivity=connectivity
+    )

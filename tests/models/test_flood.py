@@ -1,0 +1,97 @@
+"""The watershed behind every model's post-processing: a component floods the same in any window.
+
+scikit-image leaves ties between marker pixels to its heap's layout, i.e. to the whole window;
+:func:`nucscale.models._flood.flood` breaks them in raster order. The scene below has plateaus
+(three elevation levels) and thousands of markers, so ties are everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import ndimage as ndi
+from skimage.segmentation import watershed
+
+from nucscale.models._flood import flood, raster_ordered
+
+CROPS = [(0, 0), (7, 13), (50, 3), (1, 1), (91, 120)]
+
+
+def _plateau_scene(dtype: type) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    mask = ndi.gaussian_filter(rng.random((300, 300)), 4) > 0.52  # 127 blobs, < 900 px
+    comps, _ = ndi.label(mask)
+    elevation = (np.round(rng.random((300, 300)) * 2)).astype(dtype)  # 0, 1, 2
+    markers, _ = ndi.label(mask & (rng.random((300, 300)) < 0.08))
+    return elevation, markers, mask, comps
+
+
+def _differences(segment, elevation, markers, mask, comps) -> int:  # type: ignore[no-untyped-def]
+    """Pixels of components held whole by a crop that the crop labels unlike the whole."""
+    whole = segment(elevation, markers, mask)
+    differ = 0
+    for y0, x0 in CROPS:
+        crop = segment(elevation[y0:, x0:], markers[y0:, x0:], mask[y0:, x0:])
+        cut = np.zeros(comps.max() + 1, bool)
+        cut[np.unique(comps[:y0])] = True
+        cut[np.unique(comps[:, :x0])] = True
+        held = mask[y0:, x0:] & ~cut[comps[y0:, x0:]]
+        assert held.sum() > 4_000
+        differ += int(np.count_nonzero(crop[held] != whole[y0:, x0:][held]))
+    return differ
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int16])
+def test_component_floods_the_same_in_every_window(dtype: type) -> None:
+    scene = _plateau_scene(dtype)
+    assert _differences(lambda e, m, k: flood(e, m, k), *scene) == 0
+
+
+def test_scikit_image_alone_depends_on_the_window() -> None:
+    """Why :func:`flood` exists: the same scene through plain scikit-image differs by crop."""
+    scene = _plateau_scene(np.float32)
+    assert _differences(lambda e, m, k: watershed(e, m, mask=k), *scene) > 100
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_without_ties_the_same_as_scikit_image(dtype: type) -> None:
+    rng = np.random.default_rng(1)
+    elevation = rng.random((200, 200)).astype(dtype)
+    mask = ndi.gaussian_filter(rng.random((200, 200)), 3) > 0.48
+    markers, n = ndi.label(mask & (rng.random((200, 200)) < 0.01))
+    assert n > 100
+    ours = flood(elevation, markers, mask)
+    np.testing.assert_array_equal(ours, watershed(elevation, markers, mask=mask))
+    # every marker value distinct: float64 input comes back unchanged
+    if dtype == np.float64:
+        np.testing.assert_array_equal(raster_ordered(elevation, markers), elevation)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64, np.int32]),
+)
+def test_order_kept_and_marker_ties_in_raster_order(data: st.DataObject, dtype: type) -> None:
+    shape = data.draw(hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12))
+    levels = data.draw(st.lists(st.integers(-3, 3), min_size=1, max_size=4))
+    picks = data.draw(hnp.arrays(np.int8, shape, elements=st.integers(0, len(levels) - 1)))
+    scale = data.draw(st.sampled_from([1.0, 1e-3, 7.5]))
+    elevation = (np.asarray(levels, np.float64)[picks] * scale).astype(dtype)
+    markers = data.draw(hnp.arrays(np.bool_, shape))
+    keyed = raster_ordered(elevation, markers).ravel()
+    src = elevation.astype(np.float64).ravel()
+    flat = markers.ravel()
+    # strictly ordered pairs keep their order
+    lo, hi = np.meshgrid(np.arange(src.size), np.arange(src.size), indexing="ij")
+    less = src[lo] < src[hi]
+    assert (keyed[lo][less] < keyed[hi][less]).all()
+    # a marker stays at or below every non-marker of its value (it left the queue first anyway)
+    equal = (src[lo] == src[hi]) & flat[lo] & ~flat[hi]
+    assert (keyed[lo][equal] <= keyed[hi][equal]).all()
+    # equal markers: strictly increasing in raster order
+    tie = (src[lo] == src[hi]) & flat[lo] & flat[hi] & (lo < hi)
+    assert (keyed[lo][tie] < keyed[hi][tie]).all()
