@@ -24,12 +24,10 @@ from pathlib import Path
 from nucscale.analysis import compare_runs, read_run
 from nucscale.cluster import get_client
 from nucscale.config import Settings
-from nucscale.infer._dense import DenseSegmenter
-from nucscale.infer._engine import patch_grid
 from nucscale.io import mosaic, open_slide, write_pyramidal_tiff
 from nucscale.pipeline import resolve_inputs, run_cohort
 from nucscale.pipeline._plan import build_segmenter
-from nucscale.tiling import TileGrid
+from nucscale.tiling import Box, TileGrid
 
 REPO = Path(__file__).resolve().parents[1]
 CMU1 = REPO.parent / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
@@ -38,24 +36,18 @@ MPP = 0.499  # CMU-1's pixel size: analysed as it is (within the 5 % tolerance o
 
 
 def halo_share(width: int, height: int, segmenter: str, tile: int, mpp: float) -> float:
-    """Share of the segmenter's computed pixels outside the tile cores, every tile of a
-    ``width`` x ``height`` image (tissue detection off, as here): a dense network computes
-    whole patches of its global grid over each window, up to the image's last patch; the
-    classical baseline works on the whole window."""
+    """Share of the pixels segmented per window (post-processing for a dense network, whose
+    forward computes each patch once; everything for the classical baseline) that lie outside
+    the tile cores, every tile of a ``width`` x ``height`` image (tissue detection off, as
+    here); windows are counted within the image."""
     seg, _ = build_segmenter(Settings(segmenter=segmenter), mpp)
-    step, offset = seg.grid_alignment
-    grid = TileGrid(width, height, tile, seg.halo_for(tile), step, offset)
+    grid = TileGrid(width, height, tile, seg.min_halo)
+    image = Box(0, 0, width, height)
     computed = 0
     for r in range(grid.n_rows):
         for c in range(grid.n_cols):
-            win = grid.window(r, c)
-            if isinstance(seg, DenseSegmenter):
-                out, m = seg.model.spec.output_size, seg.model.spec.margin
-                nx = len(patch_grid(win.x0, win.width, out, m, width))
-                ny = len(patch_grid(win.y0, win.height, out, m, height))
-                computed += nx * ny * out * out
-            else:
-                computed += win.width * win.height
+            win = grid.window(r, c).intersect(image)
+            computed += win.width * win.height if win is not None else 0
     return 1 - width * height / computed
 
 

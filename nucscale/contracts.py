@@ -93,10 +93,6 @@ class Segmenter(abc.ABC):
     accelerated:
         Whether it runs a network that a GPU speeds up (its tasks then ask for a ``GPU``
         resource on clusters that have GPU workers).
-    grid_alignment:
-        ``(step, offset)``: a dense network computes maps on a global grid of ``step`` px
-        patches read ``offset`` px around them; tile windows end on that grid so no part of a
-        window is wasted (``(1, 0)``: no grid).
     default_tile:
         Tile core size used when the settings give none. Larger tiles spend less of their
         work on the halo (which is computed again by the neighbours) but hold more in memory.
@@ -108,7 +104,6 @@ class Segmenter(abc.ABC):
     type_names: Mapping[int, str] = {}  # read-only class default
     native_mpp: float | None = None
     accelerated: bool = False
-    grid_alignment: tuple[int, int] = (1, 0)
     default_tile: int = 1024
 
     @property
@@ -116,14 +111,6 @@ class Segmenter(abc.ABC):
         """Smallest halo that makes tiled output equal whole-image output (DESIGN invariant 1)
         for any tile size."""
         return self.context + self.max_nucleus_diameter
-
-    def halo_for(self, tile: int) -> int:
-        """Smallest halo that suffices for cores of ``tile`` px (at most :attr:`min_halo`)."""
-        return self.min_halo
-
-    def halo_suffices(self, halo: int, tile: int) -> bool:
-        """Whether a ``halo`` px halo around ``tile`` px cores keeps tiled = whole-image."""
-        return halo >= self.min_halo
 
     def calibrate(self, tissue_rgb: np.ndarray, tissue_mask: np.ndarray) -> Calibration:
         """Slide-level parameters from the low-resolution image and its tissue mask."""

@@ -1,10 +1,13 @@
 """``DenseSegmenter``: any :class:`~nucscale.contracts.DenseModel` behind ``Segmenter``.
 
-Maps come from the sliding-window engine over the window's valid region; the model's own
-post-processing turns them into instances; the result is placed back in window coordinates
-with ``valid`` set, so the pipeline's ownership rule treats the valid region's edge as the
-window's edge (except where it is the image's own edge: given the image's extent, no patch is
-computed beyond it).
+Two ways to one result. :meth:`DenseSegmenter.segment` runs the sliding-window engine over an
+image's patches and post-processes their maps at once (whole images: evaluation, archives).
+The slide pipeline splits the same work in two stages: :meth:`~DenseSegmenter.forward`
+computes each patch of the global grid once and stores its maps; per tile,
+:meth:`~DenseSegmenter.instances` post-processes the stored maps over the tile's whole window
+(:meth:`~DenseSegmenter.valid_box`). Either way the result is placed in window coordinates with
+``valid`` set, so the pipeline's ownership rule treats the valid region's edge as the window's
+edge (except where it is the image's own edge).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 import numpy as np
 
 from nucscale.contracts import Calibration, DenseModel, Segmentation, Segmenter
-from nucscale.infer._engine import patch_grid, predict_patches, predict_region
+from nucscale.infer._engine import predict_patches, predict_region
 from nucscale.tiling._grid import Box
 
 
@@ -28,40 +31,13 @@ class DenseSegmenter(Segmenter):
         self.native_mpp = model.mpp
         self.accelerated = True
         self.type_names = dict(model.type_names)
-        spec = model.spec
-        # the valid region may start up to margin + output - 1 px inside the window
-        self.context = spec.margin + spec.output_size - 1 + model.postprocess_context
+        # the instance stage reads stored maps over its whole window (:meth:`valid_box`), so
+        # the halo only has to cover an owned nucleus (up to its diameter past the core) and
+        # the maps its labels depend on (postprocess_context around it); the patch grid and
+        # its margin play no part: 256 px for the shipped U-Net at any tile size
+        self.context = model.postprocess_context
         self.max_nucleus_diameter = model.max_nucleus_diameter
-        self.grid_alignment = (spec.output_size, spec.margin)
-        # the halo (288 px for the shipped U-Net) is recomputed by every neighbour: on a 20k²
-        # slide it is 55 % of the network's pixels at 1024 px cores, 35 % at 2048 px
-        # (benchmarks/exactness.py halo_share)
         self.default_tile = 2048
-        # valid maps must reach this far beyond a core: an owned nucleus extends up to its
-        # diameter past the core, and its labels depend on maps postprocess_context around it
-        self._needed = model.postprocess_context + model.max_nucleus_diameter
-
-    def _reach(self, halo: int, tile: int) -> int:
-        """How far beyond its core a tile's valid maps extend, in the worst case.
-
-        When ``tile`` is a multiple of the output size, every core starts on the patch grid and
-        the window's first patch sits ``(halo - margin) mod output`` px later than it could; in
-        general it may sit up to ``output - 1`` px later. Window ends are snapped to the grid
-        (:class:`~nucscale.tiling.TileGrid` ``align``), so the far side reaches as far.
-        """
-        out, m = self.model.spec.output_size, self.model.spec.margin
-        if tile % out == 0:
-            return (halo - m) // out * out
-        return halo - m - out + 1
-
-    def halo_suffices(self, halo: int, tile: int) -> bool:
-        return self._reach(halo, tile) >= self._needed
-
-    def halo_for(self, tile: int) -> int:
-        out, m = self.model.spec.output_size, self.model.spec.margin
-        if tile % out == 0:
-            return m + -(-self._needed // out) * out
-        return self.min_halo
 
     def calibrate(self, tissue_rgb: np.ndarray, tissue_mask: np.ndarray) -> Calibration:
         """The model's slide-level statistics (:meth:`DenseModel.calibrate`), once per slide."""
@@ -116,18 +92,18 @@ class DenseSegmenter(Segmenter):
                                calibration=calibration.values)  # fmt: skip
 
     def valid_box(self, window: Box, extent: tuple[int, int]) -> Box | None:
-        """The global region of a window whose maps come from whole patches inside it (what
-        :meth:`segment` computes for that window); None when no patch fits."""
-        out, m = self.model.spec.output_size, self.model.spec.margin
-        xs = patch_grid(window.x0, window.width, out, m, extent[0])
-        ys = patch_grid(window.y0, window.height, out, m, extent[1])
-        if not xs or not ys:
-            return None
-        return Box(xs[0], ys[0], xs[-1] + out, ys[-1] + out)
+        """The global region of a window whose stored maps the instance stage reads: the
+        window within the maps store (the image's ``extent`` rounded up to whole patches);
+        None when they do not meet."""
+        out = self.model.spec.output_size
+        store = Box(0, 0, -(-extent[0] // out) * out, -(-extent[1] // out) * out)
+        return window.intersect(store)
 
     def instances(self, maps: np.ndarray, valid: Box | None, window: Box) -> Segmentation:
-        """Instances of ``window`` from the ``maps`` over its :meth:`valid_box`: the same
-        result :meth:`segment` gives for that window, without running the network."""
+        """Instances of ``window`` from the stored ``maps`` over its :meth:`valid_box`: a
+        nucleus's labels depend only on the maps within ``context`` of it, and every patch's
+        maps are the same whichever tile reads them, so any window holding that neighbourhood
+        gives the same nucleus (DESIGN invariant 1); no network runs here."""
         labels = np.zeros((window.height, window.width), np.int32)
         if valid is None:
             empty = np.zeros(0)

@@ -56,10 +56,7 @@ def _bioimageio(
         min_size=min_size,
         max_diameter=max_diameter,
     )
-    segmenter = DenseSegmenter(model, batch_size=model.batch_size)
-    out = model.spec.output_size
-    segmenter.default_tile = max(1, round(2048 / out)) * out
-    return segmenter
+    return DenseSegmenter(model, batch_size=model.batch_size)
 
 
 def _unet(weights: str | None = None, modality: str = "brightfield") -> Segmenter:

@@ -9,10 +9,9 @@ a pixel's output never depends on per-patch statistics (GroupNorm/InstanceNorm w
 Geometry (:class:`UNetModel`): 320 px in, the central 256 px out (margin 32). Zero padding
 makes the outermost pixels of a patch worse than the centre; only the centre is trusted, and
 since the engine puts patches on a global grid aligned to the output size, every output pixel
-is computed from the same input pixels whichever tile asks (DESIGN invariant 1). An output of
-256 px divides the usual tile sizes (256-4096), so tile cores start on the patch grid and the
-halo only has to cover the margin, post-processing context and largest nucleus: 288 px, not
-the 543 px an unaligned grid would need (:meth:`DenseSegmenter.halo_for`).
+is computed from the same input pixels whichever tile asks (DESIGN invariant 1). The pipeline
+computes each patch once and post-processes the stored maps per tile window, so the halo only
+covers the post-processing context and the largest nucleus: 256 px at any tile size.
 
 Input: one canonical look for both modalities (:mod:`nucscale.models._unet_input`): brightfield
 as ``rgb / 255``, fluorescence as its nuclear signal scaled by the slide's intensity range

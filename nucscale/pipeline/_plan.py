@@ -98,14 +98,13 @@ def build_segmenter(
 
 def check_halo(segmenter: Segmenter, halo: int, tile: int) -> None:
     """Refuse a halo too small for tiled output to equal whole-image output, saying why."""
-    if segmenter.halo_suffices(halo, tile):
+    if halo >= segmenter.min_halo:
         return
     raise ConfigError(
         f"--halo {halo} is too small for segmenter {segmenter.name!r} with --tile {tile}: it "
-        f"needs at least {segmenter.halo_for(tile)} px ({segmenter.context} px of context + "
-        f"{segmenter.max_nucleus_diameter} px largest nucleus, less what tiles aligned to its "
-        "patch grid save), otherwise nuclei at tile borders would differ from whole-image "
-        "processing"
+        f"needs at least {segmenter.min_halo} px ({segmenter.context} px of context + "
+        f"{segmenter.max_nucleus_diameter} px largest nucleus), otherwise nuclei at tile "
+        "borders would differ from whole-image processing"
     )
 
 
@@ -318,10 +317,9 @@ def make_plan(
         choice = choose_level(slide, mpp0, analysis_mpp(settings), settings.mpp_tolerance)
         segmenter, params = build_segmenter(settings, choice.mpp, modality)
         tile = settings.tile or segmenter.default_tile
-        halo = segmenter.halo_for(tile) if settings.halo is None else settings.halo
+        halo = segmenter.min_halo if settings.halo is None else settings.halo
         check_halo(segmenter, halo, tile)
-        step, offset = segmenter.grid_alignment
-        grid = TileGrid(choice.width, choice.height, tile, halo, step, offset)
+        grid = TileGrid(choice.width, choice.height, tile, halo)
         mask_scale = thumb_ds * mpp0 / choice.mpp
         # nuclei are kept by where their centroid lies on the thumbnail's fixed grid (tissue
         # grown by a nucleus diameter): the same verdict whatever the tile size; the tiles to

@@ -40,19 +40,12 @@ class Box:
 
 @dataclass(frozen=True)
 class TileGrid:
-    """Tiles of ``tile`` px cores with ``halo`` px context over a ``width`` x ``height`` image.
-
-    ``align`` / ``align_offset``: window ends are rounded up to ``align_offset`` plus a
-    multiple of ``align`` (a dense network's patch grid, so the last tiles of a row or column
-    are not cut short of whole patches); the window start is always ``core - halo``.
-    """
+    """Tiles of ``tile`` px cores with ``halo`` px context over a ``width`` x ``height`` image."""
 
     width: int
     height: int
     tile: int
     halo: int
-    align: int = 1
-    align_offset: int = 0
 
     @property
     def n_rows(self) -> int:
@@ -73,11 +66,7 @@ class TileGrid:
 
     def window(self, row: int, col: int) -> Box:
         c, h = self.core(row, col), self.halo
-        return Box(c.x0 - h, c.y0 - h, self._align_end(c.x1 + h), self._align_end(c.y1 + h))
-
-    def _align_end(self, v: int) -> int:
-        a, off = self.align, self.align_offset
-        return v if a <= 1 else -(-(v - off) // a) * a + off
+        return Box(c.x0 - h, c.y0 - h, c.x1 + h, c.y1 + h)
 
     def neighbours(self, row: int, col: int, reach: int = 1) -> list[tuple[int, int]]:
         """Tiles within ``reach`` rows/cols of (row, col), itself included, inside the grid."""

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from nucscale.contracts import DenseModel
-from nucscale.infer import Calibration
 from nucscale.infer._dense import DenseSegmenter
 from nucscale.infer._engine import patch_grid, predict_image, predict_region
 from nucscale.stitch import owned_instances
@@ -62,17 +61,21 @@ def test_whole_image_maps_cover_every_pixel(tiny_model: DenseModel, image: np.nd
 
 
 def _owned_masks(
-    seg: DenseSegmenter, padded: np.ndarray, win: Box, core: Box, index: int
+    seg: DenseSegmenter, store: np.ndarray, win: Box, core: Box, index: int
 ) -> list[tuple[int, ...]]:
-    """Owned instances of one window, as flat indices into the 300 x 340 image."""
-    rgb = padded[win.y0 + 100 : win.y1 + 100, win.x0 + 100 : win.x1 + 100]
-    out = seg.segment(rgb, Calibration(), (win.x0, win.y0), (340, 300))
+    """Owned instances of one window of the 300 x 340 image, post-processed from the stored
+    maps (``store``: the global maps from (0, 0), as the pipeline's maps store holds them),
+    as flat indices into the image."""
+    valid = seg.valid_box(win, (340, 300))
+    assert valid is not None
+    maps = store[:, valid.y0 : valid.y1, valid.x0 : valid.x1]
+    out = seg.instances(maps, valid, win)
     assert out.valid is not None
     x0, y0, x1, y1 = out.valid
     view = Box(win.x0 + x0, win.y0 + y0, win.x0 + x1, win.y0 + y1)
     labels = out.labels[y0:y1, x0:x1]
     masks = []
-    # no patch beyond the image: the valid region ends on the image's last patch boundary
+    # no map beyond the store: the image rounded up to whole 32 px patches
     assert view.x0 >= 0 and view.y0 >= 0 and view.x1 <= 352 and view.y1 <= 320
     for lab in owned_instances(labels, view, core, index, Box(0, 0, 340, 300)).labels:
         ys, xs = np.nonzero(labels == lab)
@@ -80,31 +83,38 @@ def _owned_masks(
     return masks
 
 
-@pytest.mark.parametrize(
-    ("tile", "halo"),
-    [
-        (96, 46),  # min_halo: any tile size
-        (100, 46),  # not a multiple of the 32 px output: the general rule
-        (96, 35),  # a multiple: cores start on the patch grid, 3 + 32 px suffice
-    ],
-)
+@pytest.mark.parametrize("tile", [96, 100, 40])
 def test_tiled_dense_segmentation_equals_whole_image(
-    tiny_model: DenseModel, image: np.ndarray, tile: int, halo: int
+    tiny_model: DenseModel, image: np.ndarray, tile: int
 ) -> None:
-    model = tiny_model
-    seg = DenseSegmenter(model, batch_size=4)
-    assert seg.context == 3 + 31
-    assert seg.min_halo == 46
-    assert seg.halo_for(tile) == halo or halo == seg.min_halo
-    assert seg.halo_suffices(halo, tile)
+    """Windows of any tile size, halo ``min_halo`` (no patch-grid slack: the instance stage
+    reads stored maps over its whole window), give exactly the whole image's nuclei."""
+    seg = DenseSegmenter(tiny_model, batch_size=4)
+    assert (seg.context, seg.min_halo) == (0, 12)
     padded = np.pad(image, ((100, 100), (100, 100), (0, 0)), constant_values=255)
-    whole = _owned_masks(seg, padded, Box(-100, -100, 440, 400), Box(0, 0, 340, 300), 0)
+    store, valid = predict_region(tiny_model, padded, (-100, -100), extent=(340, 300))
+    assert valid == (100, 100, 100 + 352, 100 + 320)  # the store: whole patches from (0, 0)
+    assert store.shape[1:] == (320, 352)  # held from global (0, 0), as the pipeline's store
+    whole = _owned_masks(seg, store, Box(-100, -100, 440, 400), Box(0, 0, 340, 300), 0)
     assert len(whole) > 20
-    step, offset = seg.grid_alignment
-    grid = TileGrid(340, 300, tile=tile, halo=halo, align=step, align_offset=offset)
+    grid = TileGrid(340, 300, tile=tile, halo=seg.min_halo)
     tiled: list[tuple[int, ...]] = []
     for r in range(grid.n_rows):
         for c in range(grid.n_cols):
-            tiled += _owned_masks(seg, padded, grid.window(r, c), grid.core(r, c), grid.index(r, c))
+            tiled += _owned_masks(seg, store, grid.window(r, c), grid.core(r, c), grid.index(r, c))
     assert len(tiled) == len(set(tiled))  # no nucleus twice
     assert set(tiled) == set(whole)  # none lost, none changed
+
+
+def test_a_halo_short_of_min_halo_changes_nuclei(tiny_model: DenseModel, image: np.ndarray) -> None:
+    """The halo rule is tight: windows 12 px short of it lose or cut nuclei at tile borders."""
+    seg = DenseSegmenter(tiny_model, batch_size=4)
+    padded = np.pad(image, ((100, 100), (100, 100), (0, 0)), constant_values=255)
+    store, _ = predict_region(tiny_model, padded, (-100, -100), extent=(340, 300))
+    whole = _owned_masks(seg, store, Box(-100, -100, 440, 400), Box(0, 0, 340, 300), 0)
+    grid = TileGrid(340, 300, tile=40, halo=0)
+    tiled: list[tuple[int, ...]] = []
+    for r in range(grid.n_rows):
+        for c in range(grid.n_cols):
+            tiled += _owned_masks(seg, store, grid.window(r, c), grid.core(r, c), grid.index(r, c))
+    assert set(tiled) != set(whole)

@@ -77,7 +77,7 @@ def test_tile_defaults_to_the_segmenters_own(cmu1_svs: Path, tmp_path: Path) -> 
     explicit --tile wins."""
     inp = SlideInput(str(cmu1_svs), "s")
     unet = make_plan(inp, Settings(segmenter="unet"), str(tmp_path), "k")
-    assert (unet.grid.tile, unet.grid.halo) == (2048, unet.segmenter_instance().halo_for(2048))
+    assert (unet.grid.tile, unet.grid.halo) == (2048, unet.segmenter_instance().min_halo)
     assert make_plan(inp, Settings(segmenter="baseline"), str(tmp_path), "k").grid.tile == 1024
     assert make_plan(inp, Settings(segmenter="unet", tile=512), str(tmp_path), "k").grid.tile == 512
 
