@@ -6,12 +6,16 @@ All convolutions pad by 1 (``same``), so the output has the input's size (input 
 multiples of ``2 ** (depth - 1)``). BatchNorm runs on its running statistics at inference, so
 a pixel's output never depends on per-patch statistics (GroupNorm/InstanceNorm would).
 
-Geometry (:class:`UNetModel`): 320 px in, the central 256 px out (margin 32). Zero padding
+Geometry (:class:`UNetModel`): 576 px in, the central 512 px out (margin 32). Zero padding
 makes the outermost pixels of a patch worse than the centre; only the centre is trusted, and
 since the engine puts patches on a global grid aligned to the output size, every output pixel
 is computed from the same input pixels whichever tile asks (DESIGN invariant 1). The pipeline
 computes each patch once and post-processes the stored maps per tile window, so the halo only
-covers the post-processing context and the largest nucleus: 256 px at any tile size.
+covers the post-processing context and the largest nucleus: 256 px at any tile size. The
+network is fully convolutional and its BatchNorm uses running statistics, so the patch size is
+an engine choice, not the training's (256 px crops): 512 px outputs spend 1.27x the output's
+pixels on input where 256 px spent 1.56x (19 % less computed per output pixel), and fewer
+output pixels lie near a patch edge, where zero padding reaches them.
 
 Input: one canonical look for both modalities (:mod:`nucscale.models._unet_input`): brightfield
 as ``rgb / 255``, fluorescence as its nuclear signal scaled by the slide's intensity range
@@ -187,16 +191,18 @@ class UNetModel(DenseModel):
     """
 
     name = "unet"
-    spec = PatchSpec(320, 256)
+    spec = PatchSpec(576, 512)
     # watershed flooding stays inside one foreground component; instances wider than
     # max_nucleus_diameter are dropped, so a label depends on maps within about one diameter
     max_nucleus_diameter = 128  # 64 µm at 0.5 µm/px; the largest DSB 2018 nucleus is 56 µm
     postprocess_context = 128
     channels_last_cpu = True  # 1.5x faster on the CPU at width 8 (benchmarks/models.py)
-    # batches of 2 patches run 1.3x faster than 8 on one CPU thread (1.84 vs 1.41 MP/s on
-    # CMU-1 patches, best of 3 each, quiet 2-core machine): a batch's 8-channel full-size
-    # activations then stay in the caches
-    cpu_batch_size = 2
+    # one 576 px patch per CPU batch: its largest activation (16 channels at full size, 21 MB)
+    # stays below glibc's 32 MiB mmap threshold, so the worker's heap reuses it; batches of 2
+    # (42 MB) were mapped and unmapped every batch, their pages faulted in again: 8192² mosaic
+    # 74.8-77.7 s against 65.7-67.8 s with 320 px patches in batches of 2, 6-16 s more kernel
+    # time (8192² A/B below, README)
+    cpu_batch_size = 1
 
     def __init__(
         self,
@@ -280,7 +286,7 @@ class UNetModel(DenseModel):
         return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, 320, 320) -> (N, K, 256, 256) sigmoid maps: foreground, boundary (and the
+        """(N, 3, 576, 576) -> (N, K, 512, 512) sigmoid maps: foreground, boundary (and the
         centre distance, for three-output weights)."""
         m = self.spec.margin
         out = torch.sigmoid(self.module(x))
