@@ -35,8 +35,8 @@ def _bioimageio(
     ``weights`` is the package (folder, YAML or .zip); ``mpp`` its working pixel size when the
     package declares none (``--analysis-mpp``; refused without it); ``weights_format``
     ``torchscript`` or ``onnx`` (``--weights-format``). The watershed parameters turn the
-    probability map into nuclei (px at the model's pixel size). Tiles default to the multiple
-    of the output patch nearest 2048 px, so their cores start on the patch grid.
+    probability map into nuclei (px at the model's pixel size). Tiles default to 2048 px, as
+    for every network.
     """
     from nucscale.infer._dense import DenseSegmenter
     from nucscale.models.bioimageio import BioImageIOModel

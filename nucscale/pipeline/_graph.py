@@ -68,7 +68,7 @@ def slide_graph(plan: SlidePlan) -> list[TaskSpec]:
             forward[t] = add("forward", forward_tile, t, around(t, plan.input_reach, ingest), True)
         segment = {
             t: add("instances", instances_tile, t,
-                   around(t, grid.reach, forward) + around(t, grid.reach, ingest), False)
+                   around(t, plan.maps_reach, forward) + around(t, grid.reach, ingest), False)
             for t in plan.tiles
         }  # fmt: skip
     else:

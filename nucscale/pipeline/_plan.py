@@ -199,6 +199,15 @@ class SlidePlan:
         return self.fragments / "maps.zarr"
 
     @property
+    def maps_reach(self) -> int:
+        """Tiles around a segmented tile whose forward tasks compute maps its window reads: a
+        window starts ``halo`` px before its core, and the patch covering that pixel may start
+        up to ``output - 1`` px earlier (more than a tile away when patches outgrow tiles)."""
+        if not self.dense:
+            return 0
+        return max(self.grid.reach, -(-(self.grid.halo + self.patch[0] - 1) // self.grid.tile))
+
+    @property
     def input_reach(self) -> int:
         """Tiles around a forward tile whose pixels its patches read."""
         out, margin, _ = self.patch
@@ -217,8 +226,12 @@ class SlidePlan:
         return [(y, x) for y, x in starts if self.tissue.touches(x, y, x + out, y + out, grow)]
 
     def forward_tiles(self) -> list[tuple[int, int]]:
-        """Tiles with patches to compute, among those the segmented windows reach."""
-        return [t for t in self._reached() if self.forward_patches(*t)]
+        """Tiles with patches to compute: every tile within :attr:`maps_reach` of a segmented
+        tile that holds a patch near tissue, so each patch a window reads is either computed
+        or, far from tissue everywhere, never computed (0 in every window alike)."""
+        reach = self.maps_reach
+        cells = {n for t in self.tiles for n in self.grid.neighbours(*t, reach)}
+        return [t for t in sorted(cells) if self.forward_patches(*t)]
 
 
 def read_provenance(slide: Slide) -> dict[str, str]:

@@ -45,15 +45,26 @@ def test_a_network_runs_once_per_patch_and_alone_on_the_gpu(crop: Path, tmp_path
     # each patch of the slide is computed by exactly one forward task
     patches = [p for s in forward if s.tile for p in plan.forward_patches(*s.tile)]
     assert len(patches) == len(set(patches))
-    reached = set(plan.paint_tiles())
-    assert {s.tile for s in forward} < reached  # glass tiles far from tissue compute nothing
+    grid, (out, _, grow) = plan.grid, plan.patch
+    assert out > grid.tile  # 512 px patches over 256 px tiles: a window reads 3 tiles away
+    every = {(r, c) for r in range(grid.n_rows) for c in range(grid.n_cols)}
+    assert {s.tile for s in forward} < every  # glass tiles far from tissue compute nothing
+    computed_by = {p: s.key for s in forward if s.tile for p in plan.forward_patches(*s.tile)}
+    assert plan.tissue is not None
+    store_w, store_h = -(-grid.width // out) * out, -(-grid.height // out) * out
     for s in specs:
         if s.stage == "instances":
             assert s.tile is not None
-            near = set(plan.grid.neighbours(*s.tile, plan.grid.reach))
-            wanted = {f.key for f in forward if f.tile in near}
-            assert wanted <= set(s.deps), s.key  # every forward task whose maps it reads
             assert all(by_key[d].stage in ("forward", "ingest") for d in s.deps)
+            win = grid.window(*s.tile)
+            # every patch overlapping the window inside the maps store: computed (by a task it
+            # waits for) when near tissue, else never computed by anyone
+            for y in range(max(0, win.y0) // out * out, min(win.y1, store_h), out):
+                for x in range(max(0, win.x0) // out * out, min(win.x1, store_w), out):
+                    if plan.tissue.touches(x, y, x + out, y + out, grow):
+                        assert computed_by[(y, x)] in s.deps, (s.key, y, x)
+                    else:
+                        assert (y, x) not in computed_by
     final = specs[-1]
     assert final.stage == "finalize" and final.tile is None
     assert set(final.groups[3]) == {s.key for s in forward}
