@@ -27,6 +27,7 @@ from nucscale.io import ReadOptions, Slide, open_slide
 from nucscale.io._options import DEFAULT
 from nucscale.pipeline._inputs import SlideInput
 from nucscale.store import check_slide_id, create_label_image
+from nucscale.store._atomic import atomic_bytes
 from nucscale.tiling import (
     MODALITIES,
     LevelChoice,
@@ -386,6 +387,33 @@ def make_plan(
     return _with_time(plan, time.perf_counter() - t0)
 
 
+def _geometry(plan: SlidePlan) -> str:
+    """What a tile's fragment depends on beyond the settings key: the tiling and the
+    segmenter as built (its patch sizes and weights), which a development build can
+    change without changing its version."""
+    described = plan.segmenter_instance().describe()
+    return json.dumps({"tile": plan.grid.tile, "halo": plan.grid.halo, "patch": plan.patch,
+                       "segmenter": described}, sort_keys=True)  # fmt: skip
+
+
+def _fresh_fragments(plan: SlidePlan) -> None:
+    """Create the fragment folder, or keep it for a resume only when it was made for the same
+    geometry (``geometry.json``); fragments, maps and labels of another geometry (or of a
+    version that wrote none) are removed, never stitched beside new tiles."""
+    marker = plan.fragments / "geometry.json"
+    geometry = _geometry(plan)
+    if plan.fragments.exists():
+        try:
+            same = marker.read_text(encoding="utf-8") == geometry
+        except OSError:
+            same = False
+        if not same:
+            shutil.rmtree(plan.fragments)
+    plan.fragments.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        atomic_bytes(marker, geometry)
+
+
 def _prepare_work(plan: SlidePlan) -> None:
     """Create the tile store and fragment folder; drop scratch left by other settings."""
     plan.work.mkdir(parents=True, exist_ok=True)
@@ -406,7 +434,7 @@ def _prepare_work(plan: SlidePlan) -> None:
     }
     fill = 0 if plan.modality == "fluorescence" else 255  # the background of the modality
     create_tile_store(plan.tile_store, (c.height, c.width), plan.grid.tile, attrs, fill)
-    plan.fragments.mkdir(parents=True, exist_ok=True)
+    _fresh_fragments(plan)
     if plan.dense:
         out = plan.patch[0]
         shape = (-(-c.height // out) * out, -(-c.width // out) * out)

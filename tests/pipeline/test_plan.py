@@ -100,6 +100,25 @@ def test_tile_store_is_rebuilt_when_the_tissue_tiles_change(cmu1_svs: Path, tmp_
     assert zarr.open_array(str(fewer.tile_store), mode="r")[0, 0, 0] == 255  # rebuilt, white
 
 
+def test_fragments_of_another_geometry_are_not_resumed(cmu1_svs: Path, tmp_path: Path) -> None:
+    """Same settings key, other tiling or segmenter geometry (a development build changed the
+    halo or the patch size without a new version): the scratch fragments are dropped, not
+    stitched beside new tiles; the same geometry keeps them for a resume."""
+    plan = make_plan(SlideInput(str(cmu1_svs), "s"), Settings(), str(tmp_path), "k")
+    marker = plan.fragments / "geometry.json"
+    assert '"halo": 256' in marker.read_text() and '"patch_output": "512"' in marker.read_text()
+    stale = plan.fragments / "0_0.parquet"
+    stale.write_bytes(b"fragment")
+    _prepare_work(plan)
+    assert stale.read_bytes() == b"fragment"  # same geometry: kept for the resume
+    _prepare_work(replace(plan, grid=replace(plan.grid, halo=288)))
+    assert not stale.exists() and '"halo": 288' in marker.read_text()
+    stale.write_bytes(b"fragment")
+    marker.unlink()  # scratch from a version that recorded no geometry
+    _prepare_work(plan)
+    assert not stale.exists() and '"halo": 256' in marker.read_text()
+
+
 def test_finished_with_checks_the_settings_key(tmp_path: Path) -> None:
     table = nuclei_path(tmp_path, "s")
     labels = tmp_path / "labels" / "s.zarr"
