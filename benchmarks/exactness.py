@@ -4,7 +4,7 @@ For each input and segmenter, one run with a single tile covering the whole imag
 reference: whole-image processing through the same code) and one per tile size. Each line
 gives the matched PQ against the reference, the nucleus counts and their difference, and
 whether the label partition and every feature column are identical, the tiled run's time over
-the whole-image run's, and the halo's share of the segmenter's computed pixels. Tissue detection
+the whole-image run's, and the halo's share of the pixels segmented per window. Tissue detection
 is off so that every tile is processed at every tile size (what is measured is the stitching).
 
 Inputs: the real CMU-1-Small-Region.svs, and a generated mosaic of it (mirrored copies, no

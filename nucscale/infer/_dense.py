@@ -18,6 +18,7 @@ import numpy as np
 
 from nucscale.contracts import Calibration, DenseModel, Segmentation, Segmenter
 from nucscale.infer._engine import predict_patches, predict_region
+from nucscale.tiling import maps_extent
 from nucscale.tiling._grid import Box
 
 
@@ -95,9 +96,8 @@ class DenseSegmenter(Segmenter):
         """The global region of a window whose stored maps the instance stage reads: the
         window within the maps store (the image's ``extent`` rounded up to whole patches);
         None when they do not meet."""
-        out = self.model.spec.output_size
-        store = Box(0, 0, -(-extent[0] // out) * out, -(-extent[1] // out) * out)
-        return window.intersect(store)
+        height, width = maps_extent(*extent, self.model.spec.output_size)
+        return window.intersect(Box(0, 0, width, height))
 
     def instances(self, maps: np.ndarray, valid: Box | None, window: Box) -> Segmentation:
         """Instances of ``window`` from the stored ``maps`` over its :meth:`valid_box`: a

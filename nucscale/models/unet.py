@@ -201,7 +201,7 @@ class UNetModel(DenseModel):
     # stays below glibc's 32 MiB mmap threshold, so the worker's heap reuses it; batches of 2
     # (42 MB) were mapped and unmapped every batch, their pages faulted in again: 8192² mosaic
     # 74.8-77.7 s against 65.7-67.8 s with 320 px patches in batches of 2, 6-16 s more kernel
-    # time (8192² A/B below, README)
+    # time (README: the eighth session's 8192² A/B)
     cpu_batch_size = 1
 
     def __init__(

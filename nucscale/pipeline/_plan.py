@@ -39,6 +39,7 @@ from nucscale.tiling import (
     detect_modality,
     keep_region,
     low_res_image,
+    maps_extent,
     tissue_area_mm2,
     tissue_mask_for,
     tissue_tiles,
@@ -437,7 +438,7 @@ def _prepare_work(plan: SlidePlan) -> None:
     _fresh_fragments(plan)
     if plan.dense:
         out = plan.patch[0]
-        shape = (-(-c.height // out) * out, -(-c.width // out) * out)
+        shape = maps_extent(c.width, c.height, out)
         create_maps_store(plan.maps_store, plan.n_maps, shape, out, {"settings_key": plan.key})
     if not (plan.labels_store / "0" / "zarr.json").exists():
         create_label_image(

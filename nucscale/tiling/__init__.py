@@ -1,7 +1,13 @@
 """Tissue detection, the tile grid, resampling to the analysis pixel size, the Zarr tile store."""
 
 from nucscale.tiling._grid import Box, LevelChoice, TileGrid, choose_level, tissue_tiles
-from nucscale.tiling._maps import create_maps_store, maps_done, read_maps, write_patches
+from nucscale.tiling._maps import (
+    create_maps_store,
+    maps_done,
+    maps_extent,
+    read_maps,
+    write_patches,
+)
 from nucscale.tiling._resample import read_analysis_region
 from nucscale.tiling._store import chunk_exists, create_tile_store, read_window, write_tile
 from nucscale.tiling._tissue import (
@@ -30,6 +36,7 @@ __all__ = [
     "keep_region",
     "low_res_image",
     "maps_done",
+    "maps_extent",
     "optical_density",
     "read_analysis_region",
     "read_maps",

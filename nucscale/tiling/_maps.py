@@ -24,6 +24,12 @@ from nucscale.tiling._grid import Box
 from nucscale.tiling._markers import is_done, mark_done, reusable
 
 
+def maps_extent(width: int, height: int, patch: int) -> tuple[int, int]:
+    """(height, width) of a maps store: the analysis image rounded up to whole patches (the
+    patch grid starts at 0), the same extent for every window that reads it."""
+    return -(-height // patch) * patch, -(-width // patch) * patch
+
+
 def create_maps_store(
     path: Path, n_maps: int, shape: tuple[int, int], patch: int, attrs: dict[str, Any]
 ) -> None:
