@@ -241,7 +241,8 @@ def main() -> None:
         elif name == "hovernet-fast":
             torch.manual_seed(0)  # random weights: speed does not depend on the values
             model = HoVerNet("fast", 6, "pannuke")
-            measure("hovernet-fast-pannuke", model, min(args.size, 512), args.batch)
+            size = args.size if torch.cuda.is_available() else min(args.size, 512)
+            measure("hovernet-fast-pannuke", model, size, args.batch)
         else:
             raise SystemExit(f"unknown model {name!r}")
 

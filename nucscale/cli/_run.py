@@ -121,8 +121,8 @@ def run(
     gpu: Annotated[
         bool,
         typer.Option(
-            help="GPU workers: a local dask-cuda cluster, one worker per GPU, or with --cluster "
-            "one GPU per job (needs the gpu extra)."
+            help="GPU workers: locally one worker per GPU (the network) beside --workers CPU "
+            "workers (the rest; default: the cores left over), or with --cluster one GPU per job."
         ),
     ] = False,
     save_image: Annotated[

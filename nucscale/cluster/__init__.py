@@ -6,6 +6,7 @@ from nucscale.cluster._client import (
     cpu_workers,
     default_workers,
     get_client,
+    gpu_cluster,
     gpu_workers,
 )
 from nucscale.cluster._jobqueue import KINDS, JobOptions
@@ -17,5 +18,6 @@ __all__ = [
     "cpu_workers",
     "default_workers",
     "get_client",
+    "gpu_cluster",
     "gpu_workers",
 ]

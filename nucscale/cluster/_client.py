@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
 from nucscale.cluster._jobqueue import JobOptions
 from nucscale.cluster._versions import check_versions
@@ -83,7 +83,7 @@ def get_client(
         Address of a running scheduler (``tcp://host:8786``); ``None`` starts a LocalCluster.
     workers:
         Worker processes for the LocalCluster (default: one per core); each runs one task at a
-        time.
+        time. With ``gpu``: the CPU workers beside the GPU ones (default: the cores left over).
     threads:
         Threads each local worker gives the kernels inside a task (torch's convolutions,
         OpenMP, BLAS); default 1, so results do not depend on the number of workers: some
@@ -95,8 +95,9 @@ def get_client(
         Where the LocalCluster serves its dashboard; ``None`` disables it. A port in use is
         replaced by a free one without a warning (the client's ``dashboard_link`` says which).
     gpu:
-        Start a dask-cuda ``LocalCUDACluster`` (one worker per visible GPU, each advertising a
-        ``GPU=1`` resource) instead of CPU workers; needs the ``gpu`` extra.
+        Start one worker per visible GPU (advertising a ``GPU=1`` resource: the network's
+        forward tasks run there) beside ``workers`` CPU workers for everything else
+        (:func:`gpu_cluster`).
     remote:
         Start the scheduler here and the workers as batch jobs or pods (:class:`Remote`).
     """
@@ -127,8 +128,11 @@ def get_client(
         return
     if gpu:
         with _moving_port():
-            cuda = _cuda_cluster(dashboard_address, memory_limit)
-        with cuda, Client(cuda) as client:
+            mixed = gpu_cluster(
+                _visible_gpus(), workers, threads=threads or 1,
+                dashboard_address=dashboard_address, memory_limit=memory_limit,
+            )  # fmt: skip
+        with mixed, Client(mixed) as client:
             _prepare(client)
             yield client
         return
@@ -215,27 +219,62 @@ def _prepare(client: Client) -> None:
     client.register_plugin(SteadyMalloc())
 
 
-def _cuda_cluster(dashboard_address: str | None, memory_limit: str) -> LocalCluster:
-    try:
-        from dask_cuda import LocalCUDACluster
-    except ImportError:
-        raise ConfigError(
-            "--gpu needs dask-cuda: pip install 'nucscale[gpu]' on a machine with CUDA"
-        ) from None
+def _visible_gpus() -> int:
+    """CUDA devices torch sees here; none is a clear error for ``--gpu``."""
     import torch
 
     if not torch.cuda.is_available():
         raise ConfigError("--gpu: torch sees no CUDA device on this machine")
-    # more threads than the one GPU: the GPU resource lets one forward task at a time use the
-    # device, while post-processing and features of other tiles run on the remaining threads
-    gpus = max(1, torch.cuda.device_count())
-    cluster: LocalCluster = LocalCUDACluster(
-        threads_per_worker=max(1, (os.cpu_count() or 1) // gpus),
-        dashboard_address=dashboard_address,
-        memory_limit=memory_limit,
-        resources={"GPU": 1},
-    )
-    return cluster
+    return torch.cuda.device_count()
+
+
+def gpu_cluster(
+    gpus: int,
+    workers: int | None = None,
+    *,
+    threads: int = 1,
+    dashboard_address: str | None = ":8787",
+    memory_limit: str = "auto",
+) -> SpecCluster:
+    """A local cluster of ``gpus`` GPU workers and ``workers`` CPU workers (default: the cores
+    left over, at least one), all single-threaded worker processes on 127.0.0.1.
+
+    GPU worker ``i`` sees only device ``i`` (``CUDA_VISIBLE_DEVICES``) and advertises
+    ``GPU=1``, so it runs the network's forward tasks and nothing else
+    (:func:`nucscale.pipeline._cohort` restricts every other task to the CPU workers); CPU
+    workers see no device, so their post-processing and features never touch it and run while
+    the GPU computes the next tiles. Separate processes, not threads of the GPU worker: the
+    post-processing holds the GIL for much of its time and would stall the feeding of the GPU.
+    dask-cuda's ``LocalCUDACluster`` is not used: it starts GPU workers only, and its extras
+    (RMM pools, UCX, spilling to host) serve CuPy/cuDF data, not torch's forward.
+    """
+    if workers is None:
+        workers = max(1, default_workers() - gpus)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+
+    def nanny(env: dict[str, str], resources: dict[str, float] | None = None) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "nthreads": 1, "host": "127.0.0.1", "memory_limit": memory_limit,
+            "env": {**thread_env(threads), **env},
+        }  # fmt: skip
+        if resources:
+            options["resources"] = resources
+        return {"cls": Nanny, "options": options}
+
+    cpu = nanny({"CUDA_VISIBLE_DEVICES": ""})
+    specs = {f"gpu-{i}": nanny({"CUDA_VISIBLE_DEVICES": str(i)}, {"GPU": 1}) for i in range(gpus)}
+    specs.update({f"cpu-{i}": cpu for i in range(workers)})
+    scheduler = {
+        "cls": Scheduler,
+        "options": {
+            "host": "127.0.0.1", "port": 0, "dashboard": dashboard_address is not None,
+            "dashboard_address": dashboard_address,
+        },
+    }  # fmt: skip
+    return SpecCluster(scheduler=scheduler, workers=specs, worker=cpu, silence_logs=logging.WARNING)
 
 
 def gpu_workers(client: Client) -> int:

@@ -59,3 +59,38 @@ def test_workers_keep_freed_memory_within_a_task_and_release_it_after() -> None:
     assert applied == {"trim_threshold": 64 * mib, "mmap_threshold": 32 * mib}
     assert kept - before >= 20 * mib, (before, kept)
     assert kept - after_task >= 16 * mib, (kept, after_task)
+
+
+def _cuda_env() -> str | None:
+    import os
+
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_gpu_cluster_puts_one_worker_on_each_gpu_beside_cpu_workers() -> None:
+    """`--gpu`'s local layout, started on the CPU (the layout, not the device, is tested): GPU
+    worker i sees device i alone and advertises GPU=1; the CPU workers see no device and have
+    no resource, so post-processing runs there while the GPU computes."""
+    from distributed import Client
+
+    from nucscale.cluster import gpu_cluster
+
+    with gpu_cluster(2, 2, dashboard_address=None) as cluster, Client(cluster) as client:
+        info = client.scheduler_info()["workers"]
+        env = client.run(_cuda_env)
+        threads = client.run(_torch_threads)
+    resources = {a: w.get("resources", {}) for a, w in info.items()}
+    gpu = sorted(a for a, r in resources.items() if r == {"GPU": 1})
+    cpu = sorted(a for a, r in resources.items() if not r)
+    assert len(gpu) == 2 and len(cpu) == 2, resources
+    assert sorted(env[a] for a in gpu) == ["0", "1"]
+    assert {env[a] for a in cpu} == {""}
+    assert {w["nthreads"] for w in info.values()} == {1} and set(threads.values()) == {1}
+    assert all(a.startswith("tcp://127.0.0.1:") for a in info)
+
+
+def test_gpu_cluster_refuses_no_cpu_worker() -> None:
+    from nucscale.cluster import gpu_cluster
+
+    with pytest.raises(ConfigError, match="--workers must be at least 1"):
+        gpu_cluster(1, 0)
