@@ -6,6 +6,7 @@ weights (the released ones cannot be downloaded here; speed does not depend on t
     python benchmarks/models.py [--size 2048] [--threads 1] [--models unet,bioimageio,hovernet-fast]
         [--bioimageio PACKAGE] [--weights-format torchscript,onnx]
     python benchmarks/models.py --runtime torch,onnx [--threads-list 1,2] [--repeats 3]
+    python benchmarks/models.py --models unet,hovernet-fast --forward-batches 8,32,128  # GPU
 
 ``megapixels_per_s`` counts the network and the post-processing to instances; the slower models
 run on at most a 512 px region.
@@ -91,6 +92,56 @@ def measure(name: str, model: DenseModel, size: int, batch: int | None, repeats:
         ),
         flush=True,
     )
+
+
+def measure_forward(name: str, model: DenseModel, batches: list[int], repeats: int = 20) -> None:
+    """The network alone on a GPU (``model.forward`` on a random device batch, bf16 autocast,
+    channels-last, timed by CUDA events, median of ``repeats``) beside the engine's per-batch
+    step (``_run``: host-to-device copy, forward, rounding, copy back), per batch size: the
+    share of the engine's time that is not the network's arithmetic."""
+    from nucscale.infer._engine import _ready, _run
+
+    device = torch.device("cuda")
+    _ready(model, device)
+    size, out = model.spec.input_size, model.spec.output_size
+    for batch in batches:
+        host = torch.rand(batch, 3, size, size)
+        x = host.to(device).contiguous(memory_format=torch.channels_last)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        pure, step = [], []
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            for _ in range(3):
+                model.forward(x)
+            for _ in range(repeats):
+                start.record()
+                model.forward(x)
+                end.record()
+                end.synchronize()
+                pure.append(start.elapsed_time(end) / 1e3)
+        _run(model, host, device)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _run(model, host, device)
+            step.append(time.perf_counter() - t0)
+        p, e = float(np.median(pure)), float(np.median(step))
+        mp = batch * out * out / 1e6
+        print(
+            json.dumps(
+                {
+                    "benchmark": "models-forward",
+                    "model": name,
+                    "device": torch.cuda.get_device_name(0),
+                    "batch": batch,
+                    "patch": [size, out],
+                    "forward_s": round(p, 5),
+                    "engine_step_s": round(e, 5),
+                    "forward_output_megapixels_per_s": round(mp / p, 1),
+                    "engine_output_megapixels_per_s": round(mp / e, 1),
+                    "engine_share_not_forward": round(1 - p / e, 3),
+                }
+            ),
+            flush=True,
+        )
 
 
 def cmu1_patches(size: int, patch: int = 320, step: int = 256) -> np.ndarray:
@@ -210,6 +261,11 @@ def main() -> None:
     )
     ap.add_argument("--threads-list", default="1,2", help="thread counts for --runtime")
     ap.add_argument(
+        "--forward-batches",
+        default=None,
+        help="on a GPU: time the network alone and the engine's step at these batch sizes",
+    )
+    ap.add_argument(
         "--repeats",
         type=int,
         default=3,
@@ -228,6 +284,15 @@ def main() -> None:
     from nucscale.models.hovernet import HoVerNet
     from nucscale.models.unet import UNetModel
 
+    if args.forward_batches:
+        batches = [int(b) for b in args.forward_batches.split(",")]
+        for name in args.models.split(","):
+            if name == "unet":
+                measure_forward(name, UNetModel(), batches)
+            elif name == "hovernet-fast":
+                torch.manual_seed(0)
+                measure_forward(name, HoVerNet("fast", 6, "pannuke"), batches)
+        return
     for name in args.models.split(","):
         if name == "unet":
             measure("unet (shipped default)", UNetModel(), args.size, args.batch, args.repeats)

@@ -1,0 +1,131 @@
+"""Benchmark: where one slide's wall time goes, from Dask's task stream; one JSON line.
+
+``benchmarks/pipeline.py`` gives the CPU-seconds of each stage summed over tasks; this gives
+their placement in time. The mosaic (benchmarks/mosaic.py) is processed by ``run_cohort`` in this
+process under ``distributed.get_task_stream``; reported, in seconds:
+
+- ``cluster_start_s`` (the local cluster, every worker up) and ``run_s`` (the cohort call);
+- per stage (``ingest``, ``forward``, ``instances``, ``paint``, ``finalize``...): tasks, summed
+  compute, first start and last end after the cohort call began;
+- per worker kind (GPU worker: the ``GPU`` resource; CPU workers): compute summed, and busy
+  share of ``run_s`` (per worker, averaged);
+- ``first_task_s`` (submission to the first task's start: planning and scheduling) and
+  ``after_last_task_s`` (last task's end to the call's return: manifest, cohort table).
+
+    python benchmarks/timeline.py --size 8192 --workers 2 [--tile 1024] [--gpu] [--model unet]
+
+With ``--gpu`` the cluster is ``nucscale run --gpu``'s (:func:`nucscale.cluster.gpu_cluster`);
+``--workers`` counts its CPU workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mosaic import make_mosaic
+
+
+def summarise(records: list[dict[str, Any]], gpu_workers: set[str], t0: float) -> dict:
+    """Stage and worker-kind summaries of task-stream ``records`` (times relative to ``t0``)."""
+    stages: dict[str, dict[str, float]] = {}
+    kinds: dict[str, float] = defaultdict(float)
+    for rec in records:
+        compute = [s for s in rec["startstops"] if s["action"] == "compute"]
+        if not compute:
+            continue
+        start = min(s["start"] for s in compute) - t0
+        stop = max(s["stop"] for s in compute) - t0
+        busy = sum(s["stop"] - s["start"] for s in compute)
+        stage = str(rec["key"]).split("-", 1)[0]
+        st = stages.setdefault(stage, {"tasks": 0, "compute_s": 0.0, "first_start_s": start,
+                                       "last_end_s": stop})  # fmt: skip
+        st["tasks"] += 1
+        st["compute_s"] += busy
+        st["first_start_s"] = min(st["first_start_s"], start)
+        st["last_end_s"] = max(st["last_end_s"], stop)
+        kinds["gpu" if rec["worker"] in gpu_workers else "cpu"] += busy
+    rounded = {k: {n: round(v, 2) for n, v in s.items()} for k, s in stages.items()}
+    return {
+        "stages": rounded,
+        "compute_s_by_worker_kind": {k: round(v, 2) for k, v in kinds.items()},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=8192)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--tile", type=int, default=None)
+    ap.add_argument("--model", default="unet")
+    ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--weights", default=None, help="checkpoint (--model hovernet)")
+    ap.add_argument("--mosaics", type=Path, default=Path("mosaics"))
+    args = ap.parse_args()
+
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from nucscale.cluster import gpu_cluster
+    from nucscale.cluster._client import _prepare
+    from nucscale.config import Settings
+    from nucscale.pipeline import resolve_inputs, run_cohort
+
+    slide = make_mosaic(args.mosaics, args.size)
+    settings = Settings(segmenter=args.model, tile=args.tile, weights=args.weights)
+    slides, rejected = resolve_inputs([str(slide)])
+    t_start = time.perf_counter()
+    gpus = 0
+    if args.gpu:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        cluster = gpu_cluster(gpus, args.workers, dashboard_address=None)
+    else:
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                               dashboard_address=None)  # fmt: skip
+    with cluster, Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
+        client.wait_for_workers(args.workers + gpus)
+        _prepare(client)
+        cluster_start = time.perf_counter() - t_start
+        gpu = {a for a, w in client.scheduler_info()["workers"].items() if w.get("resources")}
+        t0 = time.time()
+        with get_task_stream(client) as stream:
+            rows = run_cohort(client, slides, rejected, settings, Path(tmp) / "out")
+        run_s = time.time() - t0
+    summary = summarise(stream.data, gpu, t0)
+    ends = [s["last_end_s"] for s in summary["stages"].values()]
+    starts = [s["first_start_s"] for s in summary["stages"].values()]
+    busy = summary["compute_s_by_worker_kind"]
+    print(
+        json.dumps(
+            {
+                "name": "timeline",
+                "size": args.size,
+                "model": args.model,
+                "tile": args.tile,
+                "gpu": args.gpu,
+                "cpu_workers": args.workers,
+                "status": rows[0].status,
+                "nuclei": rows[0].nuclei,
+                "cluster_start_s": round(cluster_start, 2),
+                "run_s": round(run_s, 2),
+                "first_task_s": round(min(starts), 2),
+                "after_last_task_s": round(run_s - max(ends), 2),
+                "cpu_worker_busy": round(busy.get("cpu", 0) / (args.workers * run_s), 3),
+                "gpu_worker_busy": round(busy.get("gpu", 0) / run_s, 3) if gpu else None,
+                **summary,
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
