@@ -16,6 +16,8 @@
 #   forward            the network alone vs the engine's per-batch step, batch 8 / 32 / 128
 #   timeline-unet      where the 8192² --gpu run's wall time goes (1024 px tiles)
 #   timeline-hovernet  the same for HoVer-Net fast on 4096²
+#   timeline-unet4     timeline-unet with 4 forward tasks at once on the GPU worker
+#   forward-cudnn      forward with cuDNN's per-shape algorithm timing (cudnn.benchmark)
 #   pipeline-cpu       8192² U-Net on the machine's CPU workers alone, for comparison
 # Every step has its own time limit and the script goes on after a failed one; JSON lines go
 # to OUT/results.jsonl (and to the console), logs to OUT/<step>.log.
@@ -81,6 +83,10 @@ for s in $steps; do
         --workers "$cpu_workers" ;;
     timeline-hovernet) step "$s" 120 python3 benchmarks/timeline.py --gpu --size 4096 \
         --workers "$cpu_workers" --model hovernet --weights "$ckpt" ;;
+    timeline-unet4) step "$s" 90 python3 benchmarks/timeline.py --gpu --size 8192 --tile 1024 \
+        --workers "$cpu_workers" --gpu-tasks 4 ;;
+    forward-cudnn) step "$s" 60 python3 benchmarks/models.py --models hovernet-fast,unet \
+        --forward-batches 8,32 --cudnn-benchmark ;;
     pipeline-cpu) step "$s" 100 python3 benchmarks/pipeline.py --sizes 8192 --workers "$cores" \
         --models unet ;;
     *) echo "unknown step $s" ;;

@@ -132,6 +132,7 @@ def measure_forward(name: str, model: DenseModel, batches: list[int], repeats: i
                     "model": name,
                     "device": torch.cuda.get_device_name(0),
                     "batch": batch,
+                    "cudnn_benchmark": torch.backends.cudnn.benchmark,
                     "patch": [size, out],
                     "forward_s": round(p, 5),
                     "engine_step_s": round(e, 5),
@@ -261,6 +262,9 @@ def main() -> None:
     )
     ap.add_argument("--threads-list", default="1,2", help="thread counts for --runtime")
     ap.add_argument(
+        "--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms per shape"
+    )
+    ap.add_argument(
         "--forward-batches",
         default=None,
         help="on a GPU: time the network alone and the engine's step at these batch sizes",
@@ -284,6 +288,7 @@ def main() -> None:
     from nucscale.models.hovernet import HoVerNet
     from nucscale.models.unet import UNetModel
 
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.forward_batches:
         batches = [int(b) for b in args.forward_batches.split(",")]
         for name in args.models.split(","):

@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--model", default="unet")
     ap.add_argument("--gpu", action="store_true")
     ap.add_argument("--weights", default=None, help="checkpoint (--model hovernet)")
+    ap.add_argument("--gpu-tasks", type=int, default=1, help="forward tasks at once per GPU")
     ap.add_argument("--mosaics", type=Path, default=Path("mosaics"))
     args = ap.parse_args()
 
@@ -86,7 +87,8 @@ def main() -> None:
         import torch
 
         gpus = torch.cuda.device_count()
-        cluster = gpu_cluster(gpus, args.workers, dashboard_address=None)
+        cluster = gpu_cluster(gpus, args.workers, dashboard_address=None,
+                              gpu_tasks=args.gpu_tasks)  # fmt: skip
     else:
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1,
                                dashboard_address=None)  # fmt: skip
@@ -112,6 +114,7 @@ def main() -> None:
                 "tile": args.tile,
                 "gpu": args.gpu,
                 "cpu_workers": args.workers,
+                "gpu_tasks": args.gpu_tasks if args.gpu else None,
                 "status": rows[0].status,
                 "nuclei": rows[0].nuclei,
                 "cluster_start_s": round(cluster_start, 2),
@@ -119,6 +122,7 @@ def main() -> None:
                 "first_task_s": round(min(starts), 2),
                 "after_last_task_s": round(run_s - max(ends), 2),
                 "cpu_worker_busy": round(busy.get("cpu", 0) / (args.workers * run_s), 3),
+                # summed over the GPU worker's task threads: above 1 when forward tasks overlap
                 "gpu_worker_busy": round(busy.get("gpu", 0) / run_s, 3) if gpu else None,
                 **summary,
             }

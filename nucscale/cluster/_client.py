@@ -235,6 +235,7 @@ def gpu_cluster(
     threads: int = 1,
     dashboard_address: str | None = ":8787",
     memory_limit: str = "auto",
+    gpu_tasks: int = 1,
 ) -> SpecCluster:
     """A local cluster of ``gpus`` GPU workers and ``workers`` CPU workers (default: the cores
     left over, at least one), all single-threaded worker processes on 127.0.0.1.
@@ -247,6 +248,10 @@ def gpu_cluster(
     post-processing holds the GIL for much of its time and would stall the feeding of the GPU.
     dask-cuda's ``LocalCUDACluster`` is not used: it starts GPU workers only, and its extras
     (RMM pools, UCX, spilling to host) serve CuPy/cuDF data, not torch's forward.
+
+    ``gpu_tasks``: forward tasks a GPU worker runs at once (its threads, and its ``GPU``
+    amount): a forward task's reading of its window and writing of its maps then overlap
+    another's network.
     """
     if workers is None:
         workers = max(1, default_workers() - gpus)
@@ -257,7 +262,8 @@ def gpu_cluster(
 
     def nanny(env: dict[str, str], resources: dict[str, float] | None = None) -> dict[str, Any]:
         options: dict[str, Any] = {
-            "nthreads": 1, "host": "127.0.0.1", "memory_limit": memory_limit,
+            "nthreads": int(resources["GPU"]) if resources else 1,
+            "host": "127.0.0.1", "memory_limit": memory_limit,
             "env": {**thread_env(threads), **env},
         }  # fmt: skip
         if resources:
@@ -265,7 +271,9 @@ def gpu_cluster(
         return {"cls": Nanny, "options": options}
 
     cpu = nanny({"CUDA_VISIBLE_DEVICES": ""})
-    specs = {f"gpu-{i}": nanny({"CUDA_VISIBLE_DEVICES": str(i)}, {"GPU": 1}) for i in range(gpus)}
+    specs = {
+        f"gpu-{i}": nanny({"CUDA_VISIBLE_DEVICES": str(i)}, {"GPU": gpu_tasks}) for i in range(gpus)
+    }
     specs.update({f"cpu-{i}": cpu for i in range(workers)})
     scheduler = {
         "cls": Scheduler,

@@ -69,23 +69,28 @@ def _cuda_env() -> str | None:
 
 def test_gpu_cluster_puts_one_worker_on_each_gpu_beside_cpu_workers() -> None:
     """`--gpu`'s local layout, started on the CPU (the layout, not the device, is tested): GPU
-    worker i sees device i alone and advertises GPU=1; the CPU workers see no device and have
-    no resource, so post-processing runs there while the GPU computes."""
+    worker i sees device i alone and runs ``gpu_tasks`` forward tasks at once; the CPU workers
+    see no device and have no resource, so post-processing runs there while the GPU computes."""
     from distributed import Client
 
     from nucscale.cluster import gpu_cluster
 
-    with gpu_cluster(2, 2, dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        gpu_cluster(2, 2, dashboard_address=None, gpu_tasks=3) as cluster,
+        Client(cluster) as client,
+    ):
         info = client.scheduler_info()["workers"]
         env = client.run(_cuda_env)
         threads = client.run(_torch_threads)
     resources = {a: w.get("resources", {}) for a, w in info.items()}
-    gpu = sorted(a for a, r in resources.items() if r == {"GPU": 1})
+    gpu = sorted(a for a, r in resources.items() if r == {"GPU": 3})
     cpu = sorted(a for a, r in resources.items() if not r)
     assert len(gpu) == 2 and len(cpu) == 2, resources
     assert sorted(env[a] for a in gpu) == ["0", "1"]
     assert {env[a] for a in cpu} == {""}
-    assert {w["nthreads"] for w in info.values()} == {1} and set(threads.values()) == {1}
+    # three forward tasks at once on each GPU worker; one thread per task for torch's kernels
+    assert {info[a]["nthreads"] for a in gpu} == {3} and {info[a]["nthreads"] for a in cpu} == {1}
+    assert set(threads.values()) == {1}
     assert all(a.startswith("tcp://127.0.0.1:") for a in info)
 
 
