@@ -46,6 +46,8 @@ def low_res_image(slide: Slide, max_size: int) -> tuple[np.ndarray, float]:
             level = i
     lw, lh = slide.level_dimensions[level]
     k = max(1, math.ceil(max(lw, lh) / max_size))
+    if k == 1:  # a level of the right size: its pixels as they are (averaging 1 px is a copy)
+        return slide.read_region(level, 0, 0, lw, lh), slide.levels[level].downsample
     ow, oh = math.ceil(lw / k), math.ceil(lh / k)
     out = np.empty((oh, ow, 3), np.uint8)
     # rows per strip: ~64 MiB of float32 RGB, a multiple of k (a 100k-px-wide level reads

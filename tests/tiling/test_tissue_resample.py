@@ -133,3 +133,23 @@ def test_ownership_applies_the_keep_rule_before_numbering() -> None:
     assert every.labels.tolist() == [1, 2, 3]
     kept = owned_instances(labels, box, box, 0, box, keep=lambda cx, cy: cx > 5)
     assert kept.labels.tolist() == [2] and kept.nucleus_ids.tolist() == [1]  # dense ids
+
+
+def test_low_res_image_takes_a_level_of_the_right_size_as_it_is(
+    cmu1_svs: Path, tmp_path: Path
+) -> None:
+    """A level exactly ``max_size`` long is returned pixel for pixel; a larger one is
+    block-averaged (rounded) down to it."""
+    from nucscale.io import write_mosaic_tiff
+
+    with open_slide(cmu1_svs) as s:
+        src = s.read_region(0, 0, 0, 700, 600)
+    path = tmp_path / "pyramid.ome.tif"
+    write_mosaic_tiff(src, path, 1024, 1024, mpp=0.5)  # levels 1024, 512, 256
+    with open_slide(path) as s:
+        level1 = s.read_region(1, 0, 0, 512, 512)
+        same, ds = low_res_image(s, 512)
+        assert ds == 2.0 and np.array_equal(same, level1)
+        half, ds = low_res_image(s, 300)  # level 1 averaged over 2 x 2 blocks
+    means = level1.reshape(256, 2, 256, 2, 3).astype(np.float32).mean(axis=(1, 3))
+    assert ds == 4.0 and np.array_equal(half, np.round(means).astype(np.uint8))
