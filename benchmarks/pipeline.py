@@ -127,6 +127,7 @@ class Sampler:
         self.cpu: dict[int, tuple[float, float]] = {}  # last (user, system) CPU seconds
         self._t0 = time.perf_counter()
         self.names: dict[int, str] = {}
+        self.series: dict[int, list[tuple[float, int]]] = {}  # (seconds, RSS) per process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -137,6 +138,9 @@ class Sampler:
                 for p in [self.proc, *self.proc.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):
                         rss = p.memory_info().rss
+                        self.series.setdefault(p.pid, []).append(
+                            (time.perf_counter() - self._t0, rss)
+                        )
                         t = p.cpu_times()
                         self.cpu[p.pid] = (t.user, t.system)
                         if rss > self.peaks.get(p.pid, 0):
@@ -150,7 +154,27 @@ class Sampler:
         self._stop.set()
         self._thread.join()
 
-    def summary(self) -> dict[str, float]:
+    def course(self, pid: int | None, bins: int = 5) -> dict[str, list[float]]:
+        """The RSS of worker ``pid`` over its life in ``bins`` equal spans of time: the 10th
+        percentile and the highest sample of each (GiB). Rising lows mean memory kept between
+        tasks (a leak, or heaps that grow); flat lows under rising highs mean larger single
+        tasks."""
+        samples = self.series.get(pid or -1, [])
+        if len(samples) < bins:
+            return {}
+        t0, t1 = samples[0][0], samples[-1][0]
+        width = (t1 - t0) / bins or 1.0
+        spans: list[list[int]] = [[] for _ in range(bins)]
+        for t, rss in samples:
+            spans[min(bins - 1, int((t - t0) / width))].append(rss)
+        return {
+            "top_worker_rss_low_gib": [
+                round(sorted(v)[len(v) // 10] / GIB, 3) if v else 0.0 for v in spans
+            ],
+            "top_worker_rss_high_gib": [round(max(v) / GIB, 3) if v else 0.0 for v in spans],
+        }
+
+    def summary(self) -> dict[str, Any]:
         client = self.peaks.get(self.proc.pid, 0)
         workers = {
             pid: v
@@ -159,6 +183,7 @@ class Sampler:
         }
         top = max(workers, key=lambda pid: workers[pid], default=None)
         return {
+            **self.course(top),
             "client_peak_gib": round(client / GIB, 3),
             "worker_peak_gib": round(max(workers.values(), default=0) / GIB, 3),
             # when the highest worker peak happened, seconds after the command started
