@@ -10,7 +10,11 @@ process under ``distributed.get_task_stream``; reported, in seconds:
 - per worker kind (GPU worker: the ``GPU`` resource; CPU workers): compute summed, and busy
   share of ``run_s`` (per worker, averaged);
 - ``first_task_s`` (submission to the first task's start: planning and scheduling) and
-  ``after_last_task_s`` (last task's end to the call's return: manifest, cohort table).
+  ``after_last_task_s`` (last task's end to the call's return: manifest, cohort table);
+- with ``--rss``: which tasks raised their worker's high-water mark of resident memory
+  (``getrusage``'s ``ru_maxrss`` before and after each task): per stage, how many did and by
+  how much in all, and each worker's final high-water mark. A peak that grows with the slide
+  shows here as the stage that keeps raising it.
 
     python benchmarks/timeline.py --size 8192 --workers 2 [--tile 1024] [--gpu] [--model unet]
 
@@ -29,8 +33,56 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from distributed import WorkerPlugin
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mosaic import make_mosaic
+
+
+class RssLog(WorkerPlugin):
+    """Records, for each task a worker runs, its process's high-water mark of resident memory
+    before and after (MiB) and its current RSS after; :func:`rss_rows` reads them back."""
+
+    name = "benchmark-rss-log"
+
+    def setup(self, worker: Any) -> None:
+        self.rows: list[tuple[str, float, float, float]] = []
+        self.before: dict[str, float] = {}
+        worker.benchmark_rss_rows = self.rows
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        import resource
+
+        import psutil
+
+        high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        if finish == "executing":
+            self.before[str(key)] = high
+        elif start == "executing" and str(key) in self.before:
+            now = psutil.Process().memory_info().rss / 2**20
+            self.rows.append((str(key), self.before.pop(str(key)), high, now))
+
+
+def rss_rows(dask_worker: Any) -> list[tuple[str, float, float, float]]:
+    return list(getattr(dask_worker, "benchmark_rss_rows", []))
+
+
+def rss_summary(rows: dict[str, list[tuple[str, float, float, float]]]) -> dict[str, Any]:
+    """Per stage: tasks that raised their worker's high-water mark, and by how much (MiB)."""
+    raised: dict[str, dict[str, float]] = {}
+    for worker_rows in rows.values():
+        for key, before, after, _ in worker_rows:
+            if after > before:
+                st = raised.setdefault(key.split("-", 1)[0], {"tasks": 0, "mib": 0.0})
+                st["tasks"] += 1
+                st["mib"] += after - before
+    return {
+        "raised_high_water": {k: {"tasks": v["tasks"], "mib": round(v["mib"], 1)}
+                              for k, v in raised.items()},
+        "worker_high_water_mib": sorted(
+            round(max((r[2] for r in w), default=0.0), 1) for w in rows.values()
+        ),
+    }  # fmt: skip
 
 
 def summarise(records: list[dict[str, Any]], gpu_workers: set[str], t0: float) -> dict:
@@ -68,6 +120,7 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true")
     ap.add_argument("--weights", default=None, help="checkpoint (--model hovernet)")
     ap.add_argument("--gpu-tasks", type=int, default=1, help="forward tasks at once per GPU")
+    ap.add_argument("--rss", action="store_true", help="which tasks raise the memory peak")
     ap.add_argument("--mosaics", type=Path, default=Path("mosaics"))
     args = ap.parse_args()
 
@@ -95,12 +148,15 @@ def main() -> None:
     with cluster, Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
         client.wait_for_workers(args.workers + gpus)
         _prepare(client)
+        if args.rss:
+            client.register_plugin(RssLog())
         cluster_start = time.perf_counter() - t_start
         gpu = {a for a, w in client.scheduler_info()["workers"].items() if w.get("resources")}
         t0 = time.time()
         with get_task_stream(client) as stream:
             rows = run_cohort(client, slides, rejected, settings, Path(tmp) / "out")
         run_s = time.time() - t0
+        memory = rss_summary(client.run(rss_rows)) if args.rss else {}
     summary = summarise(stream.data, gpu, t0)
     ends = [s["last_end_s"] for s in summary["stages"].values()]
     starts = [s["first_start_s"] for s in summary["stages"].values()]
@@ -125,6 +181,7 @@ def main() -> None:
                 # summed over the GPU worker's task threads: above 1 when forward tasks overlap
                 "gpu_worker_busy": round(busy.get("gpu", 0) / run_s, 3) if gpu else None,
                 **summary,
+                **memory,
             }
         ),
         flush=True,

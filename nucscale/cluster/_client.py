@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
 from nucscale.cluster._jobqueue import JobOptions
+from nucscale.cluster._malloc import worker_environ
 from nucscale.cluster._versions import check_versions
 from nucscale.errors import ConfigError
 
@@ -142,7 +144,7 @@ def get_client(
     k = 1 if threads is None else threads
     if k < 1:
         raise ConfigError(f"--threads must be at least 1, got {k}")
-    with _moving_port():
+    with _moving_port(), dask.config.set(worker_environ()):
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
@@ -282,7 +284,10 @@ def gpu_cluster(
             "dashboard_address": dashboard_address,
         },
     }  # fmt: skip
-    return SpecCluster(scheduler=scheduler, workers=specs, worker=cpu, silence_logs=logging.WARNING)
+    with dask.config.set(worker_environ()):  # one malloc arena per worker
+        return SpecCluster(
+            scheduler=scheduler, workers=specs, worker=cpu, silence_logs=logging.WARNING
+        )
 
 
 def gpu_workers(client: Client) -> int:

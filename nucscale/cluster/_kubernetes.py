@@ -21,7 +21,12 @@ from nucscale.errors import ConfigError
 #: The image `deploy/Dockerfile` builds for this version (``-cuda`` for GPU workers).
 IMAGE = f"ghcr.io/nucscale/nucscale:{__version__}"
 
-_THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+#: Worker environment: one thread for a task's kernels, one malloc arena
+#: (:mod:`nucscale.cluster._malloc`).
+_WORKER_ENV = {
+    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+    "MALLOC_ARENA_MAX": "1",
+}  # fmt: skip
 
 
 def load_spec(path: Path) -> dict[str, Any]:
@@ -66,7 +71,7 @@ def start_kube_cluster(options: JobOptions, spec_file: Path | None, image: str |
             image=image or (IMAGE + ("-cuda" if options.gpu else "-cpu")),
             n_workers=options.min_jobs,
             resources=worker_resources(options),
-            env=_THREADS,
+            env=_WORKER_ENV,
             worker_command=["dask", "cuda", "worker"] if options.gpu else "dask-worker",
         )
     try:

@@ -67,6 +67,25 @@ def _cuda_env() -> str | None:
     return os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
+def _arena_max() -> str | None:
+    import os
+
+    return os.environ.get("MALLOC_ARENA_MAX")
+
+
+def test_workers_start_with_one_malloc_arena() -> None:
+    """glibc reads MALLOC_ARENA_MAX at a process's start: it must be in the worker's
+    environment from the spawn on (local LocalCluster and --gpu layout alike)."""
+    from distributed import Client
+
+    from nucscale.cluster import gpu_cluster
+
+    with get_client(workers=1, dashboard_address=None) as client:
+        assert set(client.run(_arena_max).values()) == {"1"}
+    with gpu_cluster(1, 1, dashboard_address=None) as cluster, Client(cluster) as client:
+        assert set(client.run(_arena_max).values()) == {"1"}
+
+
 def test_gpu_cluster_puts_one_worker_on_each_gpu_beside_cpu_workers() -> None:
     """`--gpu`'s local layout, started on the CPU (the layout, not the device, is tested): GPU
     worker i sees device i alone and runs ``gpu_tasks`` forward tasks at once; the CPU workers
