@@ -8,7 +8,7 @@ pinned on its own (torch==2.13.0).
 dask and distributed are held at the version dask-cuda pins (through rapids-dask-dependency:
 dask-cuda 26.10 wants dask 2026.7.1), or the CUDA image and a GPU set-up could not install
 under the lock; check with
-``pip install --dry-run 'dask-cuda>=24.8' 'cupy-cuda12x>=13' -c deploy/requirements-lock.txt``
+``pip install --dry-run 'dask-cuda>=24.8' -c deploy/requirements-lock.txt``
 before moving them.
 
     .venv/bin/python scripts/lock.py            # rewrite the lock

@@ -5,7 +5,7 @@
 #
 #   bash scripts/setup.sh                 # CPU build of torch (the default)
 #   NUCSCALE_TORCH=cuda NUCSCALE_TORCH_INDEX=https://download.pytorch.org/whl/cu128 \
-#       bash scripts/setup.sh             # CUDA build, plus the gpu extra (dask-cuda, cupy)
+#       bash scripts/setup.sh             # CUDA build, plus the gpu extra (dask-cuda)
 #
 # NUCSCALE_TORCH      cpu (default) or cuda: which torch build, checked after installing.
 # NUCSCALE_TORCH_INDEX  the wheel index to take torch from (default: pip's own configuration).
