@@ -284,7 +284,7 @@ def gpu_cluster(
             "dashboard_address": dashboard_address,
         },
     }  # fmt: skip
-    with dask.config.set(worker_environ()):  # one malloc arena per worker
+    with dask.config.set(worker_environ()):  # two malloc arenas per worker
         return SpecCluster(
             scheduler=scheduler, workers=specs, worker=cpu, silence_logs=logging.WARNING
         )

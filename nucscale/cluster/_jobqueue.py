@@ -45,7 +45,7 @@ _GPU_DIRECTIVE = {"slurm": "--gres=gpu:1", "pbs": "-l ngpus=1", "lsf": '-gpu "nu
 #: ``nucscale run`` shows Dask's warnings only, and jobs inherit its environment).
 _PROLOGUE = [
     "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1",
-    "export MALLOC_ARENA_MAX=1",  # one malloc arena per worker (nucscale.cluster._malloc)
+    "export MALLOC_ARENA_MAX=2",  # two malloc arenas per worker (nucscale.cluster._malloc)
     "export DASK_LOGGING__DISTRIBUTED=info",
 ]
 

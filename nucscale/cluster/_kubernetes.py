@@ -21,11 +21,11 @@ from nucscale.errors import ConfigError
 #: The image `deploy/Dockerfile` builds for this version (``-cuda`` for GPU workers).
 IMAGE = f"ghcr.io/nucscale/nucscale:{__version__}"
 
-#: Worker environment: one thread for a task's kernels, one malloc arena
+#: Worker environment: one thread for a task's kernels, two malloc arenas
 #: (:mod:`nucscale.cluster._malloc`).
 _WORKER_ENV = {
     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_ARENA_MAX": "2",
 }  # fmt: skip
 
 

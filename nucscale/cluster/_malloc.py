@@ -23,16 +23,19 @@ is then one task's working set, not that plus whatever its heaps fragmented into
 time, so no environment has to reach the worker's start). Not glibc (macOS, musl): nothing to
 do.
 
-Workers also run with one malloc arena (:data:`ARENA_MAX`, ``MALLOC_ARENA_MAX``): glibc gives
-each thread that allocates its own arena (up to 8 per core), and memory freed in one arena is
-never reused by another thread's, so a worker's task thread, Zarr's I/O thread and the engine's
-batch thread grew separate heaps whose peaks added up. On the 16384² mosaic (2 workers,
-``benchmarks/timeline.py --rss``) the worker's high-water mark of resident memory was 1,161-1,168
-MiB with glibc's default against 880-886 MiB on the 4096² one, rising through the run as
-instance tasks raised it (27 of them); with one arena 827-856 MiB (17), in the same time (201.8
-vs 197.0 s). glibc reads it only at a process's start, so it reaches local workers through
-Dask's ``distributed.nanny.pre-spawn-environ`` (:func:`worker_environ`), batch jobs through
-their script, containers through the image.
+Workers also run with at most two malloc arenas (:data:`ARENA_MAX`, ``MALLOC_ARENA_MAX``):
+glibc gives each thread that allocates its own arena (up to 8 per core), and memory freed in one
+arena is never reused by another thread's, so a worker's task thread, Zarr's I/O thread and the
+engine's batch thread grew separate heaps whose peaks added up. On the 16384² mosaic (2
+workers, ``benchmarks/timeline.py --rss``) the worker's high-water mark of resident memory was
+1,161-1,168 MiB with glibc's default against 880-886 MiB on the 4096² one, rising through the
+run as instance tasks raised it (27 of them); with one arena 827-856 MiB. One arena made the
+threads wait for each other's allocations: whole runs of the 16384² mosaic, interleaved
+(``MALLOC_ARENA_MAX=N python benchmarks/pipeline.py --sizes 16384``): one arena 171.6 / 187.7 s,
+peak 0.80 / 0.86 GiB, 85 / 86 s in the kernel; two 152.2 / 164.1 s, peak 0.86 / 0.82 GiB, 62 /
+69 s. glibc reads it only at a process's start, so it reaches local workers through Dask's
+``distributed.nanny.pre-spawn-environ`` (:func:`worker_environ`), batch jobs through their
+script, containers through the image.
 
 Hand-written because no maintained library sets allocator parameters; it is one ``mallopt``
 call per parameter, and one ``malloc_trim`` per task, through ``ctypes``.
@@ -54,7 +57,7 @@ TRIM_THRESHOLD = 64 * 2**20
 MMAP_THRESHOLD = 32 * 2**20
 
 #: malloc arenas per worker process (glibc's default: 8 per core).
-ARENA_MAX = 1
+ARENA_MAX = 2
 
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD = -3

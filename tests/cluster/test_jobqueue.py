@@ -36,7 +36,7 @@ def test_a_cpu_job_runs_one_single_threaded_worker_per_core() -> None:
     assert f"#SBATCH -e {LOGS}/dask-worker-%J.err" in script  # logs in OUT, not the cwd
     assert "--nthreads 1 --memory-limit 4.00GiB --nworkers 8" in script
     assert "export OMP_NUM_THREADS=1" in script
-    assert "export MALLOC_ARENA_MAX=1" in script  # before the worker starts: glibc reads it once
+    assert "export MALLOC_ARENA_MAX=2" in script  # before the worker starts: glibc reads it once
     assert "distributed.cli.dask_worker" in script and "GPU" not in script
 
 

@@ -73,7 +73,7 @@ def _arena_max() -> str | None:
     return os.environ.get("MALLOC_ARENA_MAX")
 
 
-def test_workers_start_with_one_malloc_arena() -> None:
+def test_workers_start_with_two_malloc_arenas() -> None:
     """glibc reads MALLOC_ARENA_MAX at a process's start: it must be in the worker's
     environment from the spawn on (local LocalCluster and --gpu layout alike)."""
     from distributed import Client
@@ -81,9 +81,9 @@ def test_workers_start_with_one_malloc_arena() -> None:
     from nucscale.cluster import gpu_cluster
 
     with get_client(workers=1, dashboard_address=None) as client:
-        assert set(client.run(_arena_max).values()) == {"1"}
+        assert set(client.run(_arena_max).values()) == {"2"}
     with gpu_cluster(1, 1, dashboard_address=None) as cluster, Client(cluster) as client:
-        assert set(client.run(_arena_max).values()) == {"1"}
+        assert set(client.run(_arena_max).values()) == {"2"}
 
 
 def test_gpu_cluster_puts_one_worker_on_each_gpu_beside_cpu_workers() -> None:
