@@ -118,10 +118,10 @@ def measure_forward(name: str, model: DenseModel, batches: list[int], repeats: i
                 end.record()
                 end.synchronize()
                 pure.append(start.elapsed_time(end) / 1e3)
-        _run(model, host, device)
+        _run(model, host, batch, device)
         for _ in range(repeats):
             t0 = time.perf_counter()
-            _run(model, host, device)
+            _run(model, host, batch, device)
             step.append(time.perf_counter() - t0)
         p, e = float(np.median(pure)), float(np.median(step))
         mp = batch * out * out / 1e6

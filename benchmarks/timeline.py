@@ -11,6 +11,10 @@ process under ``distributed.get_task_stream``; reported, in seconds:
   share of ``run_s`` (per worker, averaged);
 - ``first_task_s`` (submission to the first task's start: planning and scheduling) and
   ``after_last_task_s`` (last task's end to the call's return: manifest, cohort table);
+- ``task_stages_s``: the stage seconds that segment, forward and instance tasks report
+  (``TileStats.stages``), summed per task kind: what a task's compute is made of (a forward
+  task's ``read_s`` is its input window, ``model_s`` the engine around the network (batching,
+  copies, the network), ``fragment_s`` writing its maps);
 - with ``--rss``: which tasks raised their worker's high-water mark of resident memory
   (``getrusage``'s ``ru_maxrss`` before and after each task): per stage, how many did and by
   how much in all, and each worker's final high-water mark. A peak that grows with the slide
@@ -61,6 +65,44 @@ class RssLog(WorkerPlugin):
         elif start == "executing" and str(key) in self.before:
             now = psutil.Process().memory_info().rss / 2**20
             self.rows.append((str(key), self.before.pop(str(key)), high, now))
+
+
+class StageLog(WorkerPlugin):
+    """Sums, per task kind, the stage seconds of the ``TileStats`` its tasks return."""
+
+    name = "benchmark-stage-log"
+
+    def setup(self, worker: Any) -> None:
+        self.worker = worker
+        self.sums: dict[str, list[float]] = {}
+        worker.benchmark_stage_sums = self.sums
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if start != "executing" or finish != "memory":
+            return
+        kind = str(key).split("-", 1)[0]
+        stages = getattr(self.worker.data.get(key), "stages", None)
+        if stages and kind in ("segment", "forward", "instances"):
+            acc = self.sums.setdefault(kind, [0.0] * len(stages))
+            for i, v in enumerate(stages):
+                acc[i] += v
+
+
+def stage_sums(dask_worker: Any) -> dict[str, list[float]]:
+    return dict(getattr(dask_worker, "benchmark_stage_sums", {}))
+
+
+def stage_summary(per_worker: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    from nucscale.pipeline._tasks import SEGMENT_STAGES
+
+    total: dict[str, list[float]] = {}
+    for sums in per_worker.values():
+        for kind, values in sums.items():
+            acc = total.setdefault(kind, [0.0] * len(values))
+            total[kind] = [a + v for a, v in zip(acc, values, strict=True)]
+    return {"task_stages_s": {
+        kind: {n: round(v, 2) for n, v in zip(SEGMENT_STAGES, values, strict=True)}
+        for kind, values in total.items()}}  # fmt: skip
 
 
 def rss_rows(dask_worker: Any) -> list[tuple[str, float, float, float]]:
@@ -148,6 +190,7 @@ def main() -> None:
     with cluster, Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
         client.wait_for_workers(args.workers + gpus)
         _prepare(client)
+        client.register_plugin(StageLog())
         if args.rss:
             client.register_plugin(RssLog())
         cluster_start = time.perf_counter() - t_start
@@ -157,6 +200,7 @@ def main() -> None:
             rows = run_cohort(client, slides, rejected, settings, Path(tmp) / "out")
         run_s = time.time() - t0
         memory = rss_summary(client.run(rss_rows)) if args.rss else {}
+        task_stages = stage_summary(client.run(stage_sums))
     summary = summarise(stream.data, gpu, t0)
     ends = [s["last_end_s"] for s in summary["stages"].values()]
     starts = [s["first_start_s"] for s in summary["stages"].values()]
@@ -181,6 +225,7 @@ def main() -> None:
                 # summed over the GPU worker's task threads: above 1 when forward tasks overlap
                 "gpu_worker_busy": round(busy.get("gpu", 0) / run_s, 3) if gpu else None,
                 **summary,
+                **task_stages,
                 **memory,
             }
         ),

@@ -163,17 +163,18 @@ def predict_patches(
     device: torch.device | None = None,
     calibration: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
-    """(N, K, out, out) float32 maps (rounded through :data:`MAPS_DTYPE`) of the output
-    patches whose top-left corners are ``starts`` = [(y, x), ...] in ``rgb``'s coordinates;
-    each reads ``margin`` px around it, which ``rgb`` must hold."""
+    """(N, K, out, out) :data:`MAPS_DTYPE` maps of the output patches whose top-left corners
+    are ``starts`` = [(y, x), ...] in ``rgb``'s coordinates; each reads ``margin`` px around
+    it, which ``rgb`` must hold."""
     device = device or pick_device()
     _ready(model, device)
     if not starts:
-        return np.zeros((0, n_maps(model), model.spec.output_size, model.spec.output_size))
+        k, out = n_maps(model), model.spec.output_size
+        return np.zeros((0, k, out, out), MAPS_DTYPE)
     batch_size = batch_for(model, device, batch_size)
-    parts = [_run(model, batch, device) for _, batch in _batches(
+    parts = [_run(model, batch, batch_size, device) for batch in _batches(
         model, rgb, starts, batch_size, calibration)]  # fmt: skip
-    return np.concatenate(parts)[: len(starts)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def predict_image(
@@ -208,35 +209,43 @@ def _batches(
     starts: list[tuple[int, int]],
     batch_size: int,
     calibration: Mapping[str, Any] | None,
-) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
-    """Preprocessed batches; the next one is prepared in a thread while the current one runs."""
+) -> Iterator[torch.Tensor]:
+    """Preprocessed batches of up to ``batch_size`` patches (:func:`_run` fills the last one
+    up); the next is prepared in a thread while the current one runs."""
     size, m = model.spec.input_size, model.spec.margin
 
     def prepare(chunk: list[tuple[int, int]]) -> torch.Tensor:
-        # always a full batch (the last patch repeated): kernels chosen by batch size then
-        # never differ between windows, so a patch's maps are bit-identical in every window
-        full = chunk + [chunk[-1]] * (batch_size - len(chunk))
-        stack = np.stack([rgb[y - m : y - m + size, x - m : x - m + size] for y, x in full])
+        stack = np.stack([rgb[y - m : y - m + size, x - m : x - m + size] for y, x in chunk])
         return model.preprocess(stack, calibration)
 
     chunks = [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
     with ThreadPoolExecutor(max_workers=1) as pool:
         nxt = pool.submit(prepare, chunks[0])
-        for i, chunk in enumerate(chunks):
+        for i in range(len(chunks)):
             batch = nxt.result()
             if i + 1 < len(chunks):
                 nxt = pool.submit(prepare, chunks[i + 1])
-            yield chunk, batch
+            yield batch
 
 
-def _run(model: DenseModel, batch: torch.Tensor, device: torch.device) -> np.ndarray:
-    """(N, K, out, out) float32 maps of one batch, rounded through :data:`MAPS_DTYPE`.
+def _run(
+    model: DenseModel, batch: torch.Tensor, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """(n, K, out, out) :data:`MAPS_DTYPE` maps of one batch of n <= ``batch_size`` patches.
 
-    The rounding and the copy out of the channels-last layout are done by torch (vectorised):
-    numpy's copies of the strided output were a fifth of the engine's CPU time.
+    The network always sees a full batch (the last patch repeated, on the device): kernels are
+    chosen by batch size and their float rounding differs, so a patch's maps are then
+    bit-identical in every window. Only the n real patches cross to and from the device, and
+    they come back already rounded to :data:`MAPS_DTYPE` (half the bytes of float32; on a GPU
+    the copies were most of the engine's time around the network). The rounding and the copy
+    out of the channels-last layout are done by torch (vectorised): numpy's copies of the
+    strided output were a fifth of the engine's CPU time.
     """
+    n = batch.shape[0]
     with torch.inference_mode():
         x = batch.to(device, non_blocking=True)
+        if n < batch_size:
+            x = torch.cat([x, x[-1:].expand(batch_size - n, *x.shape[1:])])
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -245,5 +254,5 @@ def _run(model: DenseModel, batch: torch.Tensor, device: torch.device) -> np.nda
             if model.channels_last_cpu:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = model.forward(x)
-        y = y.float().to(_TORCH_MAPS_DTYPE).float()
+        y = y[:n].float().to(_TORCH_MAPS_DTYPE)
         return y.contiguous(memory_format=torch.contiguous_format).cpu().numpy()

@@ -8,7 +8,13 @@ import torch
 
 from nucscale.contracts import DenseModel
 from nucscale.infer._dense import DenseSegmenter
-from nucscale.infer._engine import patch_grid, predict_image, predict_region
+from nucscale.infer._engine import (
+    MAPS_DTYPE,
+    patch_grid,
+    predict_image,
+    predict_patches,
+    predict_region,
+)
 from nucscale.stitch import owned_instances
 from nucscale.tiling import Box, TileGrid
 
@@ -45,6 +51,20 @@ def test_maps_do_not_depend_on_the_window(tiny_model: DenseModel, image: np.ndar
     pb = b[:, gy0 - 37 - by0 : gy1 - 37 - by0, gx0 - 51 - bx0 : gx1 - 51 - bx0]
     assert np.array_equal(pa, pb)
     assert ax0 % 32 == 0 and (bx0 + 51) % 32 == 0  # patches start on the global grid
+
+
+def test_a_partial_batch_gives_the_maps_of_a_full_one(
+    tiny_model: DenseModel, image: np.ndarray
+) -> None:
+    """The last batch is filled up on the device, and only the real patches come back, as
+    :data:`MAPS_DTYPE`: the same numbers as each patch computed among others in a full batch."""
+    starts = [(y, x) for y in (3, 35, 67, 99) for x in (3, 35, 67)]  # 12 patches
+    full = predict_patches(tiny_model, image, starts, batch_size=4)  # three full batches
+    part = predict_patches(tiny_model, image, starts[5:10], batch_size=4)  # 4 + 1 filled up
+    assert full.dtype == part.dtype == MAPS_DTYPE
+    assert full.shape[0] == 12 and part.shape[0] == 5
+    assert np.array_equal(part, full[5:10])
+    assert np.abs(full.astype(np.float32)).max() > 0
 
 
 def test_whole_image_maps_cover_every_pixel(tiny_model: DenseModel, image: np.ndarray) -> None:
