@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec
 
 from nucscale.io._base import PAD_VALUE
 from nucscale.tiling._grid import Box
@@ -42,6 +43,11 @@ def create_tile_store(
         fill_value=fill,
         attributes=attrs,
         dimension_names=("y", "x", "c"),
+        # LZ4: measured on CMU-1 tiles of 1024², writing a tile 10.5 -> 5.2 ms and reading a
+        # forward window (the tile and 32 px of its 8 neighbours' chunks) 16.2 -> 9.0 ms
+        # against zarr's default Zstandard, for a store 10 % larger (12.9 -> 14.2 MiB per 9
+        # tiles: scanned JPEG pixels compress little either way)
+        compressors=BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle"),
         config=_CONFIG,
     )
 
