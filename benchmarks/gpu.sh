@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu.sh OUT [WHEELS] [DATA] [STEP...]
 #
 # Run from the repository root. WHEELS: a folder of wheels for the packages that machine's
-# Python lacks (installed into /tmp/site, no index); DATA: a folder holding
+# Python lacks (installed into /tmp/site, no index; `bash benchmarks/gpu_wheels.sh .whl` fetches
+# them here); DATA: a folder holding
 # CMU-1-Small-Region.svs (and dsb2018-dev/, for the shipped U-Net's GPU test), copied to
 # ../shared/data where the tests and benchmarks look. STEPs (default: all, in this order):
 #   tests              the gpu-marked tests
