@@ -23,6 +23,7 @@ from typing import Any
 
 import dask.config
 
+from nucscale.cluster._malloc import ARENA_MAX
 from nucscale.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ _GPU_DIRECTIVE = {"slurm": "--gres=gpu:1", "pbs": "-l ngpus=1", "lsf": '-gpu "nu
 #: ``nucscale run`` shows Dask's warnings only, and jobs inherit its environment).
 _PROLOGUE = [
     "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1",
-    "export MALLOC_ARENA_MAX=2",  # two malloc arenas per worker (nucscale.cluster._malloc)
+    f"export MALLOC_ARENA_MAX={ARENA_MAX}",  # malloc arenas per worker (before glibc starts)
     "export DASK_LOGGING__DISTRIBUTED=info",
 ]
 

@@ -16,16 +16,16 @@ import yaml
 
 from nucscale import __version__
 from nucscale.cluster._jobqueue import JobOptions
+from nucscale.cluster._malloc import ARENA_MAX
 from nucscale.errors import ConfigError
 
 #: The image `deploy/Dockerfile` builds for this version (``-cuda`` for GPU workers).
 IMAGE = f"ghcr.io/nucscale/nucscale:{__version__}"
 
-#: Worker environment: one thread for a task's kernels, two malloc arenas
-#: (:mod:`nucscale.cluster._malloc`).
+#: Worker environment: one thread for a task's kernels, :data:`ARENA_MAX` malloc arenas.
 _WORKER_ENV = {
     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_ARENA_MAX": str(ARENA_MAX),
 }  # fmt: skip
 
 
