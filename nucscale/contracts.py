@@ -205,7 +205,9 @@ class DenseModel(abc.ABC):
 
     @abc.abstractmethod
     def postprocess(self, maps: np.ndarray) -> Segmentation:
-        """(K, h, w) float32 maps of a region -> instances in that region."""
+        """(K, h, w) float maps of a region (float16 as the maps store keeps them, or
+        float32) -> instances in that region; the same instances for either when the float32
+        values are the float16 ones."""
 
     def describe(self) -> dict[str, str]:
         """Model-specific provenance added to the segmenter's (none by default)."""

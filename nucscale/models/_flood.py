@@ -28,7 +28,10 @@ only when marker values actually tie (checked on the markers first).
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.segmentation import watershed
+
+_FOUR = ndi.generate_binary_structure(2, 1)
 
 #: More marker pixels than this and neighbouring lowered values could round to the same
 #: float64 (the spacing is gap / (2 * markers); at least 4 float64 steps below this).
@@ -81,3 +84,49 @@ def flood(
     return watershed(
         raster_ordered(elevation, markers), markers, mask=mask, connectivity=connectivity
     )
+
+
+def flood_components(
+    elevation: np.ndarray, markers: np.ndarray, mask: np.ndarray, *, label_unreached: bool = False
+) -> np.ndarray:
+    """:func:`flood` with 4-connectivity, done one 4-connected component of ``mask`` at a time.
+
+    Equal to ``flood(elevation, markers, mask, connectivity=1)`` (int32), faster:
+
+    * a component holding one marker label floods whole to it: labelled by a lookup, not by
+      the watershed;
+    * a component holding two or more is flooded alone, in its bounding box, from its own
+      markers: a component floods the same in every window that holds it (module doc), so it
+      comes out as in the whole window. scikit-image's watershed makes three float64 copies of
+      what it is given (about 160 MB for a 2560² window, each page faulted in anew); on boxes
+      it does a fraction of that, and none of its passes over the window's background (CMU-1
+      U-Net maps, 2048 px tiles: 0.41 s against 0.7-1.5 s per window, same labels).
+
+    Markers outside ``mask`` are ignored (as scikit-image does); a marker label split across
+    components labels each. ``label_unreached``: components holding no marker get labels of
+    their own, after ``markers.max()``, in raster order of their first pixel (else 0).
+    """
+    markers = np.asarray(markers)
+    comps, n_comps = ndi.label(mask, structure=_FOUR)
+    top = int(markers.max(initial=0))
+    at = np.flatnonzero(markers)
+    inside = comps.reshape(-1)[at]
+    at, inside = at[inside > 0], inside[inside > 0]
+    pairs = np.unique(inside.astype(np.int64) * (top + 1) + markers.reshape(-1)[at])
+    comp_of, label_of = pairs // (top + 1), pairs % (top + 1)
+    holds = np.bincount(comp_of, minlength=n_comps + 1)
+    lut = np.zeros(n_comps + 1, np.int32)
+    alone = holds[comp_of] == 1
+    lut[comp_of[alone]] = label_of[alone]
+    if label_unreached:
+        unreached = np.flatnonzero(holds[1:] == 0) + 1
+        lut[unreached] = top + 1 + np.arange(unreached.size, dtype=np.int32)
+    labels = lut[comps]
+    shared = np.flatnonzero(holds >= 2)
+    boxes = ndi.find_objects(comps) if shared.size else []
+    for comp in shared.tolist():
+        box = boxes[comp - 1]
+        part = comps[box] == comp
+        flooded = flood(elevation[box], np.where(part, markers[box], 0), part, connectivity=1)
+        labels[box][part] = flooded[part]
+    return labels

@@ -39,7 +39,7 @@ from scipy.special import comb
 
 from nucscale.contracts import Segmentation
 from nucscale.errors import SegmenterError
-from nucscale.models._flood import flood
+from nucscale.models._flood import flood_components
 
 SOBEL_KSIZE = 21
 #: Sobel response (unit ramp = 1, HV scaled to [0, 1]) mapped to energy 1 and 0 in fixed mode.
@@ -209,7 +209,7 @@ def hovernet_instances(
 
     # float32: marker ties then cost O(markers) to order (a float64 map would need a sort of the
     # window, ~2 s); values closer than float32 resolves (< 6e-8 of [-1, 0]) go by age instead
-    labels = flood(dist.astype(np.float32), markers, blb > 0)
+    labels = flood_components(dist.astype(np.float32), markers, blb > 0)
     labels = _relabel_raster(_remove_small(labels.astype(np.int32), min_area))
     n = int(labels.max())
     if tp_prob is None:

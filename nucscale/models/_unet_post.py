@@ -9,7 +9,7 @@
    split it;
 3. watershed from the markers, restricted to the foreground mask, over the boundary map (or
    ``1 - distance`` in distance mode): pixels flow to the marker they reach through the lowest
-   values;
+   values (by foreground component: :func:`._flood.flood_components`);
 4. foreground components no marker reached (thin nuclei whose interior is all boundary)
    become instances of their own;
 5. instances under ``min_area`` px or with a bounding box side over ``max_diameter`` dropped,
@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from nucscale.contracts import Segmentation
-from nucscale.models._flood import flood
+from nucscale.models._flood import flood_components
 
 _FOUR = ndi.generate_binary_structure(2, 1)
 
@@ -41,36 +41,45 @@ def _relabel(
 
     In O(pixels) passes (bincount, find_objects): a sort of the whole window (``np.unique``)
     cost a third of the post-processing. An instance's first pixel in raster order is on the
-    top row of its bounding box: the leftmost of its pixels there.
+    top row of its bounding box: the leftmost of its pixels there, found in that row of the
+    box alone (a scan of every top row of the window cost 2/3 of this function).
     """
     n = int(labels.max(initial=0))
     if n == 0:
         return np.zeros_like(labels, np.int32)
     counts = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = counts >= min_area
+    keep = (counts >= min_area) & (counts > 0)  # ids may have gaps (dropped markers)
     if peak_ok is not None:
         keep &= peak_ok
     keep[0] = False
-    top = np.zeros(n + 1, np.int64)
-    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        top[lab] = sl[0].start
-        side = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)
-        if max_diameter > 0 and side > max_diameter:
+    boxes = ndi.find_objects(labels)
+    width = labels.shape[1]
+    first: list[int] = []
+    for lab in np.flatnonzero(keep).tolist():
+        rows, cols = boxes[lab - 1]  # a kept label has pixels, so a box
+        if max_diameter > 0 and max(rows.stop - rows.start, cols.stop - cols.start) > max_diameter:
             keep[lab] = False
-    kept = np.flatnonzero(keep)
-    # first pixel of each kept instance: among its pixels on its top row, the leftmost
-    first = np.zeros(n + 1, np.int64)
-    for row in np.unique(top[kept]).tolist():
-        line = labels[row]
-        cols = np.flatnonzero(keep[line] & (top[line] == row))
-        values, at = np.unique(line[cols], return_index=True)
-        first[values] = row * labels.shape[1] + cols[at]
-    kept = kept[np.argsort(first[kept], kind="stable")]
+            continue
+        top = labels[rows.start, cols]
+        first.append(rows.start * width + cols.start + int(np.argmax(top == lab)))
+    kept = np.flatnonzero(keep)[np.argsort(np.asarray(first, np.int64), kind="stable")]
     lut = np.zeros(n + 1, np.int32)
     lut[kept] = np.arange(1, kept.size + 1, dtype=np.int32)
     return lut[labels]
+
+
+def _markers(seeds: np.ndarray, min_marker: int) -> np.ndarray:
+    """4-connected components of ``seeds`` of at least ``min_marker`` px. Small ones are
+    cleared through the seed pixels alone (a lookup over the whole window cost as much as the
+    labelling)."""
+    markers, n = ndi.label(seeds, structure=_FOUR)
+    if n:
+        flat = markers.reshape(-1)
+        at = np.flatnonzero(flat)
+        ids = flat[at]
+        small = np.bincount(ids, minlength=n + 1) < min_marker
+        flat[at[small[ids]]] = 0
+    return markers
 
 
 def unet_instances(
@@ -111,33 +120,25 @@ def unet_instances(
     Segmentation
         Labels 1..n (int32), every type 1 ("nucleus") with probability = mean foreground.
     """
-    fg = np.asarray(fg, np.float32)
-    boundary = np.asarray(boundary, np.float32)
-    mask = fg >= fg_threshold
-    seeds = mask & (boundary < boundary_threshold)
-    elevation = boundary
+    fg = np.asarray(fg)
+    # float32 cut-offs: float16 maps (the maps store's) compare as their exact float32 values,
+    # without a float32 copy of the window
+    mask = fg >= np.float32(fg_threshold)
+    seeds = mask & (np.asarray(boundary) < np.float32(boundary_threshold))
+    elevation = np.asarray(boundary)
     if dist is not None and dist_threshold is not None:
-        dist = np.asarray(dist, np.float32)
-        seeds &= dist >= dist_threshold
-        elevation = 1.0 - dist
-    markers, n = ndi.label(seeds, structure=_FOUR)
-    if n:
-        sizes = np.bincount(markers.ravel(), minlength=n + 1)
-        small = sizes < max(1, min_area // 4 if min_marker is None else min_marker)
-        small[0] = False
-        markers[small[markers]] = 0
-    labels = flood(elevation, markers, mask, connectivity=1).astype(np.int32, copy=False)
-    orphan, n_orphan = ndi.label(mask & (labels == 0), structure=_FOUR)
-    if n_orphan:
-        base = int(labels.max())
-        labels[orphan > 0] = orphan[orphan > 0] + base
+        dist = np.asarray(dist)
+        seeds &= dist >= np.float32(dist_threshold)
+        elevation = np.float32(1.0) - dist  # float32, as from float32 maps
+    min_seed = max(1, min_area // 4 if min_marker is None else min_marker)
+    labels = flood_components(elevation, _markers(seeds, min_seed), mask, label_unreached=True)
     peak_ok = None
     if dist is not None and min_core is not None and labels.max() > 0:
         # an instance's centre-distance peak reaches min_core iff one of its pixels does: a
         # count of those pixels per label (one pass) gives the same verdict as the per-label
         # maximum (scipy's ndi.maximum sorts the window: 60 % of the post-processing time)
         n_all = int(labels.max())
-        core = np.asarray(dist, np.float32) >= min_core
+        core = np.asarray(dist) >= np.float32(min_core)
         peak_ok = np.bincount(labels[core], minlength=n_all + 1) > 0
     labels = _relabel(labels, min_area, max_diameter, peak_ok)
     n_out = int(labels.max())

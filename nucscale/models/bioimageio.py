@@ -279,7 +279,7 @@ class BioImageIOModel(DenseModel):
 
     def postprocess(self, maps: np.ndarray) -> Segmentation:
         """Foreground probability > threshold -> distance-transform watershed instances."""
-        prob = maps[self.foreground_channel]
+        prob = np.asarray(maps[self.foreground_channel], np.float32)  # cut-off in float32
         labels = watershed_instances(
             prob,
             threshold=self.threshold,

@@ -208,6 +208,7 @@ class HoVerNet(DenseModel):
 
     def postprocess(self, maps: np.ndarray) -> Segmentation:
         """(K, h, w) maps -> instances (official marker-controlled watershed + type vote)."""
+        maps = np.asarray(maps, np.float32)  # its filters work in float32 / float64
         tp = maps[3:] if self.nr_types is not None else None
         return hovernet_instances(
             maps[0],

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from nucscale.models._flood import flood, raster_ordered
+from nucscale.models._flood import flood, flood_components, raster_ordered
 
 CROPS = [(0, 0), (7, 13), (50, 3), (1, 1), (91, 120)]
 
@@ -48,6 +48,29 @@ def _differences(segment, elevation, markers, mask, comps) -> int:  # type: igno
 def test_component_floods_the_same_in_every_window(dtype: type) -> None:
     scene = _plateau_scene(dtype)
     assert _differences(lambda e, m, k: flood(e, m, k), *scene) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_flooding_by_components_equals_one_flood(dtype: type) -> None:
+    """:func:`flood_components` gives the whole-window flood's labels, also for marker labels
+    that span two components (dilated markers, as HoVer-Net's) and marker pixels off the mask;
+    unreached components optionally numbered after the markers in raster order."""
+    elevation, markers, mask, comps = _plateau_scene(dtype)
+    markers = ndi.grey_dilation(markers, size=3)  # spills off the mask
+    for i, row in enumerate(range(20, 300, 40)):  # one label across many components
+        markers[row, :] = markers.max() + 1 + i
+    spans = [m for m in np.unique(markers[mask]) if m and np.unique(comps[markers == m]).size > 2]
+    assert len(spans) > 5 and (markers[~mask] > 0).sum() > 1_000
+    markers[mask & (comps % 9 == 0)] = 0  # components no marker reaches
+    want = flood(elevation, markers, mask, connectivity=1)
+    got = flood_components(elevation, markers, mask)
+    assert got.dtype == np.int32 and (want == 0).sum() > 1_000
+    np.testing.assert_array_equal(got, want)
+    numbered = flood_components(elevation, markers, mask, label_unreached=True)
+    np.testing.assert_array_equal(numbered[want > 0], want[want > 0])
+    unreached, n = ndi.label(mask & (want == 0), structure=ndi.generate_binary_structure(2, 1))
+    np.testing.assert_array_equal(numbered[unreached > 0], unreached[unreached > 0] + markers.max())
+    assert n > 5
 
 
 def test_scikit_image_alone_depends_on_the_window() -> None:

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage as ndi
 
 from nucscale.analysis import panoptic_quality
 from nucscale.errors import SegmenterError
+from nucscale.models._flood import flood
 from nucscale.models._unet_post import unet_instances
 from nucscale.models.unet import UNet, UNetModel, default_weights, read_weights
 from nucscale.train import load_samples, load_split, targets
@@ -221,3 +223,70 @@ def test_post_drops_instances_without_a_centre() -> None:
     # without the rule (or without a distance map) both stay
     assert unet_instances(fg, bd, dist=dist, min_area=10).count == 2
     assert unet_instances(fg, bd, min_area=10, min_core=0.5).count == 2
+
+
+def _whole_window_reference(
+    fg: np.ndarray, bd: np.ndarray, dist: np.ndarray, fg_t: float, bd_t: float, dist_t: float,
+    min_area: int, max_diameter: int, min_marker: int, min_core: float,
+) -> np.ndarray:  # fmt: skip
+    """The U-Net post-processing done the plain way: one watershed over the whole window,
+    orphans labelled after it, per-label maxima, a sort for the raster order."""
+    four = ndi.generate_binary_structure(2, 1)
+    f32 = [np.asarray(a, np.float32) for a in (fg, bd, dist)]
+    mask = f32[0] >= fg_t
+    markers, n = ndi.label(mask & (f32[1] < bd_t) & (f32[2] >= dist_t), structure=four)
+    small = np.bincount(markers.ravel(), minlength=n + 1) < min_marker
+    small[0] = False
+    markers[small[markers]] = 0
+    labels = flood(1.0 - f32[2], markers, mask, connectivity=1).astype(np.int32)
+    orphans, _ = ndi.label(mask & (labels == 0), structure=four)
+    labels[orphans > 0] = orphans[orphans > 0] + n
+    ids = np.arange(1, labels.max() + 1)
+    area = ndi.sum_labels(np.ones_like(labels), labels, ids)
+    peak = ndi.maximum(f32[2], labels, ids)
+    side = np.array([max(s.stop - s.start for s in sl) if sl else 0
+                     for sl in ndi.find_objects(labels, max_label=ids.size)])  # fmt: skip
+    keep = ids[(area >= min_area) & (area > 0) & (peak >= min_core) & (side <= max_diameter)]
+    kept = np.where(np.isin(labels, keep), labels, 0)
+    values, first = np.unique(kept.ravel(), return_index=True)
+    order = values[1:][np.argsort(first[1:])]
+    lut = np.zeros(labels.max() + 1, np.int32)
+    lut[order] = np.arange(1, order.size + 1)
+    return lut[kept]
+
+
+def _plateau_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Touching blobs with a three-level distance map: marker ties everywhere."""
+    rng = np.random.default_rng(3)
+    fg = ndi.gaussian_filter(rng.random((400, 400)), 3)
+    fg = ((fg - fg.min()) / (fg.max() - fg.min())).astype(np.float16)
+    dist = (np.round(rng.random((400, 400)) * 2) / 2).astype(np.float16)
+    bd = (rng.random((400, 400)) * 0.6).astype(np.float16)
+    return fg, bd, dist
+
+
+def test_post_by_components_equals_one_watershed_over_the_window(cmu1_svs: Path) -> None:
+    """``unet_instances`` floods lone nuclei by lookup and clumps in their own boxes, on float16
+    maps: labels identical to the plain recipe on float32 copies, on the shipped U-Net's maps of
+    a real CMU-1 region and on a scene of plateaus."""
+    from nucscale.infer._engine import MAPS_DTYPE, predict_image
+    from nucscale.io import open_slide
+
+    model = UNetModel()
+    torch.set_num_threads(1)
+    region = open_slide(cmu1_svs).read_region(0, 600, 900, 1024, 1024)
+    maps = predict_image(model, region).astype(MAPS_DTYPE)  # as the maps store keeps them
+    assert maps.shape == (3, 1024, 1024)
+    params = (model.fg_threshold, model.boundary_threshold, model.dist_threshold, model.min_area,
+              model.max_nucleus_diameter, model.min_marker, model.min_core)  # fmt: skip
+    got = model.postprocess(maps)
+    want = _whole_window_reference(maps[0], maps[1], maps[2], *params)
+    assert got.count > 200  # the region is mostly tissue: hundreds of nuclei
+    np.testing.assert_array_equal(got.labels, want)
+    fg, bd, dist = _plateau_maps()
+    scene = unet_instances(fg, bd, dist=dist, fg_threshold=0.5, boundary_threshold=0.3,
+                           dist_threshold=0.5, min_area=5, max_diameter=40, min_marker=2,
+                           min_core=1.0)  # fmt: skip
+    assert scene.count > 50
+    want = _whole_window_reference(fg, bd, dist, 0.5, 0.3, 0.5, 5, 40, 2, 1.0)
+    np.testing.assert_array_equal(scene.labels, want)
