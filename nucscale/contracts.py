@@ -204,10 +204,17 @@ class DenseModel(abc.ABC):
         """Network input -> (N, K, output_size, output_size) float maps (probabilities etc.)."""
 
     @abc.abstractmethod
-    def postprocess(self, maps: np.ndarray) -> Segmentation:
+    def postprocess(
+        self, maps: np.ndarray, region: tuple[int, int, int, int] | None = None
+    ) -> Segmentation:
         """(K, h, w) float maps of a region (float16 as the maps store keeps them, or
         float32) -> instances in that region; the same instances for either when the float32
-        values are the float16 ones."""
+        values are the float16 ones.
+
+        ``region``: (x0, y0, x1, y1), half-open, in the maps' pixels: the caller keeps only
+        instances whose centroid lies in it, so an instance whose bounding box misses it may be
+        left out (and its work skipped); every other instance is as without ``region``.
+        ``None``: all instances."""
 
     def describe(self) -> dict[str, str]:
         """Model-specific provenance added to the segmenter's (none by default)."""

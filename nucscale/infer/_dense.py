@@ -99,18 +99,26 @@ class DenseSegmenter(Segmenter):
         height, width = maps_extent(*extent, self.model.spec.output_size)
         return window.intersect(Box(0, 0, width, height))
 
-    def instances(self, maps: np.ndarray, valid: Box | None, window: Box) -> Segmentation:
+    def instances(
+        self, maps: np.ndarray, valid: Box | None, window: Box, core: Box | None = None
+    ) -> Segmentation:
         """Instances of ``window`` from the stored ``maps`` over its :meth:`valid_box`: a
         nucleus's labels depend only on the maps within ``context`` of it, and every patch's
         maps are the same whichever tile reads them, so any window holding that neighbourhood
-        gives the same nucleus (DESIGN invariant 1); no network runs here."""
+        gives the same nucleus (DESIGN invariant 1); no network runs here. ``core``: the tile's
+        core (global pixels), where the caller keeps nuclei by their centroid; instances whose
+        box misses it may be left out (``DenseModel.postprocess``'s ``region``)."""
         labels = np.zeros((window.height, window.width), np.int32)
         if valid is None:
             empty = np.zeros(0)
             return Segmentation(labels, empty.astype(np.int16), empty.astype(np.float32),
                                 (0, 0, 0, 0))  # fmt: skip
         x0, y0 = valid.x0 - window.x0, valid.y0 - window.y0
-        inner = self.model.postprocess(maps)
+        region = None
+        if core is not None:
+            region = (core.x0 - valid.x0, core.y0 - valid.y0, core.x1 - valid.x0,
+                      core.y1 - valid.y0)  # fmt: skip
+        inner = self.model.postprocess(maps, region)
         labels[y0 : y0 + valid.height, x0 : x0 + valid.width] = inner.labels
         box = (x0, y0, x0 + valid.width, y0 + valid.height)
         return Segmentation(labels, inner.types, inner.probs, box)

@@ -87,7 +87,12 @@ def flood(
 
 
 def flood_components(
-    elevation: np.ndarray, markers: np.ndarray, mask: np.ndarray, *, label_unreached: bool = False
+    elevation: np.ndarray,
+    markers: np.ndarray,
+    mask: np.ndarray,
+    *,
+    label_unreached: bool = False,
+    region: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
     """:func:`flood` with 4-connectivity, done one 4-connected component of ``mask`` at a time.
 
@@ -105,6 +110,11 @@ def flood_components(
     Markers outside ``mask`` are ignored (as scikit-image does); a marker label split across
     components labels each. ``label_unreached``: components holding no marker get labels of
     their own, after ``markers.max()``, in raster order of their first pixel (else 0).
+
+    ``region`` (x0, y0, x1, y1): components whose bounding box misses it are left 0, not
+    flooded (a caller that keeps instances by their centroid in ``region`` loses nothing: an
+    instance lies in its component's box, its centroid in its own box). The instance stage
+    passes its tile's core: components wholly in the halo ring are most of the ring's work.
     """
     markers = np.asarray(markers)
     comps, n_comps = ndi.label(mask, structure=_FOUR)
@@ -121,10 +131,21 @@ def flood_components(
     if label_unreached:
         unreached = np.flatnonzero(holds[1:] == 0) + 1
         lut[unreached] = top + 1 + np.arange(unreached.size, dtype=np.int32)
+    shared = holds >= 2
+    shared[0] = False
+    boxes = ndi.find_objects(comps) if region is not None or shared.any() else []
+    if region is not None:
+        x0, y0, x1, y1 = region
+        spans = np.array([(b[0].start, b[0].stop, b[1].start, b[1].stop) for b in boxes],
+                         np.int64).reshape(-1, 4)  # fmt: skip
+        far = np.ones(n_comps + 1, bool)
+        far[1:] = (
+            (spans[:, 0] >= y1) | (spans[:, 1] <= y0) | (spans[:, 2] >= x1) | (spans[:, 3] <= x0)
+        )
+        lut[far] = 0
+        shared &= ~far
     labels = lut[comps]
-    shared = np.flatnonzero(holds >= 2)
-    boxes = ndi.find_objects(comps) if shared.size else []
-    for comp in shared.tolist():
+    for comp in np.flatnonzero(shared).tolist():
         box = boxes[comp - 1]
         part = comps[box] == comp
         flooded = flood(elevation[box], np.where(part, markers[box], 0), part, connectivity=1)

@@ -152,6 +152,7 @@ def hovernet_instances(
     min_area: int = 10,
     normalise: Literal["fixed", "global"] = "fixed",
     sobel_ksize: int = SOBEL_KSIZE,
+    region: tuple[int, int, int, int] | None = None,
 ) -> Segmentation:
     """Instances from HoVer-Net maps (official marker-controlled watershed, see module doc).
 
@@ -170,6 +171,9 @@ def hovernet_instances(
     normalise:
         ``"fixed"`` (translation consistent, default) or ``"global"`` (official min-max over the
         whole map).
+    region:
+        (x0, y0, x1, y1): foreground components whose bounding box misses it give no instances
+        (:func:`._flood.flood_components`); ``None``: all.
 
     Returns
     -------
@@ -209,7 +213,7 @@ def hovernet_instances(
 
     # float32: marker ties then cost O(markers) to order (a float64 map would need a sort of the
     # window, ~2 s); values closer than float32 resolves (< 6e-8 of [-1, 0]) go by age instead
-    labels = flood_components(dist.astype(np.float32), markers, blb > 0)
+    labels = flood_components(dist.astype(np.float32), markers, blb > 0, region=region)
     labels = _relabel_raster(_remove_small(labels.astype(np.int32), min_area))
     n = int(labels.max())
     if tp_prob is None:

@@ -94,6 +94,7 @@ def unet_instances(
     max_diameter: int = 0,
     min_marker: int | None = None,
     min_core: float | None = None,
+    region: tuple[int, int, int, int] | None = None,
 ) -> Segmentation:
     """Instances from foreground and boundary probability maps.
 
@@ -114,6 +115,9 @@ def unet_instances(
     min_core:
         With ``dist``: instances whose highest centre distance is below this are dropped
         (``None``: kept).
+    region:
+        (x0, y0, x1, y1): foreground components whose bounding box misses it are not
+        flooded and give no instances (:func:`._flood.flood_components`); ``None``: all.
 
     Returns
     -------
@@ -131,7 +135,9 @@ def unet_instances(
         seeds &= dist >= np.float32(dist_threshold)
         elevation = np.float32(1.0) - dist  # float32, as from float32 maps
     min_seed = max(1, min_area // 4 if min_marker is None else min_marker)
-    labels = flood_components(elevation, _markers(seeds, min_seed), mask, label_unreached=True)
+    labels = flood_components(
+        elevation, _markers(seeds, min_seed), mask, label_unreached=True, region=region
+    )
     peak_ok = None
     if dist is not None and min_core is not None and labels.max() > 0:
         # an instance's centre-distance peak reaches min_core iff one of its pixels does: a

@@ -277,8 +277,11 @@ class BioImageIOModel(DenseModel):
         y = _layout(torch.cat(outs), pkg.output_axes)
         return y.numpy() if "b" in pkg.output_axes else y[0].numpy()
 
-    def postprocess(self, maps: np.ndarray) -> Segmentation:
-        """Foreground probability > threshold -> distance-transform watershed instances."""
+    def postprocess(
+        self, maps: np.ndarray, region: tuple[int, int, int, int] | None = None
+    ) -> Segmentation:
+        """Foreground probability > threshold -> distance-transform watershed instances (all of
+        them: ``region`` is not used)."""
         prob = np.asarray(maps[self.foreground_channel], np.float32)  # cut-off in float32
         labels = watershed_instances(
             prob,

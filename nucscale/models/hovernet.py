@@ -206,7 +206,9 @@ class HoVerNet(DenseModel):
             maps.append(torch.softmax(out["tp"], dim=1))
         return torch.cat(maps, dim=1)
 
-    def postprocess(self, maps: np.ndarray) -> Segmentation:
+    def postprocess(
+        self, maps: np.ndarray, region: tuple[int, int, int, int] | None = None
+    ) -> Segmentation:
         """(K, h, w) maps -> instances (official marker-controlled watershed + type vote)."""
         maps = np.asarray(maps, np.float32)  # its filters work in float32 / float64
         tp = maps[3:] if self.nr_types is not None else None
@@ -217,4 +219,5 @@ class HoVerNet(DenseModel):
             np_threshold=self.np_threshold,
             min_area=self.min_area,
             normalise=self.normalise,
+            region=region,
         )

@@ -292,7 +292,9 @@ class UNetModel(DenseModel):
         out = torch.sigmoid(self.module(x))
         return out[:, :, m : out.shape[2] - m, m : out.shape[3] - m]
 
-    def postprocess(self, maps: np.ndarray) -> Segmentation:
+    def postprocess(
+        self, maps: np.ndarray, region: tuple[int, int, int, int] | None = None
+    ) -> Segmentation:
         """(K, h, w) maps -> instances (markers inside nuclei, watershed; see ``_unet_post``)."""
         return unet_instances(
             maps[0],
@@ -305,6 +307,7 @@ class UNetModel(DenseModel):
             max_diameter=self.max_nucleus_diameter,
             min_marker=self.min_marker,
             min_core=self.min_core,
+            region=region,
         )
 
 

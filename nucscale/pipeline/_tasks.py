@@ -177,7 +177,7 @@ def instances_tile(plan: SlidePlan, row: int, col: int, *ready: Any) -> TileStat
     maps = read_maps(plan.maps_store, valid) if valid is not None else np.zeros((0, 0, 0))
     rgb = read_window(plan.tile_store, window)
     t1 = time.perf_counter()
-    seg = segmenter.instances(maps, valid, window)
+    seg = segmenter.instances(maps, valid, window, grid.core(row, col))
     t2 = time.perf_counter()
     n, t3 = _own_measure_write(plan, row, col, seg, rgb)
     stages = (t1 - t0, 0.0, t2 - t1, t3 - t2, time.perf_counter() - t3)

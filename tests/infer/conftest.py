@@ -39,7 +39,9 @@ class TinyNet(DenseModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid((self.module(x) - 0.4) * 20.0)
 
-    def postprocess(self, maps: np.ndarray) -> Segmentation:
+    def postprocess(
+        self, maps: np.ndarray, region: tuple[int, int, int, int] | None = None
+    ) -> Segmentation:
         labels, n = ndi.label(maps[0] > 0.5)
         return Segmentation(labels.astype(np.int32), np.ones(n, np.int16), np.ones(n, np.float32))
 

@@ -73,6 +73,19 @@ def test_flooding_by_components_equals_one_flood(dtype: type) -> None:
     assert n > 5
 
 
+
+def test_region_leaves_out_components_whose_box_misses_it() -> None:
+    elevation, markers, mask, comps = _plateau_scene(np.float32)
+    want = flood(elevation, markers, mask, connectivity=1)
+    region = (100, 40, 180, 260)  # x0, y0, x1, y1
+    got = flood_components(elevation, markers, mask, region=region)
+    boxes = ndi.find_objects(comps)
+    meets = np.zeros(comps.max() + 1, bool)
+    meets[1:] = [r.start < 260 and r.stop > 40 and c.start < 180 and c.stop > 100 for r, c in boxes]
+    assert 10 < meets.sum() < meets.size - 10
+    np.testing.assert_array_equal(got, np.where(meets[comps], want, 0))
+
+
 def test_scikit_image_alone_depends_on_the_window() -> None:
     """Why :func:`flood` exists: the same scene through plain scikit-image differs by crop."""
     scene = _plateau_scene(np.float32)

@@ -255,6 +255,29 @@ def _whole_window_reference(
     return lut[kept]
 
 
+#: (x0, y0, x1, y1): a "core" for the region rule, away from the middle of the window
+REGION = (300, 200, 700, 800)
+
+
+def _assert_region_keeps_what_meets_it(
+    maps: np.ndarray, whole: np.ndarray, part: np.ndarray
+) -> None:
+    """Every instance of ``part`` is one of ``whole``, pixel for pixel, and every instance of
+    ``whole`` whose bounding box meets :data:`REGION` is in ``part``; fewer than ``whole``."""
+    x0, y0, x1, y1 = REGION
+    inside = part > 0
+    pairs, counts = np.unique(np.stack([part[inside], whole[inside]]), axis=1, return_counts=True)
+    assert np.unique(pairs[0]).size == pairs.shape[1]  # one whole label per part label
+    assert (whole[inside] > 0).all()
+    sizes = np.bincount(whole.ravel())
+    np.testing.assert_array_equal(counts, sizes[pairs[1]])  # and all of its pixels
+    meets = [lab for lab, (rows, cols) in enumerate(ndi.find_objects(whole), start=1)
+             if rows.start < y1 and rows.stop > y0 and cols.start < x1 and cols.stop > x0]  # fmt: skip
+    assert len(meets) > 50
+    assert set(meets) <= set(pairs[1].tolist())
+    assert pairs.shape[1] < whole.max() * 0.8
+
+
 def _plateau_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Touching blobs with a three-level distance map: marker ties everywhere."""
     rng = np.random.default_rng(3)
@@ -283,6 +306,7 @@ def test_post_by_components_equals_one_watershed_over_the_window(cmu1_svs: Path)
     want = _whole_window_reference(maps[0], maps[1], maps[2], *params)
     assert got.count > 200  # the region is mostly tissue: hundreds of nuclei
     np.testing.assert_array_equal(got.labels, want)
+    _assert_region_keeps_what_meets_it(maps, got.labels, model.postprocess(maps, REGION).labels)
     fg, bd, dist = _plateau_maps()
     scene = unet_instances(fg, bd, dist=dist, fg_threshold=0.5, boundary_threshold=0.3,
                            dist_threshold=0.5, min_area=5, max_diameter=40, min_marker=2,
