@@ -271,8 +271,12 @@ def _assert_region_keeps_what_meets_it(
     assert (whole[inside] > 0).all()
     sizes = np.bincount(whole.ravel())
     np.testing.assert_array_equal(counts, sizes[pairs[1]])  # and all of its pixels
-    meets = [lab for lab, (rows, cols) in enumerate(ndi.find_objects(whole), start=1)
-             if rows.start < y1 and rows.stop > y0 and cols.start < x1 and cols.stop > x0]  # fmt: skip
+    boxes = enumerate(ndi.find_objects(whole), start=1)
+    meets = [
+        lab
+        for lab, (r, c) in boxes
+        if r.start < y1 and r.stop > y0 and c.start < x1 and c.stop > x0
+    ]
     assert len(meets) > 50
     assert set(meets) <= set(pairs[1].tolist())
     assert pairs.shape[1] < whole.max() * 0.8
