@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
-_FOUR = ndi.generate_binary_structure(2, 1)
+#: 4-connectivity, the flooding's and its components'
+FOUR = ndi.generate_binary_structure(2, 1)
 
 #: More marker pixels than this and neighbouring lowered values could round to the same
 #: float64 (the spacing is gap / (2 * markers); at least 4 float64 steps below this).
@@ -113,11 +116,13 @@ def flood_components(
 
     ``region`` (x0, y0, x1, y1): components whose bounding box misses it are left 0, not
     flooded (a caller that keeps instances by their centroid in ``region`` loses nothing: an
-    instance lies in its component's box, its centroid in its own box). The instance stage
-    passes its tile's core: components wholly in the halo ring are most of the ring's work.
+    instance lies in its component's box, its centroid in its own box). Components that share
+    a marker label (HoVer-Net's dilated markers can bridge two) share one instance, so they are
+    kept or left out together, by the box around all of them. The instance stage passes its
+    tile's core: components wholly in the halo ring are most of the ring's work.
     """
     markers = np.asarray(markers)
-    comps, n_comps = ndi.label(mask, structure=_FOUR)
+    comps, n_comps = ndi.label(mask, structure=FOUR)
     top = int(markers.max(initial=0))
     at = np.flatnonzero(markers)
     inside = comps.reshape(-1)[at]
@@ -135,13 +140,7 @@ def flood_components(
     shared[0] = False
     boxes = ndi.find_objects(comps) if region is not None or shared.any() else []
     if region is not None:
-        x0, y0, x1, y1 = region
-        spans = np.array([(b[0].start, b[0].stop, b[1].start, b[1].stop) for b in boxes],
-                         np.int64).reshape(-1, 4)  # fmt: skip
-        far = np.ones(n_comps + 1, bool)
-        far[1:] = (
-            (spans[:, 0] >= y1) | (spans[:, 1] <= y0) | (spans[:, 2] >= x1) | (spans[:, 3] <= x0)
-        )
+        far = _far(boxes, comp_of, label_of, region)
         lut[far] = 0
         shared &= ~far
     labels = lut[comps]
@@ -151,3 +150,31 @@ def flood_components(
         flooded = flood(elevation[box], np.where(part, markers[box], 0), part, connectivity=1)
         labels[box][part] = flooded[part]
     return labels
+
+
+def _far(
+    boxes: list[tuple[slice, slice]],
+    comp_of: np.ndarray,
+    label_of: np.ndarray,
+    region: tuple[int, int, int, int],
+) -> np.ndarray:
+    """(n_comps + 1,) bool: components (with those they share a marker label with) whose
+    bounding box misses ``region``; index 0 (background) True."""
+    n_comps = len(boxes)
+    spans = np.array([(b[0].start, b[0].stop, b[1].start, b[1].stop) for b in boxes],
+                     np.int64).reshape(-1, 4)  # fmt: skip
+    by_label = np.argsort(label_of, kind="stable")
+    same = label_of[by_label][1:] == label_of[by_label][:-1]
+    if same.any():  # group components joined by a marker label; a group's box spans them all
+        a, b = comp_of[by_label][:-1][same] - 1, comp_of[by_label][1:][same] - 1
+        graph = coo_array((np.ones(a.size), (a, b)), shape=(n_comps, n_comps))
+        n_groups, group = connected_components(graph, directed=False)
+        lo = np.full((n_groups, 2), np.iinfo(np.int64).max)
+        hi = np.full((n_groups, 2), -1)
+        np.minimum.at(lo, group, spans[:, [0, 2]])
+        np.maximum.at(hi, group, spans[:, [1, 3]])
+        spans = np.concatenate([lo, hi], axis=1)[group][:, [0, 2, 1, 3]]
+    x0, y0, x1, y1 = region
+    far = np.ones(n_comps + 1, bool)
+    far[1:] = (spans[:, 0] >= y1) | (spans[:, 1] <= y0) | (spans[:, 2] >= x1) | (spans[:, 3] <= x0)
+    return far

@@ -28,9 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from nucscale.contracts import Segmentation
-from nucscale.models._flood import flood_components
-
-_FOUR = ndi.generate_binary_structure(2, 1)
+from nucscale.models._flood import FOUR, flood_components
 
 
 def _relabel(
@@ -72,7 +70,7 @@ def _markers(seeds: np.ndarray, min_marker: int) -> np.ndarray:
     """4-connected components of ``seeds`` of at least ``min_marker`` px. Small ones are
     cleared through the seed pixels alone (a lookup over the whole window cost as much as the
     labelling)."""
-    markers, n = ndi.label(seeds, structure=_FOUR)
+    markers, n = ndi.label(seeds, structure=FOUR)
     if n:
         flat = markers.reshape(-1)
         at = np.flatnonzero(flat)

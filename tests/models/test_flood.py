@@ -86,6 +86,31 @@ def test_region_leaves_out_components_whose_box_misses_it() -> None:
     np.testing.assert_array_equal(got, np.where(meets[comps], want, 0))
 
 
+
+def test_region_keeps_components_joined_by_a_marker_together() -> None:
+    """A marker label across components (as HoVer-Net's dilated markers can be) is one
+    instance: kept whole when any of it meets the region, also its pieces far from it."""
+    elevation, markers, mask, comps = _plateau_scene(np.float32)
+    boxes = ndi.find_objects(comps)
+    near = [i for i, (r, _) in enumerate(boxes, start=1) if r.start < 105 and r.stop > 95]
+    away = [i for i, (r, _) in enumerate(boxes, start=1) if r.start > 200]
+    joined = int(markers.max()) + 1
+    markers[comps == away[0]] = 0  # the far component floods from the joined marker alone
+    for comp in (near[0], away[0]):
+        y, x = np.argwhere(comps == comp)[0]
+        markers[y, x] = joined
+    want = flood(elevation, markers, mask, connectivity=1)
+    got = flood_components(elevation, markers, mask, region=(0, 95, 300, 105))
+    assert (want[comps == away[0]] == joined).all()
+    assert (got[comps == away[0]] == joined).all()
+    np.testing.assert_array_equal(got[got > 0], want[got > 0])
+    kept = np.unique(got[got > 0])
+    for lab, box in enumerate(ndi.find_objects(want), start=1):
+        if box is not None and box[0].start < 105 and box[0].stop > 95:
+            assert lab in kept and (got[want == lab] == lab).all(), lab
+    assert kept.size < np.unique(want[want > 0]).size / 2
+
+
 def test_scikit_image_alone_depends_on_the_window() -> None:
     """Why :func:`flood` exists: the same scene through plain scikit-image differs by crop."""
     scene = _plateau_scene(np.float32)
