@@ -73,7 +73,6 @@ def test_flooding_by_components_equals_one_flood(dtype: type) -> None:
     assert n > 5
 
 
-
 def test_region_leaves_out_components_whose_box_misses_it() -> None:
     elevation, markers, mask, comps = _plateau_scene(np.float32)
     want = flood(elevation, markers, mask, connectivity=1)
@@ -84,7 +83,6 @@ def test_region_leaves_out_components_whose_box_misses_it() -> None:
     meets[1:] = [r.start < 260 and r.stop > 40 and c.start < 180 and c.stop > 100 for r, c in boxes]
     assert 10 < meets.sum() < meets.size - 10
     np.testing.assert_array_equal(got, np.where(meets[comps], want, 0))
-
 
 
 def test_region_keeps_components_joined_by_a_marker_together() -> None:
