@@ -68,7 +68,7 @@ class _Slide:
     started: float
     started_at: str
     plan: SlidePlan | None = None
-    tasks: list[Future] = field(default_factory=list)
+    tasks: dict[Any, Future] = field(default_factory=dict)  # by key; tiles: until done
 
 
 def _now() -> str:
@@ -98,13 +98,14 @@ def _submit_slide(
             extra["resources"] = {"GPU": 1}
         elif gpu and cpu_only:
             extra.update(workers=cpu_only, allow_other_workers=False)
-        if spec.tile is None:  # finalize: lists of results
+        if spec.tile is None:  # tally, finalize: lists of results
             args: list[Any] = [[futures[k] for k in group] for group in spec.groups]
         else:
             args = [*spec.tile, *(futures[k] for k in spec.deps)]
         futures[spec.key] = client.submit(
-            Guarded(spec.fn), plan_f, *args, key=spec.key, retries=RETRIES, **extra
-        )
+            Guarded(spec.fn), plan_f, *args, key=spec.key, retries=RETRIES,
+            priority=spec.priority, **extra,
+        )  # fmt: skip
     return list(futures.values()), futures[spec.key]
 
 
@@ -261,13 +262,13 @@ class _CohortLoop:
                 Guarded(make_plan), s.inp, self.settings, str(self.out), s.key, info,
                 key=f"plan-{s.inp.slide_id}-{s.key}", retries=RETRIES,
             )  # fmt: skip
-            s.tasks.append(fut)
+            s.tasks[fut.key] = fut
             self._watch(fut, Role.PLAN, s.inp.slide_id)
             self.known += 1
 
     def _close(self, s: _Slide, row: ManifestRow) -> None:
         self.record([row])
-        for t in s.tasks:
+        for t in s.tasks.values():
             self.roles.pop(t.key, None)
             t.release()
         del self.active[s.inp.slide_id]
@@ -281,15 +282,17 @@ class _CohortLoop:
         bad = refused(fut)
         if bad is not None:  # an input error, from any task of the slide
             self._close(s, _failed(s, bad.error))
-        elif role is Role.TILE:
-            pass  # a tile that raised fails its slide through the final task
+        elif role is Role.TILE:  # a tile that raised fails its slide through the final task
+            if fut.status == "finished":  # its dependents hold it as long as they need it
+                self.roles.pop(fut.key, None)
+                s.tasks.pop(fut.key).release()
         elif fut.status != "finished":
             self._close(s, _failed(s, _exception(fut)))
         elif role is Role.PLAN:
             s.plan = fut.result()
             cpu_only = cpu_workers(self.client) if self.gpu else []  # the workers present now
             tasks, final = _submit_slide(self.client, s.plan, fut, self.gpu, cpu_only)
-            s.tasks.extend(tasks)
+            s.tasks.update((t.key, t) for t in tasks)
             for t in tasks:
                 self._watch(t, Role.FINAL if t is final else Role.TILE, sid)
             self.known += len(tasks)

@@ -4,14 +4,20 @@ reads the graph directly; :mod:`nucscale.pipeline._cohort` submits it as it is.
 
     ingest(r,c) ─▶ forward(r,c) [network, GPU resource] ─▶ instances(r,c) ─▶ paint(r,c)
                └─▶ segment(r,c) [one-stage segmenters]  ──────────────────▶ paint(r,c)
-    every stage ─▶ finalize
+    every task of tile row r ─▶ tally(r) [urgent] ─▶ finalize
 
-Keys are ``<stage>-<slide_id>-<settings key>-<row>-<col>`` (``finalize-<slide_id>-<key>``):
-deterministic, so a task resubmitted while the scheduler still knows it is not run twice.
+Finalize waits for one tally per tile row rather than for every task, and a tally runs as soon
+as it can (priority): so the cluster forgets a row's tasks and results once the row is painted
+instead of holding the whole slide's until the end.
+
+Keys are ``<stage>-<slide_id>-<settings key>-<row>-<col>`` (``tally-…-<row>``,
+``finalize-<slide_id>-<key>``): deterministic, so a task resubmitted while the scheduler still
+knows it is not run twice.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +30,7 @@ from nucscale.pipeline._tasks import (
     instances_tile,
     paint_chunk,
     segment_tile,
+    tally_tasks,
 )
 
 Tile = tuple[int, int]
@@ -31,17 +38,19 @@ Tile = tuple[int, int]
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task: ``fn(plan, row, col, *deps)`` (finalize: ``fn(plan, *groups)``, each group a
-    list of dependency results). ``gpu``: needs the ``GPU`` resource; otherwise, on a cluster
-    with GPU workers, it prefers the workers without one."""
+    """One task: ``fn(plan, row, col, *deps)`` (tally and finalize: ``fn(plan, *groups)``, each
+    group a list of dependency results). ``gpu``: needs the ``GPU`` resource; otherwise, on a
+    cluster with GPU workers, it runs on the workers without one. ``priority``: Dask's task
+    priority (higher runs first among ready tasks)."""
 
     key: str
     stage: str
     fn: Callable[..., Any]
     tile: Tile | None
     deps: tuple[str, ...] = ()
-    groups: tuple[tuple[str, ...], ...] = field(default=())  # finalize only
+    groups: tuple[tuple[str, ...], ...] = field(default=())  # tally and finalize only
     gpu: bool = False
+    priority: int = 0
 
 
 def slide_graph(plan: SlidePlan) -> list[TaskSpec]:
@@ -76,11 +85,20 @@ def slide_graph(plan: SlidePlan) -> list[TaskSpec]:
             t: add("segment", segment_tile, t, around(t, grid.reach, ingest), plan.accelerated)
             for t in plan.tiles
         }
-    paint = [
-        add("paint", paint_chunk, t, around(t, grid.reach, segment), False)
+    paint = {
+        t: add("paint", paint_chunk, t, around(t, grid.reach, segment), False)
         for t in plan.paint_tiles()
-    ]
-    groups = (tuple(ingest.values()), tuple(segment.values()), tuple(paint),
-              tuple(forward.values()))  # fmt: skip
+    }
+    rows: dict[int, list[list[str]]] = defaultdict(lambda: [[], [], [], []])
+    for i, stage in enumerate((ingest, segment, paint, forward)):  # tally_tasks' argument order
+        for t, k in stage.items():
+            rows[t[0]][i].append(k)
+    tallies = [
+        TaskSpec(f"tally-{tag}-{r}", "tally", tally_tasks, None,
+                 groups=tuple(tuple(g) for g in rows[r]), priority=1)
+        for r in sorted(rows)
+    ]  # fmt: skip
+    specs.extend(tallies)
+    groups = (tuple(s.key for s in tallies),)
     specs.append(TaskSpec(f"finalize-{tag}", "finalize", finalize_slide, None, groups=groups))
     return specs

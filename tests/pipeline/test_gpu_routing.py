@@ -39,9 +39,9 @@ def test_forward_tasks_run_on_the_gpu_worker_and_the_rest_elsewhere(
     for rec in stream.data:
         stage = str(rec["key"]).split("-", 1)[0]
         where.setdefault(stage, set()).add(rec["worker"])
-    assert {"forward", "instances", "ingest", "paint", "finalize"} <= set(where), where
+    assert {"forward", "instances", "ingest", "paint", "tally", "finalize"} <= set(where), where
     assert where["forward"] == set(gpu), where
-    for stage in ("instances", "ingest", "paint", "finalize"):
+    for stage in ("instances", "ingest", "paint", "tally", "finalize"):
         assert gpu[0] not in where[stage], (stage, where)
 
     with get_client(workers=2, dashboard_address=":0") as client:

@@ -39,7 +39,7 @@ def test_a_network_runs_once_per_patch_and_alone_on_the_gpu(crop: Path, tmp_path
     specs = slide_graph(plan)
     by_key = _check_order(specs)
     stages = {s.stage for s in specs}
-    assert stages == {"ingest", "forward", "instances", "paint", "finalize"}
+    assert stages == {"ingest", "forward", "instances", "paint", "tally", "finalize"}
     forward = [s for s in specs if s.stage == "forward"]
     assert all(s.gpu for s in forward) and not any(s.gpu for s in specs if s.stage != "forward")
     # each patch of the slide is computed by exactly one forward task
@@ -65,15 +65,35 @@ def test_a_network_runs_once_per_patch_and_alone_on_the_gpu(crop: Path, tmp_path
                         assert computed_by[(y, x)] in s.deps, (s.key, y, x)
                     else:
                         assert (y, x) not in computed_by
-    final = specs[-1]
+    _check_tallies(specs)
+
+
+def _check_tallies(specs: list[TaskSpec]) -> None:
+    """Finalize waits for one tally per tile row; each task of the graph is tallied exactly
+    once, by its own row's tally, and tallies jump the queue."""
+    final, tallies = specs[-1], [s for s in specs if s.stage == "tally"]
     assert final.stage == "finalize" and final.tile is None
-    assert set(final.groups[3]) == {s.key for s in forward}
+    assert final.groups == (tuple(s.key for s in tallies),)
+    tiles = [s for s in specs if s.tile is not None]
+    counted = [k for s in tallies for g in s.groups for k in g]
+    assert sorted(counted) == sorted(s.key for s in tiles)
+    row_of = {s.key: s.tile[0] for s in tiles if s.tile is not None}
+    for s in tallies:
+        assert s.priority > 0 and not s.deps
+        assert {row_of[k] for g in s.groups for k in g} == {int(s.key.rsplit("-", 1)[1])}
+    # the groups are in tally_tasks' argument order: ingest, segment, paint, forward
+    stage_of = {s.key: s.stage for s in tiles}
+    order = ({"ingest"}, {"instances", "segment"}, {"paint"}, {"forward"})
+    for s in tallies:
+        for g, want in zip(s.groups, order, strict=True):
+            assert {stage_of[k] for k in g} <= want, (s.key, want)
 
 
 def test_a_classical_segmenter_has_one_stage(crop: Path, tmp_path: Path) -> None:
     plan = _plan(crop, tmp_path, Settings(segmenter="baseline", tile=256))
     specs = slide_graph(plan)
     _check_order(specs)
-    assert {s.stage for s in specs} == {"ingest", "segment", "paint", "finalize"}
+    assert {s.stage for s in specs} == {"ingest", "segment", "paint", "tally", "finalize"}
     assert not any(s.gpu for s in specs)
     assert {s.tile for s in specs if s.stage == "segment"} == set(plan.tiles)
+    _check_tallies(specs)

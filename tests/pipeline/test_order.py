@@ -23,7 +23,13 @@ from hypothesis import strategies as st
 from nucscale.config import Settings
 from nucscale.pipeline import resolve_inputs
 from nucscale.pipeline._plan import make_plan, settings_key
-from nucscale.pipeline._tasks import finalize_slide, ingest_tile, paint_chunk, segment_tile
+from nucscale.pipeline._tasks import (
+    finalize_slide,
+    ingest_tile,
+    paint_chunk,
+    segment_tile,
+    tally_tasks,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +50,7 @@ def _run(slide: Path, out: Path, tile: int, seed: int | None) -> dict[str, str]:
     ingested = [ingest_tile(plan, *t) for t in order(plan.ingest_tiles())]
     segmented = [segment_tile(plan, *t) for t in order(list(plan.tiles))]
     painted = [paint_chunk(plan, *t) for t in order(plan.paint_tiles())]
-    result = finalize_slide(plan, ingested, segmented, painted)
+    result = finalize_slide(plan, [tally_tasks(plan, ingested, segmented, painted)])
     assert result.nuclei > 50
     table = out / "nuclei" / f"slide_id={inp.slide_id}" / "part-0.parquet"
     files = sorted((out / "labels").rglob("*"))
