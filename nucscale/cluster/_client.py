@@ -17,6 +17,7 @@ from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
 from nucscale.cluster._jobqueue import JobOptions
 from nucscale.cluster._malloc import worker_environ
+from nucscale.cluster._profiler import profiler_config
 from nucscale.cluster._versions import check_versions
 from nucscale.errors import ConfigError
 
@@ -144,7 +145,7 @@ def get_client(
     k = 1 if threads is None else threads
     if k < 1:
         raise ConfigError(f"--threads must be at least 1, got {k}")
-    with _moving_port(), dask.config.set(worker_environ()):
+    with _moving_port(), dask.config.set({**worker_environ(), **profiler_config()}):
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
@@ -284,7 +285,8 @@ def gpu_cluster(
             "dashboard_address": dashboard_address,
         },
     }  # fmt: skip
-    with dask.config.set(worker_environ()):  # two malloc arenas per worker
+    # two malloc arenas per worker, no statistical profiler
+    with dask.config.set({**worker_environ(), **profiler_config()}):
         return SpecCluster(
             scheduler=scheduler, workers=specs, worker=cpu, silence_logs=logging.WARNING
         )

@@ -24,6 +24,7 @@ from typing import Any
 import dask.config
 
 from nucscale.cluster._malloc import ARENA_MAX
+from nucscale.cluster._profiler import PROFILE_ENV
 from nucscale.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ _PROLOGUE = [
     "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1",
     f"export MALLOC_ARENA_MAX={ARENA_MAX}",  # malloc arenas per worker (before glibc starts)
     "export DASK_LOGGING__DISTRIBUTED=info",
+    f"export {PROFILE_ENV}=${{{PROFILE_ENV}:-False}}",  # no statistical profiler (_profiler.py)
 ]
 
 

@@ -17,15 +17,17 @@ import yaml
 from nucscale import __version__
 from nucscale.cluster._jobqueue import JobOptions
 from nucscale.cluster._malloc import ARENA_MAX
+from nucscale.cluster._profiler import profiler_env
 from nucscale.errors import ConfigError
 
 #: The image `deploy/Dockerfile` builds for this version (``-cuda`` for GPU workers).
 IMAGE = f"ghcr.io/nucscale/nucscale:{__version__}"
 
-#: Worker environment: one thread for a task's kernels, :data:`ARENA_MAX` malloc arenas.
+#: Worker environment: one thread for a task's kernels, :data:`ARENA_MAX` malloc arenas, no
+#: statistical profiler (:mod:`nucscale.cluster._profiler`).
 _WORKER_ENV = {
     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-    "MALLOC_ARENA_MAX": str(ARENA_MAX),
+    "MALLOC_ARENA_MAX": str(ARENA_MAX), **profiler_env(),
 }  # fmt: skip
 
 

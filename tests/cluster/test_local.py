@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from nucscale.cluster import get_client
@@ -73,17 +75,31 @@ def _arena_max() -> str | None:
     return os.environ.get("MALLOC_ARENA_MAX")
 
 
-def test_workers_start_with_two_malloc_arenas() -> None:
+def _profiling(dask_worker: Any) -> bool:
+    return "profile" in dask_worker.periodic_callbacks
+
+
+def test_workers_start_with_two_malloc_arenas_and_no_profiler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """glibc reads MALLOC_ARENA_MAX at a process's start: it must be in the worker's
-    environment from the spawn on (local LocalCluster and --gpu layout alike)."""
+    environment from the spawn on (local LocalCluster and --gpu layout alike). Dask's
+    statistical profiler is off (nucscale.cluster._profiler), unless the environment asks."""
     from distributed import Client
 
     from nucscale.cluster import gpu_cluster
+    from nucscale.cluster._profiler import PROFILE_ENV
 
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
     with get_client(workers=1, dashboard_address=None) as client:
         assert set(client.run(_arena_max).values()) == {"2"}
+        assert set(client.run(_profiling).values()) == {False}
     with gpu_cluster(1, 1, dashboard_address=None) as cluster, Client(cluster) as client:
         assert set(client.run(_arena_max).values()) == {"2"}
+        assert set(client.run(_profiling).values()) == {False}
+    monkeypatch.setenv(PROFILE_ENV, "True")
+    with get_client(workers=1, dashboard_address=None) as client:
+        assert set(client.run(_profiling).values()) == {True}
 
 
 def test_gpu_cluster_puts_one_worker_on_each_gpu_beside_cpu_workers() -> None:
