@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SMALL_AREA_UM2 = 10.0
 GLASS_LEVEL = 200.0
@@ -42,9 +43,12 @@ QC_COLUMNS = ("area", "mean_r", "mean_g", "mean_b", "od_haematoxylin", "od_eosin
 NOT_NUCLEI = frozenset({"red cell"})
 
 
-def qc_measures(table: pa.Table, modality: str) -> dict[str, float]:
-    """The fractions of the module docstring over the nuclei of ``table`` (the ``QC_COLUMNS``
-    of a slide's nucleus table); brightfield-only measures are left out for fluorescence."""
+def qc_counts(table: pa.Table, modality: str) -> dict[str, tuple[int, int]]:
+    """For each measure of the module docstring, (objects past it, objects it is taken over)
+    in ``table`` (the ``QC_COLUMNS`` of nucleus rows); counts of several tables add up to
+    those of their concatenation. Brightfield-only measures are left out for fluorescence,
+    and the stain measures where no object is a nucleus. Column by column, without a Python
+    object per nucleus."""
     n = table.num_rows
     if n == 0:
         return {}
@@ -52,16 +56,30 @@ def qc_measures(table: pa.Table, modality: str) -> dict[str, float]:
     def col(name: str) -> np.ndarray:
         return table.column(name).to_numpy().astype(np.float64)
 
-    out = {"small_frac": float(np.mean(col("area") < SMALL_AREA_UM2))}
+    out = {"small_frac": (int(np.count_nonzero(col("area") < SMALL_AREA_UM2)), n)}
     nuclei = np.ones(n, dtype=bool)
-    if "type_name" in table.column_names:
-        types = np.asarray(table.column("type_name").to_pylist(), dtype=object)
-        nuclei = ~np.isin(types, list(NOT_NUCLEI))
-    if modality != "fluorescence" and nuclei.any():
-        out["eosin_frac"] = float(np.mean((col("od_haematoxylin") < col("od_eosin"))[nuclei]))
-        rgb = np.stack([col("mean_r"), col("mean_g"), col("mean_b")])[:, nuclei]
-        out["glass_frac"] = float(np.mean((rgb > GLASS_LEVEL).all(axis=0)))
+    if "type_name" in table.column_names:  # plain or dictionary-encoded strings
+        other = pc.is_in(table.column("type_name"), value_set=pa.array(sorted(NOT_NUCLEI)))
+        nuclei = ~np.asarray(other, dtype=bool)
+    m = int(np.count_nonzero(nuclei))
+    if modality != "fluorescence" and m:
+        eosin = (col("od_haematoxylin") < col("od_eosin"))[nuclei]
+        glass = (col("mean_r") > GLASS_LEVEL) & (col("mean_g") > GLASS_LEVEL)
+        glass &= col("mean_b") > GLASS_LEVEL
+        out["eosin_frac"] = (int(np.count_nonzero(eosin)), m)
+        out["glass_frac"] = (int(np.count_nonzero(glass[nuclei])), m)
     return out
+
+
+def qc_fractions(counts: dict[str, tuple[int, int]]) -> dict[str, float]:
+    """The measures from :func:`qc_counts` (summed over tables, if need be)."""
+    return {k: hits / total for k, (hits, total) in counts.items() if total}
+
+
+def qc_measures(table: pa.Table, modality: str) -> dict[str, float]:
+    """The fractions of the module docstring over the nuclei of ``table`` (the ``QC_COLUMNS``
+    of a slide's nucleus table); brightfield-only measures are left out for fluorescence."""
+    return qc_fractions(qc_counts(table, modality))
 
 
 def qc_flags(measures: dict[str, Any], nuclei: int, tissue_mm2: float | None) -> list[str]:

@@ -9,6 +9,7 @@ building it reads one Parquet footer per slide, never the nuclei themselves.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from nucscale.analysis._qc import QC_COLUMNS, qc_flags, qc_measures
+from nucscale.analysis._qc import QC_COLUMNS, qc_counts, qc_flags, qc_fractions
 from nucscale.errors import InputError
 from nucscale.store._atomic import atomic_write
 from nucscale.store._manifest import ManifestRow
@@ -56,27 +57,44 @@ def summarize(
     """Summary (counts per type, mean/median of :data:`KEY_FEATURES`, QC measures and flags)
     and bounding box (x0, y0, x1, y1, level-0 px; None without nuclei) of a slide's tile
     fragment files."""
-    parts = [pq.read_table(p, columns=list(SCAN_COLUMNS)) for p in paths]
-    parts = [t for t in parts if t.num_rows]
-    if not parts:
+    # One fragment at a time: only the key features' values (for the medians) are kept for
+    # the whole slide. Holding the whole scan table (and type names as Python strings) made a
+    # 40,000² slide's summary the highest memory peak of its worker's run.
+    by_type: Counter[str] = Counter()
+    qc: Counter[str] = Counter()
+    qc_total: Counter[str] = Counter()
+    values: dict[str, list[np.ndarray]] = {name: [] for name in KEY_FEATURES}
+    lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+    for path in paths:
+        part = pq.read_table(path, columns=list(SCAN_COLUMNS), read_dictionary=["type_name"])
+        if not part.num_rows:
+            continue
+        for chunk in part.column("type_name").chunks:
+            by_type.update({d["values"]: d["counts"] for d in pc.value_counts(chunk).to_pylist()})
+        for k, (hits, total) in qc_counts(part, modality).items():
+            qc[k] += hits
+            qc_total[k] += total
+        for name in KEY_FEATURES:
+            values[name].append(part.column(name).to_numpy().astype(np.float64))
+        lo = np.minimum(lo, [part.column(c).to_numpy().min() for c in _BBOX[:2]])
+        hi = np.maximum(hi, [part.column(c).to_numpy().max() for c in _BBOX[2:]])
+    n = sum(by_type.values())
+    if not n:
         flags = qc_flags({}, 0, tissue_mm2)
         return {"nuclei": 0, "nuclei_by_type": {}, "qc": {}, "qc_flags": flags}, None
-    table = pa.concat_tables(parts)
-    by_type = pc.value_counts(table.column("type_name").combine_chunks()).to_pylist()
-    measures = qc_measures(table, modality)
+    measures = qc_fractions({k: (qc[k], qc_total[k]) for k in qc_total})
     summary: dict[str, Any] = {
-        "nuclei": table.num_rows,
-        "nuclei_by_type": {d["values"]: d["counts"] for d in sorted(by_type, key=str)},
+        "nuclei": n,
+        "nuclei_by_type": dict(sorted(by_type.items())),
         "qc": measures,
-        "qc_flags": qc_flags(measures, table.num_rows, tissue_mm2),
+        "qc_flags": qc_flags(measures, n, tissue_mm2),
     }
-    for name in KEY_FEATURES:
-        values = table.column(name).to_numpy().astype(np.float64)
-        summary[f"mean_{name}"] = float(values.mean())
-        summary[f"median_{name}"] = float(np.median(values))
-    x0, y0 = (float(table.column(c).to_numpy().min()) for c in _BBOX[:2])
-    x1, y1 = (float(table.column(c).to_numpy().max()) for c in _BBOX[2:])
-    return summary, (x0, y0, x1, y1)
+    for name, parts in values.items():
+        column = np.concatenate(parts)
+        parts.clear()  # one column's copies at a time
+        summary[f"mean_{name}"] = float(column.mean())
+        summary[f"median_{name}"] = float(np.median(column))
+    return summary, (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
 
 
 SLIDES_SCHEMA = pa.schema(

@@ -140,6 +140,39 @@ def test_reader_upgrades_version_1_and_refuses_unknown_versions(tmp_path: Path) 
     assert read_nuclei(current).equals(_table(2, 0))
 
 
+def test_summary_by_fragment_equals_the_summary_of_the_whole_table(tmp_path: Path) -> None:
+    """summarize() reads one fragment at a time (type names dictionary-encoded, each file its
+    own dictionary): counts, QC fractions, means, medians and the box equal those of the
+    concatenated table, computed here directly."""
+    from nucscale.analysis import qc_measures
+    from nucscale.store._slides import KEY_FEATURES
+
+    rng = np.random.default_rng(3)
+    tables = [
+        _table(4, 0, ["red cell", "nucleus", "nucleus", "red cell"]),
+        _table(0, 1),
+        _table(5, 2, ["inflammatory", "nucleus", "inflammatory", "nucleus", "nucleus"]),
+        _table(3, 3, ["nucleus"] * 3),
+    ]
+    for i, t in enumerate(tables):  # varied values: medians and fractions mean something
+        for name in ("area", "mean_r", "mean_g", "mean_b", "od_eosin", "solidity"):
+            values = rng.uniform(1, 255, t.num_rows)
+            col = t.schema.get_field_index(name)
+            tables[i] = t = t.set_column(col, name, pa.array(values, t.schema.field(name).type))
+    whole = pa.concat_tables(tables)
+    summary, bbox = summarize(_write_fragments(tmp_path, tables))
+    assert summary["nuclei"] == 12
+    assert summary["nuclei_by_type"] == {"inflammatory": 2, "nucleus": 8, "red cell": 2}
+    assert summary["qc"] == qc_measures(whole, "brightfield")
+    assert set(summary["qc"]) == {"small_frac", "eosin_frac", "glass_frac"}
+    for name in KEY_FEATURES:
+        values = whole.column(name).to_numpy().astype(np.float64)
+        assert summary[f"mean_{name}"] == float(values.mean())
+        assert summary[f"median_{name}"] == float(np.median(values))
+    boxes = [whole.column(c).to_numpy() for c in ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")]
+    assert bbox == (boxes[0].min(), boxes[1].min(), boxes[2].max(), boxes[3].max())
+
+
 def test_cohort_table_joins_manifest_and_summaries(tmp_path: Path) -> None:
     frags = _write_fragments(tmp_path, [_table(3, 0, ["neoplastic", "inflammatory", "neoplastic"])])
     summary, bbox = summarize(frags)
