@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nucscale.tiling import detect_modality, tissue_mask_for
+from nucscale.tiling import detect_modality, optical_density, tissue_mask_for
 
 
 def _fields(dsb2018: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -40,3 +40,23 @@ def test_fluorescence_mask_keeps_the_nuclei(dsb2018: Path) -> None:
     assert np.mean(coverage) > 0.97
     assert min(coverage) > 0.8
     assert tissue_mask_for(rgb, "none").all()
+
+
+def test_fast_paths_give_the_float32_formulas_values(dsb2018: Path) -> None:
+    """The optical density of 8-bit pixels comes from a table of the 256 levels and the grey
+    level from a sum without a float32 copy: both equal the direct float32 formulas on every
+    level and on the real fields, bit for bit."""
+    from nucscale.tiling._tissue import _grey
+
+    def od(rgb: np.ndarray) -> np.ndarray:
+        return -np.log10(np.clip(rgb.astype(np.float32), 1.0, 255.0) / 255.0)
+
+    levels = np.arange(256, dtype=np.uint8)
+    every = np.stack(np.meshgrid(levels, levels[::-1], levels[::7], indexing="ij"), axis=-1)
+    images = [every, *(rgb for _, rgb, _ in _fields(dsb2018))]
+    for rgb in images:
+        assert optical_density(rgb).dtype == np.float32
+        assert np.array_equal(optical_density(rgb), od(rgb))
+        assert np.array_equal(_grey(rgb), rgb.astype(np.float32).mean(axis=-1))
+    grey16 = (every.astype(np.uint16) * 257)[..., :1].repeat(3, axis=-1)  # not 8-bit: formula
+    assert np.array_equal(optical_density(grey16), od(grey16))
