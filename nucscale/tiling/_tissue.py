@@ -112,8 +112,8 @@ _OD_OF_LEVEL = _od(np.arange(256))
 def optical_density(rgb: np.ndarray) -> np.ndarray:
     """Per-channel optical density -log10(I / 255), with I clipped to [1, 255] (float32).
 
-    8-bit images take it from a table of the 256 levels, the same float32 values: the plan of
-    an 8192² slide spent 0.5 s on the thumbnail's clip and log."""
+    8-bit images take it from a table of the 256 levels, the same float32 values: the clip and
+    log of an 8192² slide's thumbnail took up to 0.5 s of its plan (a serial step)."""
     if rgb.dtype == np.uint8:
         return _OD_OF_LEVEL[rgb]
     return _od(rgb)
