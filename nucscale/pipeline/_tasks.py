@@ -416,19 +416,10 @@ def finalize_slide(plan: SlidePlan, tallies: list[Tally]) -> SlideResult:
     final = nuclei_path(out, plan.slide_id)
     labels = labels_path(out, plan.slide_id)
     total = sum(tallies, Tally())
-    stats: dict[str, Any] = {
-        "ingest_s": total.ingest_s,
-        "segment_s": total.segment_s,
-        "stages": total.stages,
-        "paint_s": total.paint_s,
-    }
-    reused = total.reused
     if not plan.fragments.exists() and finished_with(final, labels, plan.key):
         n = pq.read_metadata(final).num_rows
         flags = tuple(json.loads(read_metadata(final).get("summary", "{}")).get("qc_flags", []))
-        return SlideResult(
-            plan.slide_id, n, write_s=0.0, tiles_reused=reused, qc_flags=flags, **stats
-        )
+        return _slide_result(plan, total, n, 0.0, flags)
     frags = [plan.fragments / f"{_stem(r, c)}.parquet" for r, c in plan.tiles]
     summary, bbox = summarize(frags, plan.modality, plan.tissue_mm2)
     finish_label_image(plan.labels_store, plan.choice.mpp, _image_source(plan))
@@ -444,10 +435,17 @@ def finalize_slide(plan: SlidePlan, tallies: list[Tally]) -> SlideResult:
     replace_dir(plan.labels_store, labels)
     shutil.rmtree(plan.fragments, ignore_errors=True)
     write_s = time.perf_counter() - t0
-    flags = tuple(summary["qc_flags"])
+    return _slide_result(plan, total, n, write_s, tuple(summary["qc_flags"]))
+
+
+def _slide_result(
+    plan: SlidePlan, total: Tally, nuclei: int, write_s: float, flags: tuple[str, ...]
+) -> SlideResult:
     return SlideResult(
-        plan.slide_id, n, write_s=write_s, tiles_reused=reused, qc_flags=flags, **stats
-    )
+        plan.slide_id, nuclei, ingest_s=total.ingest_s, segment_s=total.segment_s,
+        write_s=write_s, tiles_reused=total.reused, stages=total.stages,
+        paint_s=total.paint_s, qc_flags=flags,
+    )  # fmt: skip
 
 
 def _image_source(plan: SlidePlan) -> str | None:
