@@ -66,13 +66,26 @@ def write_tile(path: Path, box: Box, rgb: np.ndarray) -> None:
 
 
 def read_window(path: Path, box: Box) -> np.ndarray:
-    """Read ``box`` (may reach outside the image, which reads white) as RGB uint8."""
+    """Read ``box`` (may reach outside the image, which reads white) as RGB uint8.
+
+    One chunk at a time: zarr decodes every chunk a selection touches at once, and an interior
+    tile's window (its chunk and a halo of its 8 neighbours') touches 9 whole 2048² chunks.
+    Read as one selection, the 2560² window of the 8192² mosaic's tile (1, 1) peaked at 157 MiB
+    above its 19 MiB result (``tracemalloc``), a corner's (4 chunks) at about half that: the
+    worker's peak grew with the share of interior tiles, i.e. with the slide.
+    """
     arr = zarr.open_array(str(path), mode="r")
     h, w = arr.shape[0], arr.shape[1]
     inner = box.intersect(Box(0, 0, w, h))
     out = np.full((box.height, box.width, 3), arr.fill_value, np.uint8)
-    if inner is not None:
-        out[inner.y0 - box.y0 : inner.y1 - box.y0, inner.x0 - box.x0 : inner.x1 - box.x0] = arr[
-            inner.y0 : inner.y1, inner.x0 : inner.x1, :
-        ]
+    if inner is None:
+        return out
+    ch, cw = cast(tuple[int, ...], arr.chunks)[:2]
+    for y in range(inner.y0 // ch * ch, inner.y1, ch):
+        for x in range(inner.x0 // cw * cw, inner.x1, cw):
+            part = inner.intersect(Box(x, y, x + cw, y + ch))
+            if part is not None:
+                out[part.y0 - box.y0 : part.y1 - box.y0, part.x0 - box.x0 : part.x1 - box.x0] = arr[
+                    part.y0 : part.y1, part.x0 : part.x1, :
+                ]
     return out

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 from nucscale.io import open_slide
 from nucscale.tiling import (
@@ -72,6 +73,17 @@ def test_tile_store_roundtrip_and_reuse(tmp_path: Path) -> None:
     assert chunk_exists(store, 1, 1)
     win = read_window(store, Box(100, 100, 300, 280))
     assert np.array_equal(win[28:156, 28:150], tile)
+    # read a chunk at a time: the same as one zarr selection, across chunks and the image edge
+    whole = zarr.open_array(str(store), mode="r")[:]
+    for box in (Box(-20, -5, 270, 310), Box(127, 0, 129, 300), Box(5, 130, 250, 131)):
+        got, inner = read_window(store, box), box.intersect(Box(0, 0, 250, 300))
+        assert inner is not None and got.shape == (box.height, box.width, 3)
+        ys, xs = (
+            slice(inner.y0 - box.y0, inner.y1 - box.y0),
+            slice(inner.x0 - box.x0, inner.x1 - box.x0),
+        )
+        assert np.array_equal(got[ys, xs], whole[inner.y0 : inner.y1, inner.x0 : inner.x1])
+        assert (got == 255).sum() == got.size - got[ys, xs].size + (got[ys, xs] == 255).sum()
     assert (win[:28] == 255).all()  # unwritten chunk reads white
     assert (win[:, 150:] == 255).all()  # outside the image reads white
     create_tile_store(store, (300, 250), 128, attrs)  # same attrs: reused
