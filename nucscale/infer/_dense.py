@@ -108,18 +108,21 @@ class DenseSegmenter(Segmenter):
         gives the same nucleus (DESIGN invariant 1); no network runs here. ``core``: the tile's
         core (global pixels), where the caller keeps nuclei by their centroid; instances whose
         box misses it may be left out (``DenseModel.postprocess``'s ``region``)."""
-        labels = np.zeros((window.height, window.width), np.int32)
+        shape = (window.height, window.width)
         if valid is None:
             empty = np.zeros(0)
-            return Segmentation(labels, empty.astype(np.int16), empty.astype(np.float32),
-                                (0, 0, 0, 0))  # fmt: skip
+            return Segmentation(np.zeros(shape, np.int32), empty.astype(np.int16),
+                                empty.astype(np.float32), (0, 0, 0, 0))  # fmt: skip
         x0, y0 = valid.x0 - window.x0, valid.y0 - window.y0
         region = None
         if core is not None:
             region = (core.x0 - valid.x0, core.y0 - valid.y0, core.x1 - valid.x0,
                       core.y1 - valid.y0)  # fmt: skip
         inner = self.model.postprocess(maps, region)
-        labels[y0 : y0 + valid.height, x0 : x0 + valid.width] = inner.labels
+        labels = inner.labels.astype(np.int32, copy=False)
+        if labels.shape != shape:  # the window reaches past the maps: a window-sized copy
+            labels = np.zeros(shape, np.int32)
+            labels[y0 : y0 + valid.height, x0 : x0 + valid.width] = inner.labels
         box = (x0, y0, x0 + valid.width, y0 + valid.height)
         return Segmentation(labels, inner.types, inner.probs, box)
 

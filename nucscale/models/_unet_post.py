@@ -28,14 +28,18 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from nucscale.contracts import Segmentation
-from nucscale.models._flood import FOUR, flood_components
+from nucscale.models._flood import FOUR, Elevation, flood_components
+
+#: Rows of a window relabelled at once (:func:`_relabel`).
+_ROWS = 256
 
 
 def _relabel(
     labels: np.ndarray, min_area: int, max_diameter: int, peak_ok: np.ndarray | None = None
 ) -> np.ndarray:
     """Drop small / too-large instances (and those where ``peak_ok[label]`` is False);
-    renumber 1..n in raster order of first pixel.
+    renumber 1..n in raster order of first pixel, in ``labels`` itself (int32; a lookup into a
+    new array held a second window of labels at the post-processing's peak).
 
     In O(pixels) passes (bincount, find_objects): a sort of the whole window (``np.unique``)
     cost a third of the post-processing. An instance's first pixel in raster order is on the
@@ -61,9 +65,22 @@ def _relabel(
         top = labels[rows.start, cols]
         first.append(rows.start * width + cols.start + int(np.argmax(top == lab)))
     kept = np.flatnonzero(keep)[np.argsort(np.asarray(first, np.int64), kind="stable")]
-    lut = np.zeros(n + 1, np.int32)
-    lut[kept] = np.arange(1, kept.size + 1, dtype=np.int32)
-    return lut[labels]
+    lut = np.zeros(n + 1, labels.dtype)
+    lut[kept] = np.arange(1, kept.size + 1, dtype=labels.dtype)
+    for top in range(0, labels.shape[0], _ROWS):  # in place, a band at a time
+        band = labels[top : top + _ROWS]
+        band[...] = lut[band]
+    return labels
+
+
+def _one_minus(dist: np.ndarray) -> Elevation:
+    """``1 - dist`` over a box, float32 as from float32 maps; computed only for the boxes the
+    watershed floods (:func:`._flood.flood_components`), never for the whole window."""
+
+    def over(box: tuple[slice, slice]) -> np.ndarray:
+        return np.float32(1.0) - dist[box]
+
+    return over
 
 
 def _markers(seeds: np.ndarray, min_marker: int) -> np.ndarray:
@@ -127,15 +144,16 @@ def unet_instances(
     # without a float32 copy of the window
     mask = fg >= np.float32(fg_threshold)
     seeds = mask & (np.asarray(boundary) < np.float32(boundary_threshold))
-    elevation = np.asarray(boundary)
+    elevation: Elevation = np.asarray(boundary)
     if dist is not None and dist_threshold is not None:
         dist = np.asarray(dist)
         seeds &= dist >= np.float32(dist_threshold)
-        elevation = np.float32(1.0) - dist  # float32, as from float32 maps
+        elevation = _one_minus(dist)
     min_seed = max(1, min_area // 4 if min_marker is None else min_marker)
-    labels = flood_components(
-        elevation, _markers(seeds, min_seed), mask, label_unreached=True, region=region
-    )
+    markers = _markers(seeds, min_seed)
+    del seeds
+    labels = flood_components(elevation, markers, mask, label_unreached=True, region=region)
+    del markers, mask
     peak_ok = None
     if dist is not None and min_core is not None and labels.max() > 0:
         # an instance's centre-distance peak reaches min_core iff one of its pixels does: a

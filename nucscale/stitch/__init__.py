@@ -4,7 +4,9 @@ from nucscale.stitch._ownership import (
     LOCAL_BITS,
     Owned,
     edge_labels,
+    ids_of_ranks,
     owned_instances,
+    owned_ranks,
     relabel_owned,
 )
 from nucscale.stitch._paint import crop_to_content, paint, split_by_chunk
@@ -14,7 +16,9 @@ __all__ = [
     "Owned",
     "crop_to_content",
     "edge_labels",
+    "ids_of_ranks",
     "owned_instances",
+    "owned_ranks",
     "paint",
     "relabel_owned",
     "split_by_chunk",

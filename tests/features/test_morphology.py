@@ -20,6 +20,8 @@ from skimage.measure import regionprops_table
 
 from nucscale.features import MEASURED_COLUMNS, MORPHOLOGY, NUCLEUS_SCHEMA, measure, morphology
 from nucscale.features._convex import convex_areas
+from nucscale.stitch import crop_to_content, owned_instances, owned_ranks
+from nucscale.tiling import Box
 
 #: Our column -> regionprops_table column, for the measures compared at mpp = 1, scale = 1.
 REFERENCE = {
@@ -285,3 +287,28 @@ def test_bad_input_raises(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         measure(labels, rgb, np.asarray(ids), mpp=mpp)
+
+
+def test_owned_ranks_on_their_box_measure_as_the_window(dsb2018: Path) -> None:
+    """The instance stage measures a tile's owned nuclei as ranks 1..n over their bounding box,
+    not as their labels in the whole window: every column the same, bit for bit."""
+    index = json.loads((dsb2018 / "index.json").read_text())
+    entry = max((e for e in index if e["modality"] == "brightfield_he"), key=lambda e: e["nuclei"])
+    labels = np.asarray(Image.open(dsb2018 / f"{entry['file_prefix']}_labels.png")).astype(np.int32)
+    rgb = np.asarray(Image.open(dsb2018 / f"{entry['file_prefix']}_image.png").convert("RGB"))
+    h, w = labels.shape
+    window, core = Box(300, 700, 300 + w, 700 + h), Box(340, 740, 300 + w - 60, 700 + h - 50)
+    owned = owned_instances(labels, window, core, 2)
+    assert 10 < owned.labels.size < np.unique(labels).size - 1
+    want = measure(labels, rgb, owned.labels, mpp=0.5, scale=2.0, origin=(window.x0, window.y0))
+    box, ranks = crop_to_content(window, owned_ranks(labels, owned))
+    assert box.width * box.height < labels.size
+    inside = (
+        slice(box.y0 - window.y0, box.y1 - window.y0),
+        slice(box.x0 - window.x0, box.x1 - window.x0),
+    )
+    got = measure(ranks, rgb[inside], np.arange(1, owned.labels.size + 1), mpp=0.5, scale=2.0,
+                  origin=(box.x0, box.y0))  # fmt: skip
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)

@@ -71,6 +71,16 @@ def test_flooding_by_components_equals_one_flood(dtype: type) -> None:
     unreached, n = ndi.label(mask & (want == 0), structure=ndi.generate_binary_structure(2, 1))
     np.testing.assert_array_equal(numbered[unreached > 0], unreached[unreached > 0] + markers.max())
     assert n > 5
+    # an elevation given over boxes only (the U-Net's 1 - distance): the same labels, and the
+    # function is asked only for boxes, never the window
+    asked: list[tuple[slice, slice]] = []
+
+    def over(box: tuple[slice, slice]) -> np.ndarray:
+        asked.append(box)
+        return elevation[box]
+
+    np.testing.assert_array_equal(flood_components(over, markers, mask), want)
+    assert asked and all(elevation[b].size < elevation.size // 4 for b in asked)
 
 
 def test_region_leaves_out_components_whose_box_misses_it() -> None:

@@ -12,7 +12,9 @@ from nucscale.stitch import (
     LOCAL_BITS,
     crop_to_content,
     edge_labels,
+    ids_of_ranks,
     owned_instances,
+    owned_ranks,
     paint,
     relabel_owned,
     split_by_chunk,
@@ -195,3 +197,21 @@ def test_split_by_chunk_paints_every_chunk_as_the_whole_piece(seed: int) -> None
             piece_box, piece = own[0]
             assert chunk.intersect(piece_box) == piece_box
             assert piece[0].any() and piece[-1].any() and piece[:, 0].any() and piece[:, -1].any()
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 1000), core=st.integers(20, 60))
+def test_ranks_in_place_and_their_ids_are_the_relabelled_window(seed: int, core: int) -> None:
+    """The instance stage writes owned ranks over its own labels, a band of rows at a time,
+    and turns only the kept pieces into ids: the same ids as relabelling the window."""
+    field = nuclei_field(seed, (300, 90), 60, 7)
+    window, tile = Box(0, 0, 90, 300), Box(10, 10, 10 + core, 10 + core)
+    owned = owned_instances(field, window, tile, 3)
+    expected = relabel_owned(field, owned)
+    fresh = owned_ranks(field, owned)
+    assert fresh.dtype == np.int32
+    in_place = field.copy()
+    assert owned_ranks(in_place, owned, out=in_place) is in_place
+    np.testing.assert_array_equal(in_place, fresh)
+    assert in_place.max() == owned.labels.size and (in_place > 0).sum() == (expected > 0).sum()
+    np.testing.assert_array_equal(ids_of_ranks(in_place, owned), expected)
