@@ -110,10 +110,26 @@ def _build_levels(
 
 
 def _subsample(src: zarr.Array, rows: slice, cols: slice) -> np.ndarray:
-    """Every other pixel of the block, read strided: only the quarter kept is materialised
-    (the whole source block of a label pyramid is 4096² int64, 128 MiB: the largest
-    temporary of a slide's finalisation)."""
-    return np.asarray(src[..., rows.start : rows.stop : 2, cols.start : cols.stop : 2])
+    """Every other pixel of the block, read strided and one source chunk at a time: zarr
+    decodes every chunk a selection touches at once, and a label pyramid's source block is
+    four 2048² int64 chunks (128 MiB; the 16384² mosaic's finalisation peaked at 215 MiB
+    traced, +170 MiB resident, in this step). Only the quarter kept is materialised."""
+    h, w = src.shape[-2:]
+    ch, cw = src.chunks[-2:]
+    r0, r1, c0, c1 = rows.start, min(rows.stop, h), cols.start, min(cols.stop, w)
+    out = np.empty((*src.shape[:-2], (r1 - r0 + 1) // 2, (c1 - c0 + 1) // 2), src.dtype)
+    for a in range(r0 - r0 % ch, r1, ch):
+        ya = max(a, r0)
+        ya += (ya - r0) % 2  # the first kept row of this chunk
+        for b in range(c0 - c0 % cw, c1, cw):
+            xb = max(b, c0)
+            xb += (xb - c0) % 2
+            ye, xe = min(a + ch, r1), min(b + cw, c1)
+            if ya < ye and xb < xe:
+                part = np.asarray(src[..., ya:ye:2, xb:xe:2])
+                oy, ox = (ya - r0) // 2, (xb - c0) // 2
+                out[..., oy : oy + part.shape[-2], ox : ox + part.shape[-1]] = part
+    return out
 
 
 def _mean2(src: zarr.Array, rows: slice, cols: slice) -> np.ndarray:

@@ -125,3 +125,32 @@ def test_manifest_merges_rows(tmp_path: Path) -> None:
     assert rows[("a", "/x/a.svs")].status == "done"
     assert rows[("a", "/x/a.svs")].nuclei == 5
     assert rows[("a", "/y/a.svs")].error == "duplicate slide id"
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks"), [((37, 53), (8, 8)), ((2, 40, 41), (2, 7, 9)), ((64, 64), (16, 16))]
+)
+def test_pyramid_subsample_read_a_chunk_at_a_time_is_every_other_pixel(
+    tmp_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...]
+) -> None:
+    """The label pyramid's reduction reads its block one source chunk at a time (odd chunk
+    sizes, blocks past the array's edge, leading axes): every other pixel, as one strided
+    selection of the block gives."""
+    import numpy as np
+    import zarr
+
+    from nucscale.store._omezarr import _subsample
+
+    data = np.random.default_rng(0).integers(1, 100, shape)
+    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=shape, chunks=chunks, dtype="int64")
+    arr[:] = data
+    checked = 0
+    for r0 in range(0, shape[-2], 6):
+        for c0 in range(0, shape[-1], 10):
+            for size in (4, 16, 60):
+                got = _subsample(arr, slice(r0, r0 + size), slice(c0, c0 + size))
+                want = data[..., r0 : r0 + size : 2, c0 : c0 + size : 2]
+                assert got.shape == want.shape
+                np.testing.assert_array_equal(got, want)
+                checked += 1
+    assert checked > 50
