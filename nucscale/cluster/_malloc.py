@@ -54,6 +54,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import sys
 
 from distributed import WorkerPlugin
@@ -118,14 +119,37 @@ def release_free_memory() -> bool:
     return True
 
 
+#: pyarrow's variable for its default memory pool (``system``, ``mimalloc``, ``jemalloc``).
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
+
+
+def arrow_system_pool() -> str:
+    """Make the C library's allocator pyarrow's default pool in this process, unless the user
+    chose one (:data:`ARROW_POOL_ENV`); returns the pool's backend name.
+
+    pyarrow's default, mimalloc, keeps what its threads freed: the finalisation of the 16384²
+    mosaic (slide summary, label pyramid and nucleus table: 64 fragments, 74,172 nuclei, one
+    process, two malloc arenas) grew anonymous memory by 216 MiB with it, by 70 with glibc's
+    (whose free pages :func:`release_free_memory` hands back), while pyarrow's own accounting
+    never saw more than 9.3 MiB allocated at once: high-water 571 -> 523 MiB. A worker's peak
+    at 40,000² was this finalisation (0.742 GiB against 0.67-0.68 through the tiles).
+    """
+    import pyarrow as pa
+
+    if ARROW_POOL_ENV not in os.environ:
+        pa.set_memory_pool(pa.system_memory_pool())
+    return pa.default_memory_pool().backend_name
+
+
 class SteadyMalloc(WorkerPlugin):
-    """Applies :func:`steady_malloc` in each worker process when it joins, and
-    :func:`release_free_memory` after each task it runs."""
+    """Applies :func:`steady_malloc` and :func:`arrow_system_pool` in each worker process when
+    it joins, and :func:`release_free_memory` after each task it runs."""
 
     name = "nucscale-steady-malloc"
 
     def setup(self, worker: object) -> None:
         steady_malloc()
+        arrow_system_pool()
 
     def transition(self, key: object, start: str, finish: str, **kwargs: object) -> None:
         """After each task, what its arrays left free goes back to the kernel."""

@@ -79,27 +79,40 @@ def _profiling(dask_worker: Any) -> bool:
     return "profile" in dask_worker.periodic_callbacks
 
 
+def _arrow_pool() -> str:
+    import pyarrow as pa
+
+    return str(pa.default_memory_pool().backend_name)
+
+
 def test_workers_start_with_two_malloc_arenas_and_no_profiler(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """glibc reads MALLOC_ARENA_MAX at a process's start: it must be in the worker's
     environment from the spawn on (local LocalCluster and --gpu layout alike). Dask's
-    statistical profiler is off (nucscale.cluster._profiler), unless the environment asks."""
+    statistical profiler is off (nucscale.cluster._profiler), unless the environment asks;
+    pyarrow allocates with the C library's allocator (nucscale.cluster._malloc), unless the
+    environment names another pool."""
     from distributed import Client
 
     from nucscale.cluster import gpu_cluster
+    from nucscale.cluster._malloc import ARROW_POOL_ENV
     from nucscale.cluster._profiler import PROFILE_ENV
 
     monkeypatch.delenv(PROFILE_ENV, raising=False)
+    monkeypatch.delenv(ARROW_POOL_ENV, raising=False)
     with get_client(workers=1, dashboard_address=None) as client:
         assert set(client.run(_arena_max).values()) == {"2"}
         assert set(client.run(_profiling).values()) == {False}
+        assert set(client.run(_arrow_pool).values()) == {"system"}
     with gpu_cluster(1, 1, dashboard_address=None) as cluster, Client(cluster) as client:
         assert set(client.run(_arena_max).values()) == {"2"}
         assert set(client.run(_profiling).values()) == {False}
     monkeypatch.setenv(PROFILE_ENV, "True")
+    monkeypatch.setenv(ARROW_POOL_ENV, "mimalloc")
     with get_client(workers=1, dashboard_address=None) as client:
         assert set(client.run(_profiling).values()) == {True}
+        assert set(client.run(_arrow_pool).values()) == {"mimalloc"}
 
 
 def test_gpu_cluster_puts_one_worker_on_each_gpu_beside_cpu_workers() -> None:
