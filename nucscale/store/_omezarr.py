@@ -107,6 +107,7 @@ def _build_levels(
                 small = reduce(src, slice(2 * y, 2 * (y + chunk)), slice(2 * x, 2 * (x + chunk)))
                 if np.any(small != src.fill_value):
                     dst[..., y : y + small.shape[-2], x : x + small.shape[-1]] = small
+                del small  # not held while the next block is read (a 2048² int64 chunk)
 
 
 def _subsample(src: zarr.Array, rows: slice, cols: slice) -> np.ndarray:
