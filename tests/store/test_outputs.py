@@ -154,3 +154,33 @@ def test_pyramid_subsample_read_a_chunk_at_a_time_is_every_other_pixel(
                 np.testing.assert_array_equal(got, want)
                 checked += 1
     assert checked > 50
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks"), [((3, 37, 53), (3, 8, 8)), ((3, 41, 40), (3, 7, 9)), ((64, 66), (16, 16))]
+)
+def test_pyramid_mean_a_chunk_at_a_time_is_the_blocks_mean(
+    tmp_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...]
+) -> None:
+    """The image pyramid's 2 x 2 mean, read one source chunk at a time (even chunks) or as the
+    block (odd ones), is the mean of the whole block, odd edges included."""
+    import numpy as np
+    import zarr
+
+    from nucscale.store._omezarr import _mean2, _mean2_of
+
+    data = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=shape, chunks=chunks, dtype="uint8")
+    arr[:] = data
+    checked = 0
+    for r0 in range(0, shape[-2], 6):
+        for c0 in range(0, shape[-1], 10):
+            for size in (4, 16, 60):
+                got = _mean2(arr, slice(r0, r0 + size), slice(c0, c0 + size))
+                want = _mean2_of(data[..., r0 : r0 + size, c0 : c0 + size])
+                assert got.dtype == np.uint8 and got.shape == want.shape
+                np.testing.assert_array_equal(got, want)
+                checked += 1
+    assert checked > 50
+    # the block formula itself: a 2 x 2 mean, rounded half to even; an odd edge repeats itself
+    assert _mean2_of(np.array([[1, 2, 9], [3, 4, 9]], np.uint8)).tolist() == [[2, 9]]
