@@ -44,7 +44,10 @@ def test_tile_results_are_released_before_finalize(
         rows = run_cohort(client, slides, rejected, settings, tmp_path / "out")
     assert rows[0].status == "done" and (rows[0].nuclei or 0) > 100, rows[0].error
     assert plugin.held is not None
-    stages = sorted({k.split("-", 1)[0] for k in plugin.held})
-    # only the plan (the loop holds it for the slide's tasks) and the row tallies remain
-    assert stages == ["plan", "tally"], plugin.held
-    assert sum(k.startswith("tally-") for k in plugin.held) == 4
+    stages = [k.split("-", 1)[0] for k in plugin.held]
+    # the plan (the loop holds it for the slide's tasks) and the row tallies remain, and at
+    # most the last tile results whose completion the client had not yet taken in when the
+    # scheduler started finalize (its release travels behind); a loop that kept its futures
+    # held all 60 ingest, segment and paint results here
+    assert stages.count("plan") == 1 and stages.count("tally") == 4, plugin.held
+    assert len(stages) - 5 <= 3, plugin.held

@@ -173,7 +173,7 @@ def test_pyramid_mean_a_chunk_at_a_time_is_the_blocks_mean(
     arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=shape, chunks=chunks, dtype="uint8")
     arr[:] = data
     checked = 0
-    for r0 in range(0, shape[-2], 6):
+    for r0 in range(0, shape[-2], 5):  # odd starts read the block at once
         for c0 in range(0, shape[-1], 10):
             for size in (4, 16, 60):
                 got = _mean2(arr, slice(r0, r0 + size), slice(c0, c0 + size))
