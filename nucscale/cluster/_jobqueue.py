@@ -23,7 +23,7 @@ from typing import Any
 
 import dask.config
 
-from nucscale.cluster._malloc import ARENA_MAX
+from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV
 from nucscale.cluster._profiler import PROFILE_ENV
 from nucscale.errors import ConfigError
 
@@ -48,6 +48,7 @@ _GPU_DIRECTIVE = {"slurm": "--gres=gpu:1", "pbs": "-l ngpus=1", "lsf": '-gpu "nu
 _PROLOGUE = [
     "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1",
     f"export MALLOC_ARENA_MAX={ARENA_MAX}",  # malloc arenas per worker (before glibc starts)
+    f"export {ARROW_POOL_ENV}=${{{ARROW_POOL_ENV}:-system}}",  # Arrow's pool (_malloc.py)
     "export DASK_LOGGING__DISTRIBUTED=info",
     f"export {PROFILE_ENV}=${{{PROFILE_ENV}:-False}}",  # no statistical profiler (_profiler.py)
 ]

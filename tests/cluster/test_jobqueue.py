@@ -37,6 +37,7 @@ def test_a_cpu_job_runs_one_single_threaded_worker_per_core() -> None:
     assert "--nthreads 1 --memory-limit 4.00GiB --nworkers 8" in script
     assert "export OMP_NUM_THREADS=1" in script
     assert "export MALLOC_ARENA_MAX=2" in script  # before the worker starts: glibc reads it once
+    assert "export ARROW_DEFAULT_MEMORY_POOL=${ARROW_DEFAULT_MEMORY_POOL:-system}" in script
     # no statistical profiler, unless the submitting shell asked for one
     profile = "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"
     assert f"export {profile}=${{{profile}:-False}}" in script

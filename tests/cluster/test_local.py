@@ -79,10 +79,16 @@ def _profiling(dask_worker: Any) -> bool:
     return "profile" in dask_worker.periodic_callbacks
 
 
-def _arrow_pool() -> str:
+def _arrow_pool() -> tuple[str, str | None]:
+    """pyarrow's default pool, and the variable Arrow's C++ default pool was chosen by when
+    pyarrow loaded (it reads it once)."""
+    import os
+
     import pyarrow as pa
 
-    return str(pa.default_memory_pool().backend_name)
+    from nucscale.cluster._malloc import ARROW_POOL_ENV
+
+    return str(pa.default_memory_pool().backend_name), os.environ.get(ARROW_POOL_ENV)
 
 
 def test_workers_start_with_two_malloc_arenas_and_no_profiler(
@@ -104,15 +110,16 @@ def test_workers_start_with_two_malloc_arenas_and_no_profiler(
     with get_client(workers=1, dashboard_address=None) as client:
         assert set(client.run(_arena_max).values()) == {"2"}
         assert set(client.run(_profiling).values()) == {False}
-        assert set(client.run(_arrow_pool).values()) == {"system"}
+        assert set(client.run(_arrow_pool).values()) == {("system", "system")}
     with gpu_cluster(1, 1, dashboard_address=None) as cluster, Client(cluster) as client:
         assert set(client.run(_arena_max).values()) == {"2"}
         assert set(client.run(_profiling).values()) == {False}
+        assert set(client.run(_arrow_pool).values()) == {("system", "system")}
     monkeypatch.setenv(PROFILE_ENV, "True")
     monkeypatch.setenv(ARROW_POOL_ENV, "mimalloc")
     with get_client(workers=1, dashboard_address=None) as client:
         assert set(client.run(_profiling).values()) == {True}
-        assert set(client.run(_arrow_pool).values()) == {"mimalloc"}
+        assert set(client.run(_arrow_pool).values()) == {("mimalloc", "mimalloc")}
 
 
 def test_gpu_cluster_puts_one_worker_on_each_gpu_beside_cpu_workers() -> None:
