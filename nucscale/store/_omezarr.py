@@ -24,6 +24,7 @@ import numpy as np
 import zarr
 
 from nucscale.errors import InputError
+from nucscale.io._chunks import chunk_pieces
 from nucscale.store._ids import check_slide_id
 
 NGFF_VERSION = "0.5"
@@ -112,17 +113,8 @@ def _build_levels(
 
 def _parts(src: zarr.Array, rows: slice, cols: slice) -> Iterator[tuple[slice, slice]]:
     """The pieces of the block (rows, cols), clipped to the array, that lie in one source
-    chunk each: zarr decodes every chunk a selection touches at once, and a pyramid's source
-    block is four chunks (for labels 4 x 2048² int64, 128 MiB)."""
-    h, w = src.shape[-2:]
-    ch, cw = src.chunks[-2:]
-    r1, c1 = min(rows.stop, h), min(cols.stop, w)
-    for a in range(rows.start - rows.start % ch, r1, ch):
-        for b in range(cols.start - cols.start % cw, c1, cw):
-            yield (
-                slice(max(a, rows.start), min(a + ch, r1)),
-                slice(max(b, cols.start), min(b + cw, c1)),
-            )
+    chunk each (a pyramid's source block is four chunks: for labels 4 x 2048² int64, 128 MiB)."""
+    return chunk_pieces(src.shape[-2:], src.chunks[-2:], rows, cols)
 
 
 def _half_shape(src: zarr.Array, rows: slice, cols: slice) -> tuple[int, ...]:

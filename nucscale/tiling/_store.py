@@ -18,6 +18,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from nucscale.io._base import PAD_VALUE
+from nucscale.io._chunks import chunk_pieces
 from nucscale.tiling._grid import Box
 from nucscale.tiling._markers import is_done, mark_done, reusable
 
@@ -80,12 +81,8 @@ def read_window(path: Path, box: Box) -> np.ndarray:
     out = np.full((box.height, box.width, 3), arr.fill_value, np.uint8)
     if inner is None:
         return out
-    ch, cw = cast(tuple[int, ...], arr.chunks)[:2]
-    for y in range(inner.y0 // ch * ch, inner.y1, ch):
-        for x in range(inner.x0 // cw * cw, inner.x1, cw):
-            part = inner.intersect(Box(x, y, x + cw, y + ch))
-            if part is not None:
-                out[part.y0 - box.y0 : part.y1 - box.y0, part.x0 - box.x0 : part.x1 - box.x0] = arr[
-                    part.y0 : part.y1, part.x0 : part.x1, :
-                ]
+    rows, cols = slice(inner.y0, inner.y1), slice(inner.x0, inner.x1)
+    for ys, xs in chunk_pieces((h, w), arr.chunks[:2], rows, cols):
+        oy, ox = ys.start - box.y0, xs.start - box.x0
+        out[oy : oy + ys.stop - ys.start, ox : ox + xs.stop - xs.start] = arr[ys, xs, :]
     return out
