@@ -37,6 +37,8 @@ from skimage.segmentation import watershed
 
 #: 4-connectivity, the flooding's and its components'
 FOUR = ndi.generate_binary_structure(2, 1)
+#: Rows of a window given their labels at once (:func:`flood_components`).
+_ROWS = 256
 
 #: More marker pixels than this and neighbouring lowered values could round to the same
 #: float64 (the spacing is gap / (2 * markers); at least 4 float64 steps below this).
@@ -153,10 +155,17 @@ def flood_components(
         far = _far(boxes, comp_of, label_of, region)
         lut[far] = 0
         shared &= ~far
-    labels = lut[comps]
-    for comp in np.flatnonzero(shared).tolist():
+    # the labels are written over the components, a band of rows at a time (no second int32
+    # window); a component to flood keeps its number, negated, until it is flooded
+    flooding = np.flatnonzero(shared)
+    lut[flooding] = -flooding
+    labels = comps.astype(np.int32, copy=False)  # scipy's labels are int32 already
+    for y in range(0, labels.shape[0], _ROWS):
+        band = labels[y : y + _ROWS]
+        band[...] = lut[band]
+    for comp in flooding.tolist():
         box = boxes[comp - 1]
-        part = comps[box] == comp
+        part = labels[box] == -comp
         height = elevation(box) if callable(elevation) else elevation[box]
         flooded = flood(height, np.where(part, markers[box], 0), part, connectivity=1)
         labels[box][part] = flooded[part]

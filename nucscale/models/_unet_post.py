@@ -42,14 +42,18 @@ def _relabel(
     new array held a second window of labels at the post-processing's peak).
 
     In O(pixels) passes (bincount, find_objects): a sort of the whole window (``np.unique``)
-    cost a third of the post-processing. An instance's first pixel in raster order is on the
+    cost a third of the post-processing. The counts are taken a band of rows at a time:
+    ``np.bincount`` converts its input to int64, a 50 MiB copy of a 2560² window's labels
+    that was the instance task's peak. An instance's first pixel in raster order is on the
     top row of its bounding box: the leftmost of its pixels there, found in that row of the
     box alone (a scan of every top row of the window cost 2/3 of this function).
     """
     n = int(labels.max(initial=0))
     if n == 0:
         return np.zeros_like(labels, np.int32)
-    counts = np.bincount(labels.ravel(), minlength=n + 1)
+    counts = np.zeros(n + 1, np.int64)
+    for top in range(0, labels.shape[0], _ROWS):  # bincount takes int64: a band, not the window
+        counts += np.bincount(labels[top : top + _ROWS].ravel(), minlength=n + 1)
     keep = (counts >= min_area) & (counts > 0)  # ids may have gaps (dropped markers)
     if peak_ok is not None:
         keep &= peak_ok
