@@ -7,8 +7,8 @@ scikit-image's ``regionprops_table`` is the reference, and the tests check equal
 synthetic and real (DSB 2018) labels. Calling it takes ~0.8 ms of Python per nucleus for the 15
 HoVer-Net measures, mostly per region and per property. Here every measure is computed for all
 nuclei of a window at once with numpy, on the nuclei's own pixels (the work grows with the
-measured pixels, not with the window and its halo); only hole filling stays per nucleus, for
-the few nuclei that have a hole:
+measured pixels, not with the window and its halo); only hole filling stays per nucleus
+(:func:`_filled_area`):
 
 - area, bbox, centroid, inertia tensor (and from it the axis lengths, eccentricity,
   orientation): exact integer moments per label (``np.add.reduceat`` over pixels sorted by label,
@@ -38,7 +38,6 @@ import math
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.measure import label as label_components
 
 from nucscale.features._convex import convex_areas
 from nucscale.features._intensity import intensity
@@ -182,7 +181,7 @@ def _geometry(
     geo = _moments(rows, cols, index, n, ids)
     geo["perimeter"] = _perimeter(padded, rows, cols, index, n)
     geo["euler_number"] = _euler(padded, rows, cols, index, n)
-    geo["filled_area"] = _filled_area(labels, ids, geo, rows, cols, index)
+    geo["filled_area"] = _filled_area(labels, ids, geo)
     geo["solidity"] = geo["area"] / geo["convex_area"]
     return geo
 
@@ -352,29 +351,20 @@ def _euler(
     return np.bincount(index, weights=value, minlength=n).astype(np.int64)
 
 
-def _filled_area(
-    labels: np.ndarray,
-    ids: np.ndarray,
-    geo: dict[str, np.ndarray],
-    rows: np.ndarray,
-    cols: np.ndarray,
-    index: np.ndarray,
-) -> np.ndarray:
-    """Area with holes filled (8-connected background, as regionprops), per label.
+def _filled_area(labels: np.ndarray, ids: np.ndarray, geo: dict[str, np.ndarray]) -> np.ndarray:
+    """Area with holes filled (8-connected background, as regionprops), per label: each
+    nucleus's own mask filled in its bounding box (a box under 3 px a side has no hole).
 
-    With 8-connected foreground, euler_number = components - holes (4-connected holes), and a
-    label without a 4-connected hole has no 8-connected one either; so only labels with
-    ``components > euler_number`` are filled, one bounding box at a time.
+    Filling every nucleus costs about what finding the few with a hole did (the 8-connected
+    components of the measured box, then filling those with more components than their Euler
+    number): 28 / 47 ms and 45 / 45 ms for tiles of 942 and 1,634 nuclei, one core. It needs
+    no labelling of the whole box, whose 8-byte labels and working copy were the largest
+    temporaries of measuring (+64 MiB traced for a 2080 x 2027 box).
     """
-    # connected components on the measured pixels' bounding box only (not the whole window)
-    r0, c0 = int(rows.min()), int(cols.min())
-    crop = labels[r0 : int(rows.max()) + 1, c0 : int(cols.max()) + 1]
-    components = label_components(crop, background=0, connectivity=2)
-    owner = np.full(int(components.max()) + 1, -1, dtype=np.int64)
-    owner[components[rows - r0, cols - c0]] = index
-    n_components = np.bincount(owner[owner >= 0], minlength=ids.size)
     filled = geo["area"].copy()
-    for i in np.flatnonzero(n_components > geo["euler_number"]).tolist():
-        crop = labels[geo["row0"][i] : geo["row1"][i], geo["col0"][i] : geo["col1"][i]] == ids[i]
-        filled[i] = np.count_nonzero(ndi.binary_fill_holes(crop, _FILL_STRUCTURE))
+    boxes = zip(*(geo[k].tolist() for k in ("row0", "row1", "col0", "col1")), strict=True)
+    for i, (r0, r1, c0, c1) in enumerate(boxes):
+        if r1 - r0 >= 3 and c1 - c0 >= 3:
+            mask = labels[r0:r1, c0:c1] == ids[i]
+            filled[i] = np.count_nonzero(ndi.binary_fill_holes(mask, _FILL_STRUCTURE))
     return filled
