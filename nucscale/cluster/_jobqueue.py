@@ -23,8 +23,8 @@ from typing import Any
 
 import dask.config
 
+from nucscale.cluster._housekeeping import SETTINGS, env_name
 from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV
-from nucscale.cluster._profiler import PROFILE_ENV
 from nucscale.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ _PROLOGUE = [
     f"export MALLOC_ARENA_MAX={ARENA_MAX}",  # malloc arenas per worker (before glibc starts)
     f"export {ARROW_POOL_ENV}=${{{ARROW_POOL_ENV}:-system}}",  # Arrow's pool (_malloc.py)
     "export DASK_LOGGING__DISTRIBUTED=info",
-    f"export {PROFILE_ENV}=${{{PROFILE_ENV}:-False}}",  # no statistical profiler (_profiler.py)
+    # no statistical profiler, fewer wake-ups (_housekeeping.py); the user's values win
+    *(f"export {env_name(k)}=${{{env_name(k)}:-{v}}}" for k, v in SETTINGS.items()),
 ]
 
 

@@ -38,9 +38,13 @@ def test_a_cpu_job_runs_one_single_threaded_worker_per_core() -> None:
     assert "export OMP_NUM_THREADS=1" in script
     assert "export MALLOC_ARENA_MAX=2" in script  # before the worker starts: glibc reads it once
     assert "export ARROW_DEFAULT_MEMORY_POOL=${ARROW_DEFAULT_MEMORY_POOL:-system}" in script
-    # no statistical profiler, unless the submitting shell asked for one
+    # no statistical profiler, fewer wake-ups, unless the submitting shell says otherwise
     profile = "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"
     assert f"export {profile}=${{{profile}:-False}}" in script
+    tick = "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL"
+    assert f"export {tick}=${{{tick}:-100ms}}" in script
+    poll = "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL"
+    assert f"export {poll}=${{{poll}:-250ms}}" in script
     assert "distributed.cli.dask_worker" in script and "GPU" not in script
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import dask
 import pytest
 
 from nucscale.cluster import get_client
@@ -79,6 +80,11 @@ def _profiling(dask_worker: Any) -> bool:
     return "profile" in dask_worker.periodic_callbacks
 
 
+def _wake_ups(dask_worker: Any) -> tuple[float, float]:
+    """A worker's or nanny's loop tick and memory poll, in seconds."""
+    return dask_worker._tick_interval, dask_worker.memory_manager.memory_monitor_interval
+
+
 def _arrow_pool() -> tuple[str, str | None]:
     """pyarrow's default pool, and the variable Arrow's C++ default pool was chosen by when
     pyarrow loaded (it reads it once)."""
@@ -91,35 +97,43 @@ def _arrow_pool() -> tuple[str, str | None]:
     return str(pa.default_memory_pool().backend_name), os.environ.get(ARROW_POOL_ENV)
 
 
-def test_workers_start_with_two_malloc_arenas_and_no_profiler(
+def test_workers_start_with_two_malloc_arenas_no_profiler_and_fewer_wake_ups(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """glibc reads MALLOC_ARENA_MAX at a process's start: it must be in the worker's
     environment from the spawn on (local LocalCluster and --gpu layout alike). Dask's
-    statistical profiler is off (nucscale.cluster._profiler), unless the environment asks;
-    pyarrow allocates with the C library's allocator (nucscale.cluster._malloc), unless the
-    environment names another pool."""
+    statistical profiler is off and the loops wake up less often
+    (nucscale.cluster._housekeeping), unless the environment asks otherwise; pyarrow allocates
+    with the C library's allocator (nucscale.cluster._malloc), unless the environment names
+    another pool."""
     from distributed import Client
 
     from nucscale.cluster import gpu_cluster
+    from nucscale.cluster._housekeeping import PROFILE_ENV, SETTINGS, env_name
     from nucscale.cluster._malloc import ARROW_POOL_ENV
-    from nucscale.cluster._profiler import PROFILE_ENV
 
-    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    for key in SETTINGS:
+        monkeypatch.delenv(env_name(key), raising=False)
     monkeypatch.delenv(ARROW_POOL_ENV, raising=False)
     with get_client(workers=1, dashboard_address=None) as client:
         assert set(client.run(_arena_max).values()) == {"2"}
         assert set(client.run(_profiling).values()) == {False}
         assert set(client.run(_arrow_pool).values()) == {("system", "system")}
+        assert set(client.run(_wake_ups).values()) == {(0.1, 0.25)}
+        assert set(client.run(_wake_ups, nanny=True).values()) == {(0.1, 0.25)}
+        assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval) == 0.1
     with gpu_cluster(1, 1, dashboard_address=None) as cluster, Client(cluster) as client:
         assert set(client.run(_arena_max).values()) == {"2"}
         assert set(client.run(_profiling).values()) == {False}
         assert set(client.run(_arrow_pool).values()) == {("system", "system")}
     monkeypatch.setenv(PROFILE_ENV, "True")
     monkeypatch.setenv(ARROW_POOL_ENV, "mimalloc")
-    with get_client(workers=1, dashboard_address=None) as client:
+    tick = "distributed.admin.tick.interval"
+    monkeypatch.setenv(env_name(tick), "50ms")  # and in Dask's configuration, as read at import
+    with dask.config.set({tick: "50ms"}), get_client(workers=1, dashboard_address=None) as client:
         assert set(client.run(_profiling).values()) == {True}
         assert set(client.run(_arrow_pool).values()) == {("mimalloc", "mimalloc")}
+        assert set(client.run(_wake_ups).values()) == {(0.05, 0.25)}
 
 
 def test_gpu_cluster_puts_one_worker_on_each_gpu_beside_cpu_workers() -> None:

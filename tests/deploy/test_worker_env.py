@@ -1,5 +1,5 @@
 """The files in deploy/ start workers with the environment nucscale gives the workers it starts
-itself (nucscale/cluster/_malloc.py, _profiler.py): variables a process reads once, at its
+itself (nucscale/cluster/_malloc.py, _housekeeping.py): variables a process reads once, at its
 start, which no plugin can set later."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nucscale.cluster._housekeeping import SETTINGS, env_name
 from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV, worker_environ
-from nucscale.cluster._profiler import PROFILE_ENV
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy"
 
 #: What every worker's environment holds (a shell default ``${X:-v}`` counts as ``v``).
-WANTED = {"MALLOC_ARENA_MAX": str(ARENA_MAX), ARROW_POOL_ENV: "system", PROFILE_ENV: "False"}
+SPAWNED = {"MALLOC_ARENA_MAX": str(ARENA_MAX), ARROW_POOL_ENV: "system"}
+WANTED = {**SPAWNED, **{env_name(k): str(v) for k, v in SETTINGS.items()}}
 
 
 def _shell_value(text: str, name: str) -> str | None:
@@ -31,7 +32,7 @@ def _shell_value(text: str, name: str) -> str | None:
 
 def test_the_local_nanny_spawns_workers_with_the_same_environment() -> None:
     spawn = {k.rsplit(".", 1)[1]: str(v) for k, v in worker_environ().items()}
-    assert spawn == {k: v for k, v in WANTED.items() if k != PROFILE_ENV}
+    assert spawn == SPAWNED
 
 
 @pytest.mark.parametrize("name", sorted(WANTED))
