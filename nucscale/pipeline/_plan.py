@@ -26,7 +26,7 @@ from nucscale.infer._registry import accepts
 from nucscale.io import ReadOptions, Slide, open_slide
 from nucscale.io._options import DEFAULT
 from nucscale.pipeline._inputs import SlideInput
-from nucscale.store import check_slide_id, create_label_image
+from nucscale.store import add_painted_levels, check_slide_id, create_label_image
 from nucscale.store._atomic import atomic_bytes
 from nucscale.tiling import (
     MODALITIES,
@@ -452,6 +452,8 @@ def _prepare_work(plan: SlidePlan) -> None:
                 "settings_key": plan.key,
             },
         )
+    else:  # kept for a resume: painted by a version that may have written level 0 only
+        add_painted_levels(plan.labels_store)
 
 
 def _with_time(plan: SlidePlan, seconds: float) -> SlidePlan:

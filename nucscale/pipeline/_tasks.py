@@ -52,6 +52,7 @@ from nucscale.store import (
     labels_path,
     level0,
     nuclei_path,
+    paint_levels,
     read_metadata,
     replace_dir,
     summarize,
@@ -375,6 +376,7 @@ def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> f
     labels = paint(chunk, pieces)
     if labels.any():
         level0(plan.labels_store)[chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
+        paint_levels(plan.labels_store, row, col, labels)
     return time.perf_counter() - t0
 
 

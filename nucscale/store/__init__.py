@@ -20,12 +20,14 @@ from nucscale.store._manifest import (
     write_manifest,
 )
 from nucscale.store._omezarr import (
+    add_painted_levels,
     create_label_image,
     finish_label_image,
     image_path,
     labels_path,
     level0,
     open_labels,
+    paint_levels,
     write_grey_image,
     write_image,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "ManifestRow",
     "ManifestWriter",
     "SchemaVersionError",
+    "add_painted_levels",
     "atomic_write",
     "check_slide_id",
     "class_colours",
@@ -72,6 +75,7 @@ __all__ = [
     "manifest_path",
     "nuclei_path",
     "open_labels",
+    "paint_levels",
     "read_classes",
     "read_manifest",
     "read_metadata",

@@ -184,3 +184,52 @@ def test_pyramid_mean_a_chunk_at_a_time_is_the_blocks_mean(
     assert checked > 50
     # the block formula itself: a 2 x 2 mean, rounded half to even; an odd edge repeats itself
     assert _mean2_of(np.array([[1, 2, 9], [3, 4, 9]], np.uint8)).tolist() == [[2, 9]]
+
+
+@pytest.mark.parametrize(("shape", "chunk", "painted"), [((77, 130), 32, 2), ((77, 130), 20, 1),
+                                                          ((64, 66), 12, 0)])  # fmt: skip
+@pytest.mark.parametrize("made_by_level0_only", [False, True])
+def test_painted_levels_and_the_finished_pyramid_are_every_2k_th_pixel(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    shape: tuple[int, int],
+    chunk: int,
+    painted: int,
+    made_by_level0_only: bool,
+) -> None:
+    """Each level-0 chunk's painter writes its chunk of the painted levels; the finishing step
+    builds the rest from the last painted one: level k is level 0 taken every 2**k pixels, edge
+    chunks and empty chunks included, also on a scratch image made with level 0 only (resumed
+    from an earlier version)."""
+    import numpy as np
+    import zarr
+
+    from nucscale.store import _omezarr as om
+
+    monkeypatch.setattr(om, "MIN_LEVEL_SIDE", 4)  # small arrays, several levels
+    monkeypatch.setattr(om, "MIN_PAINTED_CHUNK", 8)
+    assert om.painted_levels(shape, chunk) == painted
+    path = tmp_path / "labels.zarr"
+    if made_by_level0_only:
+        group = zarr.open_group(str(path), mode="w")
+        group.create_array("0", shape=shape, chunks=(chunk, chunk), dtype="int64", fill_value=0)
+        om.add_painted_levels(path)
+    else:
+        om.create_label_image(path, shape, chunk, {"slide_id": "s"})
+    data = np.random.default_rng(1).integers(0, 50, shape)
+    data[:chunk, chunk : 2 * chunk] = 0  # a chunk without nuclei
+    for r in range(-(-shape[0] // chunk)):
+        for c in range(-(-shape[1] // chunk)):
+            block = data[r * chunk : (r + 1) * chunk, c * chunk : (c + 1) * chunk]
+            if block.any():
+                om.level0(path)[r * chunk : (r + 1) * chunk, c * chunk : (c + 1) * chunk] = block
+                om.paint_levels(path, r, c, block)
+    levels = om.finish_label_image(path, 0.5)
+    assert levels == 5
+    group = zarr.open_group(str(path), mode="r")
+    for k in range(levels):
+        level = group[str(k)]
+        assert isinstance(level, zarr.Array)
+        np.testing.assert_array_equal(level[:], data[:: 2**k, :: 2**k], err_msg=f"level {k}")
+        if 0 < k <= painted:
+            assert level.chunks == (chunk >> k, chunk >> k)
