@@ -86,20 +86,25 @@ def painted_levels(shape: tuple[int, ...], chunk: int) -> int:
 
 
 def add_painted_levels(path: Path) -> None:
-    """Create the painted levels of the label image at ``path`` that are missing (all of them
-    for a scratch image made by a version that painted level 0 only)."""
+    """Create the painted levels of the label image at ``path`` that are missing or chunked
+    otherwise (a scratch image of an earlier version: level 0 only, or levels its finishing
+    step built with level 0's chunks, which painters writing parts of one chunk at once would
+    overwrite in each other's place); the painters then fill them."""
     group = zarr.open_group(str(path), mode="r+")
     src = level0(path)
     chunk = src.chunks[-1]
     for k in range(1, painted_levels(src.shape, chunk) + 1):
-        if str(k) not in group:
+        chunks = (chunk >> k, chunk >> k)
+        old = group.get(str(k))
+        if not isinstance(old, zarr.Array) or old.chunks != chunks:
             group.create_array(
                 str(k),
                 shape=tuple(-(-side // 2**k) for side in src.shape),
-                chunks=(chunk >> k, chunk >> k),
+                chunks=chunks,
                 dtype=src.dtype,
                 fill_value=src.fill_value,
                 dimension_names=src.metadata.dimension_names,  # type: ignore[union-attr]
+                overwrite=True,
             )
 
 

@@ -199,8 +199,8 @@ def test_painted_levels_and_the_finished_pyramid_are_every_2k_th_pixel(
 ) -> None:
     """Each level-0 chunk's painter writes its chunk of the painted levels; the finishing step
     builds the rest from the last painted one: level k is level 0 taken every 2**k pixels, edge
-    chunks and empty chunks included, also on a scratch image made with level 0 only (resumed
-    from an earlier version)."""
+    chunks and empty chunks included, also on a scratch image of an earlier version (level 0,
+    and a level 1 of another shape and chunking) kept for a resume."""
     import numpy as np
     import zarr
 
@@ -210,9 +210,11 @@ def test_painted_levels_and_the_finished_pyramid_are_every_2k_th_pixel(
     monkeypatch.setattr(om, "MIN_PAINTED_CHUNK", 8)
     assert om.painted_levels(shape, chunk) == painted
     path = tmp_path / "labels.zarr"
-    if made_by_level0_only:
+    if made_by_level0_only:  # and a level 1 chunked as level 0, by an earlier finishing step
         group = zarr.open_group(str(path), mode="w")
         group.create_array("0", shape=shape, chunks=(chunk, chunk), dtype="int64", fill_value=0)
+        old = group.create_array("1", shape=(1, 1), chunks=(chunk, chunk), dtype="int64")
+        old[:] = 7
         om.add_painted_levels(path)
     else:
         om.create_label_image(path, shape, chunk, {"slide_id": "s"})
