@@ -50,7 +50,6 @@ from nucscale.store import (
     finish_label_image,
     image_path,
     labels_path,
-    level0,
     nuclei_path,
     paint_levels,
     read_metadata,
@@ -374,8 +373,7 @@ def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> f
             pieces.append(piece)
     chunk = grid.core(row, col)
     labels = paint(chunk, pieces)
-    if labels.any():
-        level0(plan.labels_store)[chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
+    if labels.any():  # the chunks of level 0 are the grid's cores
         paint_levels(plan.labels_store, row, col, labels)
     return time.perf_counter() - t0
 

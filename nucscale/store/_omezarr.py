@@ -91,7 +91,8 @@ def add_painted_levels(path: Path) -> None:
     step built with level 0's chunks, which painters writing parts of one chunk at once would
     overwrite in each other's place); the painters then fill them."""
     group = zarr.open_group(str(path), mode="r+")
-    src = level0(path)
+    src = group["0"]
+    assert isinstance(src, zarr.Array)
     chunk = src.chunks[-1]
     for k in range(1, painted_levels(src.shape, chunk) + 1):
         chunks = (chunk >> k, chunk >> k)
@@ -109,12 +110,14 @@ def add_painted_levels(path: Path) -> None:
 
 
 def paint_levels(path: Path, row: int, col: int, labels: np.ndarray) -> None:
-    """Write level 0's chunk (``row``, ``col``), painted as ``labels``, into the painted levels
-    of the label image at ``path`` (:func:`painted_levels`): every 2**k-th pixel into level k."""
+    """Write level 0's chunk (``row``, ``col``), painted as ``labels``, into level 0 and the
+    painted levels of the label image at ``path`` (:func:`painted_levels`): every 2**k-th pixel
+    into level k."""
     group = zarr.open_group(str(path), mode="r+")
-    src = level0(path)
+    src = group["0"]
+    assert isinstance(src, zarr.Array)
     chunk = src.chunks[-1]
-    for k in range(1, painted_levels(src.shape, chunk) + 1):
+    for k in range(painted_levels(src.shape, chunk) + 1):
         small = labels[:: 2**k, :: 2**k]
         if small.any():  # an empty chunk stays unwritten: it reads as the fill value
             y, x = row * (chunk >> k), col * (chunk >> k)

@@ -223,8 +223,7 @@ def test_painted_levels_and_the_finished_pyramid_are_every_2k_th_pixel(
     for r in range(-(-shape[0] // chunk)):
         for c in range(-(-shape[1] // chunk)):
             block = data[r * chunk : (r + 1) * chunk, c * chunk : (c + 1) * chunk]
-            if block.any():
-                om.level0(path)[r * chunk : (r + 1) * chunk, c * chunk : (c + 1) * chunk] = block
+            if block.any():  # level 0 and the painted levels
                 om.paint_levels(path, r, c, block)
     levels = om.finish_label_image(path, 0.5)
     assert levels == 5
