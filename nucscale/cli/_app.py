@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import ClassVar
@@ -63,5 +64,13 @@ def _setup(
 
 
 def main() -> None:
-    """Entry point of the ``nucscale`` script (the package registers the commands)."""
-    app()
+    """Entry point of the ``nucscale`` script (the package registers the commands).
+
+    When the command returns (or fails), the objects it made are frozen out of the garbage
+    collector's reach (``gc.freeze``): the interpreter's exit then clears the modules without
+    walking torch's and Dask's objects again (1.0 -> 0.33 s at the end of ``nucscale run``;
+    :mod:`nucscale.cluster._exit` says what that gives up). Every output is closed by then."""
+    try:
+        app()
+    finally:
+        gc.freeze()

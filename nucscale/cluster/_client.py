@@ -213,13 +213,16 @@ def _moving_port() -> Iterator[None]:
 
 
 def _prepare(client: Client) -> None:
-    """Workers log no traceback for nucscale's own errors (:mod:`nucscale.cluster._quiet`)
-    and keep their buffers between tasks (:mod:`nucscale.cluster._malloc`)."""
+    """Workers log no traceback for nucscale's own errors (:mod:`nucscale.cluster._quiet`),
+    keep their buffers between tasks (:mod:`nucscale.cluster._malloc`) and end without a
+    last walk of the garbage collector (:mod:`nucscale.cluster._exit`)."""
+    from nucscale.cluster._exit import QuickExit
     from nucscale.cluster._malloc import SteadyMalloc
     from nucscale.cluster._quiet import QuietInputErrors
 
     client.register_plugin(QuietInputErrors())
     client.register_plugin(SteadyMalloc())
+    client.register_plugin(QuickExit())
 
 
 def _visible_gpus() -> int:
