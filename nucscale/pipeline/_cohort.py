@@ -26,6 +26,7 @@ from typing import Any
 from distributed import Client, Future, as_completed
 
 from nucscale.cluster import cpu_workers, gpu_workers
+from nucscale.cluster._warm import WarmImports
 from nucscale.config import Settings
 from nucscale.errors import NucscaleError
 from nucscale.pipeline._graph import slide_graph
@@ -43,6 +44,17 @@ from nucscale.store import (
 from nucscale.store._lock import out_lock
 
 log = logging.getLogger(__name__)
+
+#: What the tasks of a slide import in a worker (torch, scikit-image, the readers, the default
+#: model, pyarrow and the pandas it loads to convert arrays): loaded in every worker when the
+#: cohort starts or the worker joins, not in its first task (:mod:`nucscale.cluster._warm`).
+WORKER_MODULES = (
+    "nucscale.pipeline._tasks",
+    "nucscale.models.unet",
+    "tifffile",
+    "imagecodecs",
+    "pandas",
+)
 
 #: Called with (tasks finished, tasks known) as the run progresses.
 ProgressFn = Callable[[int, int], None]
@@ -235,6 +247,8 @@ class _CohortLoop:
         self.manifest.add(rows)
 
     def run(self) -> list[ManifestRow]:
+        if self.queue:  # slides to plan: every worker loads the tasks' libraries first, at once
+            self.client.register_plugin(WarmImports(WORKER_MODULES))
         self.queue.reverse()  # pop() from the end keeps input order
         self._start_next()
         self._report()

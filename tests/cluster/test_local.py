@@ -204,3 +204,21 @@ def test_closing_workers_leave_their_objects_to_the_exit(tmp_path: Any) -> None:
     with get_client(workers=1, dashboard_address=None) as client:
         client.unregister_worker_plugin("nucscale-quick-exit")
         assert set(client.run(_freeze_count).values()) == {0}
+
+
+def _loaded(names: list[str]) -> list[bool]:
+    import sys
+
+    return [n in sys.modules for n in names]
+
+
+def test_workers_load_the_named_modules_when_the_plugin_arrives() -> None:
+    """Every worker imports the modules at once, before any task (nucscale/cluster/_warm.py);
+    one it cannot import is left to the task that needs it."""
+    from nucscale.cluster._warm import WarmImports
+
+    names = ["tifffile", "xml.dom.minidom", "nucscale_no_such_module"]
+    with get_client(workers=2, dashboard_address=None) as client:
+        assert set(map(tuple, client.run(_loaded, names).values())) == {(False, False, False)}
+        client.register_plugin(WarmImports(names))
+        assert set(map(tuple, client.run(_loaded, names).values())) == {(True, True, False)}

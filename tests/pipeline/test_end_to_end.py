@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,6 +90,11 @@ def test_features_equal_scikit_image_on_written_labels(cmu1_run: Path) -> None:
     np.testing.assert_allclose(whole["centroid_y"], whole["centroid-0"], atol=1e-6)
 
 
+def _warmed(dask_worker: Any) -> bool:
+    """Whether the cohort had this worker load its tasks' libraries when it started."""
+    return "nucscale-warm-imports" in dask_worker.plugins
+
+
 def test_rerun_skips_a_finished_slide(cmu1_run: Path, cmu1_svs: Path) -> None:
     before = (
         (cmu1_run / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet").stat().st_mtime_ns
@@ -96,6 +102,7 @@ def test_rerun_skips_a_finished_slide(cmu1_run: Path, cmu1_svs: Path) -> None:
     slides, rejected = resolve_inputs([str(cmu1_svs)])
     with get_client(workers=1, dashboard_address=":0") as client:
         rows = run_cohort(client, slides, rejected, SETTINGS, cmu1_run)
+        assert set(client.run(_warmed).values()) == {False}  # nothing to plan: nothing loaded
     assert rows[0].status == "done"
     after = (
         (cmu1_run / "nuclei" / "slide_id=CMU-1-Small-Region" / "part-0.parquet").stat().st_mtime_ns
@@ -112,6 +119,7 @@ def test_new_settings_reuse_the_tile_store(cmu1_run: Path, cmu1_svs: Path, tmp_p
     slides, rejected = resolve_inputs([str(cmu1_svs)])
     with get_client(workers=2, dashboard_address=":0") as client:
         rows = run_cohort(client, slides, rejected, SETTINGS.replace(halo=130), out)
+        assert list(client.run(_warmed).values()) == [True, True]
     assert rows[0].status == "done"
     assert rows[0].ingest_s == 0.0  # every tile chunk was already in the store
     assert (rows[0].segment_s or 0) > 0
