@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nucscale.tiling import detect_modality, optical_density, tissue_mask_for
@@ -42,11 +43,15 @@ def test_fluorescence_mask_keeps_the_nuclei(dsb2018: Path) -> None:
     assert tissue_mask_for(rgb, "none").all()
 
 
-def test_fast_paths_give_the_float32_formulas_values(dsb2018: Path) -> None:
+def test_fast_paths_give_the_float32_formulas_values(
+    dsb2018: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The optical density of 8-bit pixels comes from a table of the 256 levels and the grey
     level from a sum without a float32 copy: both equal the direct float32 formulas on every
-    level and on the real fields, bit for bit."""
-    from nucscale.tiling._tissue import _grey
+    level and on the real fields, bit for bit; so do the densities summed over the channels
+    and the median grey level (band by band, from a histogram), whatever the band size."""
+    from nucscale.tiling import _tissue
+    from nucscale.tiling._tissue import _grey, _median_grey, _od_sum
 
     def od(rgb: np.ndarray) -> np.ndarray:
         return -np.log10(np.clip(rgb.astype(np.float32), 1.0, 255.0) / 255.0)
@@ -58,5 +63,18 @@ def test_fast_paths_give_the_float32_formulas_values(dsb2018: Path) -> None:
         assert optical_density(rgb).dtype == np.float32
         assert np.array_equal(optical_density(rgb), od(rgb))
         assert np.array_equal(_grey(rgb), rgb.astype(np.float32).mean(axis=-1))
+    rng = np.random.default_rng(0)
+    shapes = [(1, 1), (2, 1), (127, 3), (129, 5), (300, 257)]
+    images = [
+        every[:, :, 5],
+        *images[1:],
+        *(rng.integers(0, 256, (*s, 3), np.uint8) for s in shapes),
+    ]
+    for band in (1, 7, 128):
+        monkeypatch.setattr(_tissue, "_BAND_ROWS", band)
+        for rgb in images:
+            assert np.array_equal(_od_sum(rgb), od(rgb).sum(axis=-1))
+            assert np.array_equal(_grey(rgb), rgb.astype(np.float32).mean(axis=-1))
+            assert _median_grey(rgb) == float(np.median(rgb.astype(np.float32).mean(axis=-1)))
     grey16 = (every.astype(np.uint16) * 257)[..., :1].repeat(3, axis=-1)  # not 8-bit: formula
     assert np.array_equal(optical_density(grey16), od(grey16))
