@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from nucscale.cli._app import app, console
+from nucscale.cli._app import app, console, progress_bar
 from nucscale.cli._results import _fail
 from nucscale.errors import NucscaleError
 
@@ -137,10 +137,9 @@ def simulate(
         raise typer.BadParameter("choose morphology or full", param_hint="--feature-set")
     if min(start, step, rounds, seeds) < 1 or not 0 < test_fraction < 1:
         raise typer.BadParameter("start, step, rounds and seeds are at least 1; test share 0-1")
-    with Progress(
-        TextColumn("[bold]fits"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console,
-    ) as bar:  # fmt: skip
+    with progress_bar(
+        TextColumn("[bold]fits"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as bar:
         task = bar.add_task("simulate", total=None)
         try:
             summary = run_simulation(

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from nucscale.cli._app import app, console
+from nucscale.cli._app import app, console, progress_bar
 from nucscale.cli._cluster_options import (
     AccountOption,
     ClusterOption,
@@ -246,13 +246,8 @@ def run(
         ):
             if client.dashboard_link:
                 console.print(f"dashboard: {client.dashboard_link}", soft_wrap=True)
-            with Progress(
-                TextColumn("[bold]tasks"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=False,
+            with progress_bar(
+                TextColumn("[bold]tasks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
             ) as bar:
                 task = bar.add_task("run", total=None)
                 rows = (

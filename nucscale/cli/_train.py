@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from nucscale.cli._app import app, console
+from nucscale.cli._app import app, console, progress_bar
 from nucscale.errors import NucscaleError
 
 
@@ -132,7 +132,7 @@ def train(
         TimeRemainingColumn(),
     )
     try:
-        with Progress(*columns, console=console, transient=False) as bar:
+        with progress_bar(*columns) as bar:
             task = bar.add_task("train", total=steps, loss=float("nan"))
 
             def report(step: int, loss: float) -> None:

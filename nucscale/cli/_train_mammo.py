@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nucscale.cli._app import console
+from nucscale.cli._app import console, progress_bar
 
 
 def train_mammograms(
@@ -36,7 +36,7 @@ def train_mammograms(
         TextColumn("loss {task.fields[loss]:.4f}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with progress_bar(*columns) as bar:
         task = bar.add_task("train", total=steps, loss=float("nan"))
         net = train_mammo(
             pairs, steps=steps, batch=batch, lr=lr, depth=depth, width=width, seed=seed,

@@ -297,3 +297,31 @@ def test_the_command_leaves_its_objects_to_the_exit() -> None:
     version, frozen = res.stdout.splitlines()
     assert version.startswith("nucscale ")
     assert frozen.startswith("frozen ") and int(frozen.split()[1]) > 1_000
+
+
+def test_progress_bars_redraw_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a pipe or a file the bar is drawn once, when it ends, with no refresh thread (which
+    built the bar's table ten times a second for nobody: 0.03 cores); on a terminal it is
+    redrawn twice a second."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, TextColumn
+
+    from nucscale.cli import _app
+
+    piped = io.StringIO()
+    monkeypatch.setattr(_app, "console", Console(file=piped, force_terminal=False, width=60))
+    with _app.progress_bar(TextColumn("tasks"), MofNCompleteColumn()) as bar:
+        task = bar.add_task("run", total=3)
+        assert bar.live.auto_refresh is False
+        assert bar.live._refresh_thread is None
+        assert piped.getvalue() == ""
+        bar.update(task, completed=3)
+    assert piped.getvalue().split() == ["tasks", "3/3"]
+
+    monkeypatch.setattr(_app, "console", Console(file=io.StringIO(), force_terminal=True))
+    with _app.progress_bar(TextColumn("tasks")) as bar:
+        assert bar.live.auto_refresh is True
+        assert bar.live.refresh_per_second == _app.PROGRESS_REFRESH == 2
+        assert bar.live._refresh_thread is not None
