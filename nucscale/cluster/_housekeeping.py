@@ -24,6 +24,13 @@ with Dask's defaults, 61.6 / 63.4 with these. A loop blocked for longer than
 ``distributed.admin.tick.limit`` (3 s) is still reported; a worker's memory is still checked
 four times a second against its pause and terminate thresholds.
 
+System monitor. Every Dask server (the scheduler, each nanny, each worker) reads the host's and
+its process's CPU, memory, file descriptors, disk and network counters every 500 ms
+(``distributed.admin.system-monitor.interval``) for the dashboard's plots: 4.8 ms a reading on
+this VM (cProfile of the client's loop through a 4096² run: 117 readings, 0.56 s of the loop's
+2.6 s busy), 0.05 cores for a local cluster of two workers. Every 2 s: a quarter of that. The
+workers' memory limits do not use it (they read the process's memory every 250 ms, above).
+
 Each setting is a Dask configuration key; its environment variable (``DASK_...``), where the user
 set it, wins: ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=True`` has the profiler back.
 """
@@ -37,6 +44,7 @@ SETTINGS: dict[str, object] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "100ms",
     "distributed.worker.memory.monitor-interval": "250ms",
+    "distributed.admin.system-monitor.interval": "2s",
 }
 
 

@@ -45,6 +45,8 @@ def test_a_cpu_job_runs_one_single_threaded_worker_per_core() -> None:
     assert f"export {tick}=${{{tick}:-100ms}}" in script
     poll = "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL"
     assert f"export {poll}=${{{poll}:-250ms}}" in script
+    monitor = "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL"
+    assert f"export {monitor}=${{{monitor}:-2s}}" in script
     assert "distributed.cli.dask_worker" in script and "GPU" not in script
 
 

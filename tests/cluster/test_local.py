@@ -80,9 +80,15 @@ def _profiling(dask_worker: Any) -> bool:
     return "profile" in dask_worker.periodic_callbacks
 
 
-def _wake_ups(dask_worker: Any) -> tuple[float, float]:
-    """A worker's or nanny's loop tick and memory poll, in seconds."""
-    return dask_worker._tick_interval, dask_worker.memory_manager.memory_monitor_interval
+def _wake_ups(dask_worker: Any) -> tuple[float, float, float]:
+    """A worker's or nanny's loop tick, memory poll and system monitor, in seconds."""
+    monitor = dask_worker.periodic_callbacks["monitor"].callback_time / 1000
+    return dask_worker._tick_interval, dask_worker.memory_manager.memory_monitor_interval, monitor
+
+
+def _scheduler_monitor(dask_scheduler: Any) -> float:
+    """The scheduler's system monitor interval, in seconds."""
+    return float(dask_scheduler.periodic_callbacks["monitor"].callback_time / 1000)
 
 
 def _arrow_pool() -> tuple[str, str | None]:
@@ -119,9 +125,10 @@ def test_workers_start_with_two_malloc_arenas_no_profiler_and_fewer_wake_ups(
         assert set(client.run(_arena_max).values()) == {"2"}
         assert set(client.run(_profiling).values()) == {False}
         assert set(client.run(_arrow_pool).values()) == {("system", "system")}
-        assert set(client.run(_wake_ups).values()) == {(0.1, 0.25)}
-        assert set(client.run(_wake_ups, nanny=True).values()) == {(0.1, 0.25)}
+        assert set(client.run(_wake_ups).values()) == {(0.1, 0.25, 2.0)}
+        assert set(client.run(_wake_ups, nanny=True).values()) == {(0.1, 0.25, 2.0)}
         assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval) == 0.1
+        assert client.run_on_scheduler(_scheduler_monitor) == 2.0
     with gpu_cluster(1, 1, dashboard_address=None) as cluster, Client(cluster) as client:
         assert set(client.run(_arena_max).values()) == {"2"}
         assert set(client.run(_profiling).values()) == {False}
@@ -133,7 +140,7 @@ def test_workers_start_with_two_malloc_arenas_no_profiler_and_fewer_wake_ups(
     with dask.config.set({tick: "50ms"}), get_client(workers=1, dashboard_address=None) as client:
         assert set(client.run(_profiling).values()) == {True}
         assert set(client.run(_arrow_pool).values()) == {("mimalloc", "mimalloc")}
-        assert set(client.run(_wake_ups).values()) == {(0.05, 0.25)}
+        assert set(client.run(_wake_ups).values()) == {(0.05, 0.25, 2.0)}
 
 
 def test_gpu_cluster_puts_one_worker_on_each_gpu_beside_cpu_workers() -> None:
