@@ -29,16 +29,13 @@ from distributed import WorkerPlugin
 log = logging.getLogger(__name__)
 
 
-def import_all(modules: Iterable[str]) -> list[str]:
-    """Import each module; return those that could not be imported."""
-    failed = []
+def import_all(modules: Iterable[str]) -> None:
+    """Import each module; one that cannot be imported is logged at debug level and skipped."""
     for name in modules:
         try:
             importlib.import_module(name)
         except Exception as exc:  # the task that needs it reports it
             log.debug("could not import %s in advance: %s", name, exc)
-            failed.append(name)
-    return failed
 
 
 class WarmImports(WorkerPlugin):
