@@ -129,6 +129,7 @@ class Sampler:
         self.cpu: dict[int, tuple[float, float]] = {}  # last (user, system) CPU seconds
         self._t0 = time.perf_counter()
         self.names: dict[int, str] = {}
+        self.parents: dict[int, int] = {}
         self.series: dict[int, list[tuple[float, int]]] = {}  # (seconds, RSS) per process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -147,6 +148,7 @@ class Sampler:
                         self.cpu[p.pid] = (t.user, t.system)
                         if p.pid not in self.names:
                             self.names[p.pid] = " ".join(p.cmdline()[:6])
+                            self.parents[p.pid] = p.ppid()
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -173,6 +175,14 @@ class Sampler:
             "top_worker_rss_high_gib": [round(max(v) / GIB, 3) if v else 0.0 for v in spans],
         }
 
+    def is_worker(self, pid: int) -> bool:
+        """A process a nanny spawned, or forked from the command's fork server (a child of a
+        ``multiprocessing.forkserver`` process; nucscale/cluster/_forks.py)."""
+        if pid == self.proc.pid:
+            return False
+        parent = self.names.get(self.parents.get(pid, -1), "")
+        return "spawn_main" in self.names.get(pid, "") or "multiprocessing.forkserver" in parent
+
     def peak(self, pid: int) -> tuple[float, int]:
         """(seconds after the start, RSS) of process ``pid``'s highest sample."""
         return max(self.series.get(pid, [(0.0, 0)]), key=lambda s: s[1])
@@ -180,11 +190,7 @@ class Sampler:
     def summary(self) -> dict[str, Any]:
         peaks = {pid: self.peak(pid)[1] for pid in self.series}
         client = peaks.get(self.proc.pid, 0)
-        workers = {
-            pid: v
-            for pid, v in peaks.items()
-            if pid != self.proc.pid and "spawn_main" in self.names.get(pid, "")
-        }
+        workers = {pid: v for pid, v in peaks.items() if self.is_worker(pid)}
         top = max(workers, key=lambda pid: workers[pid], default=None)
         return {
             **self.course(top),
@@ -253,9 +259,9 @@ def run_once(
         "-m",
         "nucscale",
         "run",
-        str(slide),
+        str(slide.resolve()),
         "--out",
-        str(out),
+        str(out.resolve()),
         "--workers",
         str(workers),
         "--threads",  # one core per worker process: the scaling being measured
@@ -270,7 +276,7 @@ def run_once(
     if gpu:  # one GPU worker beside the CPU workers
         cmd += ["--gpu"]
     if weights:
-        cmd += ["--weights", str(weights)]
+        cmd += ["--weights", str(weights.resolve())]
     gpu_sampler = GpuSampler() if gpu else None
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -278,6 +284,10 @@ def run_once(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        # `python -m` puts its working folder first on the path: from the output's folder the
+        # command imports the nucscale this script imports (PYTHONPATH, the installed one),
+        # not a checkout the benchmark happens to be started in
+        cwd=out.parent,
     )
     sampler = Sampler(psutil.Process(proc.pid))
     _, err = proc.communicate()

@@ -15,6 +15,10 @@
   turns them into instances. Anything a model's input transform needs from the whole slide
   comes from ``DenseModel.calibrate`` (once per slide) and is handed to ``preprocess`` for
   every patch; a statistic of the patch itself would differ between tiles.
+- :data:`WORKER_MODULES`: what a slide's tasks import in a worker. Whoever starts workers
+  loads them in advance (the cohort in every worker it uses, the ``nucscale`` command in the
+  process its local workers fork from); named here, as strings, because learning them from the
+  pipeline would import it.
 
 Implementations live in ``nucscale.infer`` (the baseline, the dense segmenter, the engine, the
 registry) and ``nucscale.models`` (the networks and their post-processing); both import these
@@ -33,6 +37,18 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+#: What the tasks of a slide import in a worker (torch, scikit-image, the readers, the default
+#: model, pyarrow and the pandas it loads to convert arrays): loaded when a worker starts or the
+#: cohort starts, not in its first task (:mod:`nucscale.cluster._warm`,
+#: :mod:`nucscale.cluster._forks`).
+WORKER_MODULES = (
+    "nucscale.pipeline._tasks",
+    "nucscale.models.unet",
+    "tifffile",
+    "imagecodecs",
+    "pandas",
+)
 
 
 @dataclass(frozen=True)

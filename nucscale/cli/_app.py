@@ -23,6 +23,12 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
+#: True in the process the ``nucscale`` command runs in (:func:`main` sets it), False where a
+#: caller runs :data:`app` in its own process (tests, notebooks): process-wide helpers that
+#: outlive a command, such as the local workers' fork server (:mod:`nucscale.cluster._forks`),
+#: start only in the command's own process.
+IS_COMMAND = False
+
 #: Redraws of a progress bar per second on a terminal (rich's default: 10). Each one builds the
 #: bar's table in rich's refresh thread, which also ran with no terminal to draw on (a pipe, a
 #: log file: the table built, nothing printed): 0.03 cores at 10 a second, taken from the
@@ -89,6 +95,8 @@ def main() -> None:
     collector's reach (``gc.freeze``): the interpreter's exit then clears the modules without
     walking torch's and Dask's objects again (1.0 -> 0.33 s at the end of ``nucscale run``;
     :mod:`nucscale.cluster._exit` says what that gives up). Every output is closed by then."""
+    global IS_COMMAND
+    IS_COMMAND = True
     try:
         app()
     finally:

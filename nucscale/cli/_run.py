@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
+from nucscale.cli import _app
 from nucscale.cli._app import app, console, progress_bar
 from nucscale.cli._cluster_options import (
     AccountOption,
@@ -174,6 +175,13 @@ def run(
         raise typer.Exit(2) from None
     if quick:
         _refuse(quick)
+    local_cpu = scheduler is None and workers_at is None and not gpu and (threads or 1) > 0
+    if _app.IS_COMMAND and local_cpu:
+        # local workers fork from a server that imports their libraries during the checks
+        from nucscale.cluster._forks import start_fork_server
+        from nucscale.contracts import WORKER_MODULES
+
+        start_fork_server(WORKER_MODULES, threads or 1)
     from nucscale.cli._run_archive import (
         announce_skipped,
         mammogram_weights,

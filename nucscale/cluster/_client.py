@@ -15,6 +15,7 @@ from typing import Any
 import dask
 from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
+from nucscale.cluster._forks import fork_config, thread_env
 from nucscale.cluster._housekeeping import housekeeping_config
 from nucscale.cluster._jobqueue import JobOptions
 from nucscale.cluster._malloc import worker_environ
@@ -30,15 +31,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def thread_env(threads: int) -> dict[str, str]:
-    """Environment giving a worker process ``threads`` threads for torch, OpenMP and BLAS
-    kernels (Dask's nanny otherwise pins them to the worker's one task thread)."""
-    return {
-        name: str(threads)
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    }
 
 
 @dataclass(frozen=True)
@@ -145,7 +137,8 @@ def get_client(
     k = 1 if threads is None else threads
     if k < 1:
         raise ConfigError(f"--threads must be at least 1, got {k}")
-    with _moving_port(), dask.config.set({**worker_environ(), **housekeeping_config()}):
+    settings = {**worker_environ(), **housekeeping_config(), **fork_config(k)}
+    with _moving_port(), dask.config.set(settings):
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,

@@ -28,6 +28,7 @@ from distributed import Client, Future, as_completed
 from nucscale.cluster import cpu_workers, gpu_workers
 from nucscale.cluster._warm import WarmImports
 from nucscale.config import Settings
+from nucscale.contracts import WORKER_MODULES
 from nucscale.errors import NucscaleError
 from nucscale.pipeline._graph import slide_graph
 from nucscale.pipeline._guard import Guarded, refused
@@ -44,17 +45,6 @@ from nucscale.store import (
 from nucscale.store._lock import out_lock
 
 log = logging.getLogger(__name__)
-
-#: What the tasks of a slide import in a worker (torch, scikit-image, the readers, the default
-#: model, pyarrow and the pandas it loads to convert arrays): loaded in every worker when the
-#: cohort starts or the worker joins, not in its first task (:mod:`nucscale.cluster._warm`).
-WORKER_MODULES = (
-    "nucscale.pipeline._tasks",
-    "nucscale.models.unet",
-    "tifffile",
-    "imagecodecs",
-    "pandas",
-)
 
 #: Called with (tasks finished, tasks known) as the run progresses.
 ProgressFn = Callable[[int, int], None]

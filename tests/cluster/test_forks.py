@@ -1,0 +1,150 @@
+"""Local workers forked from the command's fork server (nucscale/cluster/_forks.py).
+
+The fork server belongs to its process for that process's life, so what it does is checked in a
+fresh interpreter (:data:`_PROBE`), which prints what its workers report as JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from nucscale.cli import _app, app
+from nucscale.cluster import _forks
+from nucscale.contracts import WORKER_MODULES
+
+#: Starts a fork server for one-thread workers that imports tifffile (and two modules that fail:
+#: one raises at import, one does not exist), then a 2-worker local cluster (forked) and a
+#: 2-thread one (spawned: the server's threads do not match).
+_PROBE = r"""
+import json, os, sys
+
+def probe(dask_worker):
+    import psutil, torch
+    import pyarrow as pa
+    parent = " ".join(psutil.Process().parent().cmdline())
+    names = ("MALLOC_ARENA_MAX", "ARROW_DEFAULT_MEMORY_POOL", "OMP_NUM_THREADS", "PYTHONHASHSEED")
+    # the environment the process was started with (a forked one: its server's), which is
+    # what glibc, OpenMP and Arrow read; os.environ also holds what the nanny set later
+    with open("/proc/self/environ", "rb") as f:
+        start = dict(v.decode().split("=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    return {
+        "forked": "multiprocessing.forkserver" in parent,
+        "tifffile_at_start": "tifffile" in sys.modules,
+        "env": {n: start.get(n) for n in names},
+        "torch_threads": torch.get_num_threads(),
+        "arrow_pool": pa.default_memory_pool().backend_name,
+        "profiling": "profile" in dask_worker.periodic_callbacks,
+        "tick": dask_worker._tick_interval,
+    }
+
+if __name__ == "__main__":
+    from nucscale.cluster import get_client
+    from nucscale.cluster._forks import fork_config, start_fork_server
+
+    out = {"before": fork_config(1)}
+    modules = ["broken_at_import", "nucscale_no_such_module", "tifffile"]
+    out["started"] = start_fork_server(modules, threads=1)
+    out["again"] = start_fork_server(modules, threads=1)
+    out["after"] = fork_config(1)
+    out["parent_env"] = os.environ.get("MALLOC_ARENA_MAX")
+    with get_client(workers=2, dashboard_address=None) as client:
+        out["one_thread"] = list(client.run(probe).values())
+        out["result"] = client.submit(sum, [1, 2, 3]).result()
+    with get_client(workers=1, threads=2, dashboard_address=None) as client:
+        out["two_threads"] = list(client.run(probe).values())
+    print(json.dumps(out))
+"""
+
+_CLEAN = ("MALLOC_ARENA_MAX", "ARROW_DEFAULT_MEMORY_POOL", "OMP_NUM_THREADS", "PYTHONHASHSEED")
+
+
+def test_local_workers_fork_from_the_server_with_a_spawned_worker_s_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Forked workers start with the server's modules (one that fails to import is skipped,
+    without a traceback) and the environment a spawned worker gets (malloc arenas, Arrow's
+    pool, one kernel thread, Dask's hash seed) and run tasks; a cluster whose threads differ
+    from the server's spawns; the command's own environment is left as it was."""
+    for name in _CLEAN:
+        monkeypatch.delenv(name, raising=False)
+    script = tmp_path / "probe.py"
+    script.write_text(_PROBE)
+    (tmp_path / "broken_at_import.py").write_text("raise RuntimeError('broken at import')\n")
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "broken at import" not in res.stderr, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["before"] == {} and out["started"] is True and out["again"] is False
+    assert out["after"] == {"distributed.worker.multiprocessing-method": "forkserver"}
+    assert out["parent_env"] is None
+    assert out["result"] == 6
+    env = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system",
+           "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "6640"}  # fmt: skip
+    assert len(out["one_thread"]) == 2
+    for worker in out["one_thread"]:
+        assert worker == {"forked": True, "tifffile_at_start": True, "env": env,
+                          "torch_threads": 1, "arrow_pool": "system", "profiling": False,
+                          "tick": 0.1}  # fmt: skip
+    (spawned,) = out["two_threads"]
+    assert spawned["forked"] is False and spawned["tifffile_at_start"] is False
+    # spawned: Dask's one thread at the start, the nanny's two set before torch loads
+    assert spawned["env"] == env and spawned["torch_threads"] == 2
+
+
+def test_the_start_environment_is_what_the_nanny_would_spawn_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dask's pre-spawn variables with nucscale's, the user's values first, the threads."""
+    for name in _CLEAN:
+        monkeypatch.delenv(name, raising=False)
+    env = _forks.worker_start_env(3)
+    assert env["MALLOC_ARENA_MAX"] == "2" and env["ARROW_DEFAULT_MEMORY_POOL"] == "system"
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "65536" and env["PYTHONHASHSEED"] == "6640"
+    assert {env[n] for n in _forks.THREAD_VARIABLES} == {"3"}
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    monkeypatch.setenv("PYTHONHASHSEED", "11")  # Dask's nanny gives its own seed all the same
+    env = _forks.worker_start_env(1)
+    assert env["MALLOC_ARENA_MAX"] == "4" and env["PYTHONHASHSEED"] == "6640"
+
+
+def _recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[str, ...], int]]:
+    calls: list[tuple[tuple[str, ...], int]] = []
+
+    def record(modules: Any, threads: int = 1) -> bool:
+        calls.append((tuple(modules), threads))
+        return True
+
+    monkeypatch.setattr(_forks, "start_fork_server", record)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "started"),
+    [
+        (True, [], [(WORKER_MODULES, 1)]),
+        (True, ["--threads", "2"], [(WORKER_MODULES, 2)]),
+        (True, ["--gpu"], []),
+        (False, [], []),
+    ],
+)
+def test_only_the_command_starts_the_server_and_only_for_local_cpu_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, command: bool, extra: list[str],
+    started: list[Any],
+) -> None:  # fmt: skip
+    """The server starts after the quick checks, for a local cluster of CPU workers, in the
+    command's own process: not for the --gpu layout, not in a caller's process
+    (here the input is not a slide, so the run stops at the next check)."""
+    calls = _recorded(monkeypatch)
+    monkeypatch.setattr(_app, "IS_COMMAND", command)
+    not_a_slide = tmp_path / "notes.txt"
+    not_a_slide.write_text("not a slide")
+    args = ["run", str(not_a_slide), "--out", str(tmp_path / "out"), *extra]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert calls == started
