@@ -14,7 +14,8 @@ import os
 
 from nucscale.cluster._warm import import_all
 
-#: The environment variable that names the modules (set in the server's environment only).
+#: The environment variable that names the modules (in the server's environment; the workers
+#: forked from it inherit it with the module already loaded, so nothing runs again).
 IMPORTS_ENV = "NUCSCALE_FORK_IMPORTS"
 
 import_all(name for name in os.environ.get(IMPORTS_ENV, "").split(",") if name)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterable
 from multiprocessing import forkserver
 
@@ -56,7 +57,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 #: Python's hash seed Dask's nanny gives every worker unless the environment names one.
 DASK_HASH_SEED = "6640"
 
-#: Threads per worker of the server this process started (None: it started none).
+#: Threads per worker of the server this process started (empty: it started none).
 _STARTED: list[int] = []
 
 
@@ -81,9 +82,10 @@ def worker_start_env(threads: int) -> dict[str, str]:
 def start_fork_server(modules: Iterable[str], threads: int = 1) -> bool:
     """Start this process's fork server with the environment of workers that have
     ``threads`` threads, importing ``distributed`` and ``modules`` (in the server, while this
-    process goes on; :mod:`nucscale.cluster._fork_preload`). Returns False where there is no
-    fork server (not POSIX) or this process started one already."""
-    if _STARTED or "forkserver" not in multiprocessing.get_all_start_methods():
+    process goes on; :mod:`nucscale.cluster._fork_preload`). Returns False off Linux (macOS's
+    system libraries are not safe to fork once loaded; Windows has no fork) or where this
+    process started one already."""
+    if _STARTED or not sys.platform.startswith("linux"):
         return False
     multiprocessing.get_context("forkserver").set_forkserver_preload(
         ["distributed", "nucscale.cluster._fork_preload"]

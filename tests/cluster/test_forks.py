@@ -148,3 +148,10 @@ def test_only_the_command_starts_the_server_and_only_for_local_cpu_workers(
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
     assert calls == started
+
+
+def test_no_server_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS's system libraries are not safe to fork once loaded: workers spawn there."""
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert _forks.start_fork_server(["tifffile"]) is False
+    assert _forks.fork_config(1) == {}
