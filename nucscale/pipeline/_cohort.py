@@ -236,9 +236,19 @@ class _CohortLoop:
         self.rows.extend(rows)
         self.manifest.add(rows)
 
+    def _warm_workers(self) -> None:
+        """Have every worker import the tasks' libraries (:class:`WarmImports`). A worker that
+        leaves while it loads (a cancelled job, a lost pod) breaks the scheduler's broadcast
+        and the call fails; the run goes on: the scheduler kept the plugin for workers that
+        join, and a worker without it loads the libraries in its first task."""
+        try:
+            self.client.register_plugin(WarmImports(WORKER_MODULES))
+        except OSError as exc:  # distributed's CommClosedError is one
+            log.debug("not every worker loaded the tasks' libraries in advance: %s", exc)
+
     def run(self) -> list[ManifestRow]:
         if self.queue:  # slides to plan: every worker loads the tasks' libraries first, at once
-            self.client.register_plugin(WarmImports(WORKER_MODULES))
+            self._warm_workers()
         self.queue.reverse()  # pop() from the end keeps input order
         self._start_next()
         self._report()

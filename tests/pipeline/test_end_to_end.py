@@ -110,6 +110,32 @@ def test_rerun_skips_a_finished_slide(cmu1_run: Path, cmu1_svs: Path) -> None:
     assert before == after
 
 
+def test_a_worker_lost_while_it_loads_its_libraries_does_not_stop_the_run(
+    cmu1_run: Path, cmu1_svs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that leaves while the cohort has the workers load their libraries (a job
+    cancelled then) fails the plugin's broadcast; the slide is still done, the same as before."""
+    from distributed import Client
+    from distributed.comm import CommClosedError
+
+    from nucscale.cluster._warm import WarmImports
+
+    register = Client.register_plugin
+
+    def broken(self: Client, plugin: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(plugin, WarmImports):
+            raise CommClosedError("in <TCP (closed) register_worker_plugin>: Stream is closed")
+        return register(self, plugin, *args, **kwargs)
+
+    slides, rejected = resolve_inputs([str(cmu1_svs)])
+    with get_client(workers=1, dashboard_address=":0") as client:
+        monkeypatch.setattr(Client, "register_plugin", broken)
+        rows = run_cohort(client, slides, rejected, SETTINGS, tmp_path)
+    assert rows[0].status == "done", rows[0].error
+    part = "nuclei/slide_id=CMU-1-Small-Region/part-0.parquet"
+    assert pq.read_table(tmp_path / part).equals(pq.read_table(cmu1_run / part))
+
+
 def test_new_settings_reuse_the_tile_store(cmu1_run: Path, cmu1_svs: Path, tmp_path: Path) -> None:
     """A rerun with other segmentation settings recomputes nuclei but not the ingested tiles."""
     out = tmp_path / "copy"
