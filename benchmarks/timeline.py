@@ -2,7 +2,9 @@
 
 ``benchmarks/pipeline.py`` gives the CPU-seconds of each stage summed over tasks; this gives
 their placement in time. The mosaic (benchmarks/mosaic.py) is processed by ``run_cohort`` in this
-process under ``distributed.get_task_stream``; reported, in seconds:
+process under ``distributed.get_task_stream``, on the local cluster ``nucscale run`` starts (its
+workers forked from a server that loaded their libraries, with nucscale's worker environment and
+plugins); reported, in seconds:
 
 - ``cluster_start_s`` (the local cluster, every worker up) and ``run_s`` (the cohort call);
 - per stage (``ingest``, ``forward``, ``instances``, ``paint``, ``finalize``...): tasks, summed
@@ -29,6 +31,7 @@ With ``--gpu`` the cluster is ``nucscale run --gpu``'s (:func:`nucscale.cluster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -166,30 +169,35 @@ def main() -> None:
     ap.add_argument("--mosaics", type=Path, default=Path("mosaics"))
     args = ap.parse_args()
 
-    from distributed import Client, LocalCluster, get_task_stream
+    from distributed import Client, get_task_stream
 
-    from nucscale.cluster import gpu_cluster
+    from nucscale.cluster import get_client, gpu_cluster
     from nucscale.cluster._client import _prepare
+    from nucscale.cluster._forks import start_fork_server
     from nucscale.config import Settings
+    from nucscale.contracts import WORKER_MODULES
     from nucscale.pipeline import resolve_inputs, run_cohort
 
+    if not args.gpu:  # as `nucscale run` does: CPU workers forked with their libraries loaded
+        start_fork_server(WORKER_MODULES)
     slide = make_mosaic(args.mosaics, args.size)
     settings = Settings(segmenter=args.model, tile=args.tile, weights=args.weights)
     slides, rejected = resolve_inputs([str(slide)])
     t_start = time.perf_counter()
     gpus = 0
-    if args.gpu:
-        import torch
+    with contextlib.ExitStack() as stack:
+        if args.gpu:
+            import torch
 
-        gpus = torch.cuda.device_count()
-        cluster = gpu_cluster(gpus, args.workers, dashboard_address=None,
-                              gpu_tasks=args.gpu_tasks)  # fmt: skip
-    else:
-        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1,
-                               dashboard_address=None)  # fmt: skip
-    with cluster, Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
+            gpus = torch.cuda.device_count()
+            cluster = stack.enter_context(gpu_cluster(gpus, args.workers, dashboard_address=None,
+                                                      gpu_tasks=args.gpu_tasks))  # fmt: skip
+            client = stack.enter_context(Client(cluster))
+            _prepare(client)
+        else:  # the command's local cluster: its workers' environment and plugins
+            client = stack.enter_context(get_client(workers=args.workers, dashboard_address=None))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
         client.wait_for_workers(args.workers + gpus)
-        _prepare(client)
         client.register_plugin(StageLog())
         if args.rss:
             client.register_plugin(RssLog())
