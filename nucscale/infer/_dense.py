@@ -13,11 +13,12 @@ edge (except where it is the image's own edge).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
 from nucscale.contracts import Calibration, DenseModel, Segmentation, Segmenter
-from nucscale.infer._engine import predict_patches, predict_region
+from nucscale.infer._engine import iter_patches, predict_region
 from nucscale.tiling import maps_extent
 from nucscale.tiling._grid import Box
 
@@ -84,13 +85,17 @@ class DenseSegmenter(Segmenter):
     def forward(
         self, rgb: np.ndarray, origin: tuple[int, int], starts: list[tuple[int, int]],
         calibration: Calibration,
-    ) -> np.ndarray:  # fmt: skip
-        """(N, K, out, out) maps of the patches at global ``starts``, from ``rgb`` whose
-        top-left is global pixel ``origin`` (x, y) and which holds :meth:`input_box`."""
+    ) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:  # fmt: skip
+        """The maps of the patches at global ``starts``, batch by batch: (their starts, their
+        (n, K, out, out) maps), from ``rgb`` whose top-left is global pixel ``origin`` (x, y)
+        and which holds :meth:`input_box`."""
         ox, oy = origin
         local = [(y - oy, x - ox) for y, x in starts]
-        return predict_patches(self.model, rgb, local, batch_size=self.batch_size,
-                               calibration=calibration.values)  # fmt: skip
+        done = 0
+        for maps in iter_patches(self.model, rgb, local, batch_size=self.batch_size,
+                                 calibration=calibration.values):  # fmt: skip
+            yield starts[done : done + len(maps)], maps
+            done += len(maps)
 
     def valid_box(self, window: Box, extent: tuple[int, int]) -> Box | None:
         """The global region of a window whose stored maps the instance stage reads: the

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from nucscale.contracts import DenseModel
+from nucscale.contracts import Calibration, DenseModel
 from nucscale.infer._dense import DenseSegmenter
 from nucscale.infer._engine import (
     MAPS_DTYPE,
+    iter_patches,
     patch_grid,
     predict_image,
     predict_patches,
@@ -138,3 +139,21 @@ def test_a_halo_short_of_min_halo_changes_nuclei(tiny_model: DenseModel, image: 
         for c in range(grid.n_cols):
             tiled += _owned_masks(seg, store, grid.window(r, c), grid.core(r, c), grid.index(r, c))
     assert set(tiled) != set(whole)
+
+
+def test_patches_batch_by_batch_are_the_patches_at_once(
+    tiny_model: DenseModel, image: np.ndarray
+) -> None:
+    """What the slide's forward task stores batch by batch (:func:`iter_patches` through
+    :meth:`DenseSegmenter.forward`) is :func:`predict_patches`' result, in the same order."""
+    starts = [(y, x) for y in (3, 35, 67) for x in (3, 35, 67, 99)]  # 12 patches
+    whole = predict_patches(tiny_model, image, starts, batch_size=5)
+    parts = list(iter_patches(tiny_model, image, starts, batch_size=5))
+    assert [len(p) for p in parts] == [5, 5, 2]
+    assert np.array_equal(np.concatenate(parts), whole)
+    # the segmenter hands out global starts with each batch; origin (x, y) = (10, 20)
+    seg = DenseSegmenter(tiny_model, batch_size=5)
+    glob = [(y + 20, x + 10) for y, x in starts]
+    got = list(seg.forward(image, (10, 20), glob, Calibration({})))
+    assert [s for s, _ in got] == [glob[:5], glob[5:10], glob[10:]]
+    assert np.array_equal(np.concatenate([m for _, m in got]), whole)
