@@ -47,9 +47,13 @@ from multiprocessing import forkserver
 
 import dask
 
-from nucscale.cluster._fork_preload import IMPORTS_ENV
 from nucscale.cluster._malloc import worker_environ
 
+#: The environment variable that names the modules the server imports (comma-separated; read
+#: by :mod:`nucscale.cluster._fork_preload`, which must not be imported from here: the package's
+#: ``__init__`` imports this module, and the preload's imports, run while the package was still
+#: loading, failed on a circular import for every module that imports ``nucscale.cluster``).
+IMPORTS_ENV = "NUCSCALE_FORK_IMPORTS"
 #: Dask's setting that picks how nannies start their worker processes.
 METHOD = "distributed.worker.multiprocessing-method"
 #: The variables that set a worker's kernel threads (OpenMP, MKL, OpenBLAS).

@@ -6,6 +6,7 @@ fresh interpreter (:data:`_PROBE`), which prints what its workers report as JSON
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -17,7 +18,8 @@ from nucscale.cli import _app, app
 from nucscale.cluster import _forks
 from nucscale.contracts import WORKER_MODULES
 
-#: Starts a fork server for one-thread workers that imports tifffile (and two modules that fail:
+#: Starts a fork server for one-thread workers that imports tifffile and the pipeline's tasks
+#: (which import ``nucscale.cluster`` themselves), and two modules that fail:
 #: one raises at import, one does not exist), then a 2-worker local cluster (forked) and a
 #: 2-thread one (spawned: the server's threads do not match).
 _PROBE = r"""
@@ -35,6 +37,7 @@ def probe(dask_worker):
     return {
         "forked": "multiprocessing.forkserver" in parent,
         "tifffile_at_start": "tifffile" in sys.modules,
+        "pipeline_at_start": "nucscale.pipeline._tasks" in sys.modules,
         "env": {n: start.get(n) for n in names},
         "torch_threads": torch.get_num_threads(),
         "arrow_pool": pa.default_memory_pool().backend_name,
@@ -47,7 +50,8 @@ if __name__ == "__main__":
     from nucscale.cluster._forks import fork_config, start_fork_server
 
     out = {"before": fork_config(1)}
-    modules = ["broken_at_import", "nucscale_no_such_module", "tifffile"]
+    modules = ["broken_at_import", "nucscale_no_such_module", "tifffile",
+               "nucscale.pipeline._tasks"]
     out["started"] = start_fork_server(modules, threads=1)
     out["again"] = start_fork_server(modules, threads=1)
     out["after"] = fork_config(1)
@@ -88,13 +92,30 @@ def test_local_workers_fork_from_the_server_with_a_spawned_worker_s_start(
            "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "6640"}  # fmt: skip
     assert len(out["one_thread"]) == 2
     for worker in out["one_thread"]:
-        assert worker == {"forked": True, "tifffile_at_start": True, "env": env,
+        assert worker == {"forked": True, "tifffile_at_start": True,
+                          "pipeline_at_start": True, "env": env,
                           "torch_threads": 1, "arrow_pool": "system", "profiling": False,
                           "tick": 0.1}  # fmt: skip
     (spawned,) = out["two_threads"]
     assert spawned["forked"] is False and spawned["tifffile_at_start"] is False
+    assert spawned["pipeline_at_start"] is False
     # spawned: Dask's one thread at the start, the nanny's two set before torch loads
     assert spawned["env"] == env and spawned["torch_threads"] == 2
+
+
+def test_the_server_s_preload_imports_every_module_a_worker_needs() -> None:
+    """What the fork server runs, in a fresh interpreter: every module of
+    :data:`WORKER_MODULES` loads (the pipeline's tasks, which import ``nucscale.cluster``,
+    failed on a circular import when the preload ran inside that package's ``__init__``; each
+    worker then imported them in its first task, 0.6 s)."""
+    code = ("import sys, nucscale.cluster._fork_preload\n"
+            "from nucscale.contracts import WORKER_MODULES\n"
+            "print([m for m in WORKER_MODULES if m not in sys.modules])")  # fmt: skip
+    env = {**os.environ, _forks.IMPORTS_ENV: ",".join(WORKER_MODULES)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "[]"
 
 
 def test_the_start_environment_is_what_the_nanny_would_spawn_with(
