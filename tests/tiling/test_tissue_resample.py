@@ -40,6 +40,25 @@ def test_tissue_on_cmu1(cmu1_svs: Path) -> None:
         assert rgb[~mask].mean() > rgb[mask].mean() + 20
 
 
+@pytest.mark.parametrize("density", [0.3, 0.55, 0.7])
+def test_small_objects_go_as_scikit_image_removes_them(density: float) -> None:
+    """The plan's own small-object removal is scikit-image's, pixel for pixel: random masks
+    around the percolation density (components of every size, touching the borders), and the
+    real thumbnail's mask with its 64 px rule."""
+    from skimage.morphology import remove_small_objects
+
+    from nucscale.tiling._tissue import drop_small_objects
+
+    mask = np.random.default_rng(7).random((700, 530)) < density
+    for min_px in (2, 16, 64):
+        expected = remove_small_objects(mask, max_size=min_px - 1)
+        got = drop_small_objects(mask.copy(), min_px)
+        assert np.array_equal(got, expected), min_px
+        assert got.sum() < mask.sum()  # something went
+        assert got.any() or (density < 0.5 and min_px > 2)  # and something stayed
+    assert not drop_small_objects(np.zeros((5, 5), bool), 4).any()
+
+
 def test_blank_glass_has_no_tissue() -> None:
     rng = np.random.default_rng(0)
     glass = (245 + rng.integers(-3, 4, size=(200, 300, 3))).astype(np.uint8)
