@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import math
 import time
 from pathlib import Path
@@ -178,10 +179,12 @@ def run(
     local_cpu = scheduler is None and workers_at is None and not gpu and (threads or 1) > 0
     if _app.IS_COMMAND and local_cpu:
         # local workers fork from a server that imports their libraries during the checks
-        from nucscale.cluster._forks import start_fork_server
+        from nucscale.cluster._forks import start_fork_server, stop_fork_server
         from nucscale.contracts import WORKER_MODULES
 
-        start_fork_server(WORKER_MODULES, threads or 1)
+        if start_fork_server(WORKER_MODULES, threads or 1):
+            # ended with the command, whichever way it ends (the cluster has closed by then)
+            atexit.register(stop_fork_server)
     from nucscale.cli._run_archive import (
         announce_skipped,
         mammogram_weights,

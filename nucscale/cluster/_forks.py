@@ -39,8 +39,10 @@ environment of that moment and without the caller's modules; this is the standar
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Iterable
 from multiprocessing import forkserver
@@ -107,6 +109,27 @@ def start_fork_server(modules: Iterable[str], threads: int = 1) -> bool:
                 os.environ[k] = v
     _STARTED.append(threads)
     return True
+
+
+def stop_fork_server() -> None:
+    """End the server :func:`start_fork_server` started, at once (call it once the cluster
+    that forked from it has closed: its workers are gone). Left alone, the server notices the
+    command's exit and finalises its interpreter, torch and all: 0.9 s after the command had
+    finished, holding the command's output open that long for whoever reads it (a pipe, a
+    job's log, ``benchmarks/pipeline.py``). It holds nothing to clean up, so it gets SIGTERM,
+    then multiprocessing's own stop (private, ``_stop``: CPython's since 3.8) reaps it and
+    removes its socket. Later local clusters of this process spawn their workers."""
+    if not _STARTED:
+        return
+    server = forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    stop = getattr(server, "_stop", None)
+    if stop is not None:
+        stop()
+    _STARTED.clear()
 
 
 def fork_config(threads: int) -> dict[str, str]:

@@ -5,6 +5,7 @@ fresh interpreter (:data:`_PROBE`), which prints what its workers report as JSON
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -61,6 +62,14 @@ if __name__ == "__main__":
         out["result"] = client.submit(sum, [1, 2, 3]).result()
     with get_client(workers=1, threads=2, dashboard_address=None) as client:
         out["two_threads"] = list(client.run(probe).values())
+    from multiprocessing import forkserver
+    from nucscale.cluster._forks import stop_fork_server
+
+    pid = forkserver._forkserver._forkserver_pid
+    out["server_alive"] = os.path.exists(f"/proc/{pid}")
+    stop_fork_server()
+    out["server_gone"] = not os.path.exists(f"/proc/{pid}")
+    out["after_stop"] = fork_config(1)
     print(json.dumps(out))
 """
 
@@ -87,6 +96,8 @@ def test_local_workers_fork_from_the_server_with_a_spawned_worker_s_start(
     assert out["before"] == {} and out["started"] is True and out["again"] is False
     assert out["after"] == {"distributed.worker.multiprocessing-method": "forkserver"}
     assert out["parent_env"] is None
+    # stopped with the command: at once, reaped, and later clusters spawn
+    assert out["server_alive"] and out["server_gone"] and out["after_stop"] == {}
     assert out["result"] == 6
     env = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system",
            "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "6640"}  # fmt: skip
@@ -160,8 +171,11 @@ def test_only_the_command_starts_the_server_and_only_for_local_cpu_workers(
 ) -> None:  # fmt: skip
     """The server starts after the quick checks, for a local cluster of CPU workers, in the
     command's own process: not for the --gpu layout, not in a caller's process
-    (here the input is not a slide, so the run stops at the next check)."""
+    (here the input is not a slide, so the run stops at the next check); the command stops
+    it when its process ends."""
     calls = _recorded(monkeypatch)
+    at_exit: list[Any] = []
+    monkeypatch.setattr(atexit, "register", at_exit.append)
     monkeypatch.setattr(_app, "IS_COMMAND", command)
     not_a_slide = tmp_path / "notes.txt"
     not_a_slide.write_text("not a slide")
@@ -169,6 +183,9 @@ def test_only_the_command_starts_the_server_and_only_for_local_cpu_workers(
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
     assert calls == started
+    # a server started is stopped when the command's process ends
+    stops = [f for f in at_exit if getattr(f, "__name__", "") == "stop_fork_server"]
+    assert [f.__module__ for f in stops] == (["nucscale.cluster._forks"] if started else [])
 
 
 def test_no_server_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
