@@ -25,7 +25,10 @@ physical core or memory bandwidth cap every program's 2-process efficiency there
 ``--repeats N`` runs each worker count N times, interleaved (1, 2, 1, 2, ... workers: a slow
 spell of the machine hits both), and reports the run of median wall time for each, with every
 run's wall and peak memory; the efficiency is then the median walls' (single pairs on this VM
-read from 0.874 to 0.917 of the ceiling for the same code).
+read from 0.874 to 0.917 of the ceiling for the same code). Beside it,
+``slide_efficiency_2_workers`` takes the slide's own wall (plan submitted to slide finished,
+the manifest's ``wall_s``), without the command's start and end (``outside_slide_s``), which
+one worker waits for as long as two.
 
 ``--gpu`` runs ``nucscale run --gpu``: one GPU worker (the forward tasks) beside ``--workers``
 CPU workers (everything else); reported besides: NVML's busy fraction of GPU 0 sampled every
@@ -311,6 +314,8 @@ def run_once(
         "halo": int(meta["halo"]),
         "wall_s": round(wall, 1),
         "slide_wall_s": round(row.wall_s or 0, 1),
+        # the command's own start (imports, checks, cluster) and end, around the slide's run
+        "outside_slide_s": round(wall - (row.wall_s or 0), 1),
         "tissue_mm2": round(row.tissue_mm2 or 0, 3),
         "nuclei": row.nuclei,
         "tiles": row.tiles,
@@ -370,9 +375,11 @@ def main() -> None:
                             slide, workers, model, args.tile, Path(tmp) / "out",
                             size * size * (MPP / 1000) ** 2, args.gpu, args.weights))  # fmt: skip
             walls: dict[int, float] = {}
+            slide_walls: dict[int, float] = {}
             for workers in counts:
                 res = median_run(runs[workers])
                 walls[workers] = res["wall_s"]
+                slide_walls[workers] = res["slide_wall_s"]
                 record = {
                     "name": "pipeline",
                     "size": size,
@@ -394,6 +401,11 @@ def main() -> None:
                     record.update(ceiling)
                     record["efficiency_of_ceiling"] = round(
                         eff / ceiling["machine_efficiency_ceiling"], 3
+                    )
+                    # the slide's run alone, without the command's start and end (which one
+                    # worker or two wait for alike): where the parallel part stands
+                    record["slide_efficiency_2_workers"] = round(
+                        slide_walls[1] / (2 * slide_walls[2]), 3
                     )
                 if "overhead_share" in res and model == "unet":
                     record["target_overhead_met"] = res["overhead_share"] <= 0.25
