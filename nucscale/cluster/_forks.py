@@ -8,12 +8,15 @@ the one and then the other. :func:`start_fork_server` starts multiprocessing's f
 the command starts, with the workers' environment, and the server imports those modules while
 the command does its checks on the other core; the local cluster's nannies then fork their
 workers from it (``distributed.worker.multiprocessing-method: forkserver``, :func:`fork_config`),
-and the workers start with everything imported: the first task starts 0.02 s after the
-cluster is up instead of 2.0 s. ``benchmarks/pipeline.py`` interleaved with the spawning code
-(2832aef): 4096² mosaic, 1 worker, four pairs, 17.9-18.0 s against 19.4-21.4 s, peak worker
-RSS 0.49-0.50 against 0.56-0.61 GiB; 8192², two pairs, 1 worker 56.6 / 57.1 s against 57.5 /
-64.7 s, 2 workers 30.9 / 33.3 s against 34.2 / 35.8 s, peak worker RSS 0.51-0.52 against
-0.57-0.66 GiB (why a forked worker holds less was not looked into). Outputs identical.
+and the workers start with everything imported. (Until bbda530 the pipeline itself was not: the
+preload ran inside ``nucscale.cluster``'s ``__init__`` and the pipeline's import failed on the
+half-loaded package, so each worker still imported it, 0.6 s, when the cohort registered
+``WarmImports``; the first plan now starts as the cluster is up.) ``benchmarks/pipeline.py``
+interleaved with the spawning code (2832aef): 4096² mosaic, 1 worker, four pairs, 17.9-18.0 s
+against 19.4-21.4 s, peak worker RSS 0.49-0.50 against 0.56-0.61 GiB; 8192², two pairs, 1 worker
+56.6 / 57.1 s against 57.5 / 64.7 s, 2 workers 30.9 / 33.3 s against 34.2 / 35.8 s, peak worker
+RSS 0.51-0.52 against 0.57-0.66 GiB (why a forked worker holds less was not looked into).
+Outputs identical.
 
 What a worker reads at its start is fixed when the server starts, not when the worker forks:
 glibc's ``MALLOC_ARENA_MAX``, the threads of OpenMP, MKL and OpenBLAS (torch reads
@@ -23,9 +26,9 @@ therefore starts with what a spawned worker would have: Dask's
 the workers will have (:func:`thread_env`). A cluster whose workers want another thread count
 spawns them as before (:func:`fork_config` returns nothing), and so does the ``--gpu`` layout
 (its CUDA workers have not been tried forked) and every cluster in a process that started no
-server. The server is process-wide and lives as long as the process: only the ``nucscale``
-command starts it (a library caller's environment may change between runs; the server's
-would not).
+server. The server is process-wide: only the ``nucscale`` command starts it (a library
+caller's environment may change between runs; the server's would not), and stops it as it
+ends (:func:`stop_fork_server`).
 
 The server imports nothing that starts a thread except Arrow's jemalloc background thread,
 which jemalloc's own fork handlers cover; Dask's own fork-server mode preloads pyarrow as well.
