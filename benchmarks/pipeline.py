@@ -76,12 +76,23 @@ STAGES = (
 GIB = 2**30
 
 
+def cpu_model() -> str | None:
+    """The processor's name (``/proc/cpuinfo``'s ``model name``; None where there is none):
+    the same 2-core VM has been lent on different hosts, whose figures differ by a third."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
 def machine() -> dict[str, Any]:
     import torch
 
     return {
         "cpus": os.cpu_count(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -114,7 +114,9 @@ def table(records: list[dict[str, Any]]) -> str:
     )
     if machine:
         out.append(
-            f"Machine: {machine.get('cpus')} CPU cores, {machine.get('memory_gib')} GiB, "
+            f"Machine: {machine.get('cpus')} CPU cores"
+            f"{' (' + machine['cpu_model'] + ')' if machine.get('cpu_model') else ''}, "
+            f"{machine.get('memory_gib')} GiB, "
             f"torch {machine.get('torch')}, GPU: {machine.get('gpu') or 'none'}.\n"
         )
     pipe = [r for r in rows if r.get("name") == "pipeline"]
