@@ -129,6 +129,24 @@ def test_the_server_s_preload_imports_every_module_a_worker_needs() -> None:
     assert res.stdout.strip() == "[]"
 
 
+def test_starting_the_server_does_not_wait_for_the_cluster_client() -> None:
+    """``nucscale.cluster`` loads its names on first use: importing :mod:`_forks` (the
+    command's first step) leaves the cluster client and the job queues unloaded, and the
+    package's names still resolve (an unknown one raises AttributeError)."""
+    code = ("import sys, nucscale.cluster._forks\n"
+            "print([m for m in ('nucscale.cluster._client', 'nucscale.cluster._jobqueue')"
+            " if m in sys.modules])\n"
+            "import nucscale.cluster as c\n"
+            "from nucscale.cluster._client import get_client\n"
+            "from nucscale.cluster._jobqueue import JobOptions\n"
+            "print(c.get_client is get_client, c.JobOptions is JobOptions, len(c.__all__))\n"
+            "print(hasattr(c, 'no_such_name'))")  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines() == ["[]", "True True 8", "False"]
+
+
 def test_the_start_environment_is_what_the_nanny_would_spawn_with(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
