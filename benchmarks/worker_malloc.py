@@ -12,7 +12,12 @@ thread of a fresh process, the way a single-threaded worker runs them, once per 
   plugin does);
 - ``pooled``: nothing handed back at all (no mmap for large blocks, a 1 GiB trim threshold, no
   release): the fewest page faults, at the price of the process keeping its largest working set
-  and whatever its heaps fragment into.
+  and whatever its heaps fragment into;
+- ``per_task_huge``: ``per_task`` with torch's CPU buffers of 2 MiB and more on transparent
+  huge pages (``THP_MEM_ALLOC_ENABLE=1``, :data:`nucscale.cluster._malloc.TORCH_THP_ENV`): what
+  the workers get, a page fault per 2 MiB of the network's activations instead of per 4 KiB.
+
+Every setting but ``per_task_huge`` runs without torch's huge pages (the variable removed).
 
 Printed per setting: wall, user and kernel CPU seconds, minor page faults and peak RSS of the
 process. Then ``refault``: seconds to write 1 GiB of freshly allocated memory right after
@@ -21,7 +26,7 @@ virtual machine whose balloon driver reports free pages to the host (virtio-ball
 reporting, as here), memory freed and left idle for seconds can go back to the host and cost
 a host fault on the next touch: what makes every page a worker hands back dear.
 
-    python benchmarks/worker_malloc.py [--size 8192]
+    python benchmarks/worker_malloc.py [--size 8192] [--settings per_task,per_task_huge]
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mosaic import make_mosaic
 
-SETTINGS = ("dask", "kept", "per_task", "pooled")
+SETTINGS = ("dask", "kept", "per_task", "pooled", "per_task_huge")
 _M_MMAP_MAX = -4  # glibc's malloc.h
 
 
@@ -73,7 +78,7 @@ def _tasks(slide: Path, setting: str, out: Path) -> dict[str, float]:
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         for fn, t in todo:
             fn(plan, *t)
-            if setting == "per_task":
+            if setting.startswith("per_task"):
                 release_free_memory()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         res.update(
@@ -110,6 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=8192)
     ap.add_argument("--mosaics", type=Path, default=Path("mosaics"))
+    ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, in order")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     slide = make_mosaic(args.mosaics, args.size)
@@ -121,11 +127,16 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
         return
     record: dict[str, object] = {"name": "worker_malloc", "size": args.size}
-    for setting in SETTINGS:
+    from nucscale.cluster._malloc import TORCH_THP_ENV
+
+    for setting in args.settings.split(","):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as Dask's nanny sets it
         env.pop("MALLOC_TRIM_THRESHOLD_", None)
+        env.pop(TORCH_THP_ENV, None)
         if setting == "dask":
             env["MALLOC_TRIM_THRESHOLD_"] = "65536"
+        if setting == "per_task_huge":
+            env[TORCH_THP_ENV] = "1"
         cmd = [sys.executable, __file__, "--size", str(args.size), "--mosaics",
                str(args.mosaics), "--child", setting]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
