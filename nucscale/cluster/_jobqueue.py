@@ -24,7 +24,7 @@ from typing import Any
 import dask.config
 
 from nucscale.cluster._housekeeping import SETTINGS, env_name
-from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV, TORCH_THP_ENV
+from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV
 from nucscale.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ _PROLOGUE = [
     "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1",
     f"export MALLOC_ARENA_MAX={ARENA_MAX}",  # malloc arenas per worker (before glibc starts)
     f"export {ARROW_POOL_ENV}=${{{ARROW_POOL_ENV}:-system}}",  # Arrow's pool (_malloc.py)
-    f"export {TORCH_THP_ENV}=${{{TORCH_THP_ENV}:-1}}",  # torch's huge pages (_malloc.py)
     "export DASK_LOGGING__DISTRIBUTED=info",
     # no statistical profiler, fewer wake-ups (_housekeeping.py); the user's values win
     *(f"export {env_name(k)}=${{{env_name(k)}:-{v}}}" for k, v in SETTINGS.items()),

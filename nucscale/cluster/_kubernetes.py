@@ -18,20 +18,18 @@ import yaml
 from nucscale import __version__
 from nucscale.cluster._housekeeping import housekeeping_env
 from nucscale.cluster._jobqueue import JobOptions
-from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV, TORCH_THP_ENV
+from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV
 from nucscale.errors import ConfigError
 
 #: The image `deploy/Dockerfile` builds for this version (``-cuda`` for GPU workers).
 IMAGE = f"ghcr.io/nucscale/nucscale:{__version__}"
 
 #: Worker environment: one thread for a task's kernels, :data:`ARENA_MAX` malloc arenas, Arrow's
-#: system pool, torch's buffers on huge pages (:mod:`nucscale.cluster._malloc`), no statistical
-#: profiler and fewer wake-ups
+#: system pool (:mod:`nucscale.cluster._malloc`), no statistical profiler and fewer wake-ups
 #: (:mod:`nucscale.cluster._housekeeping`).
 _WORKER_ENV = {
     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
     "MALLOC_ARENA_MAX": str(ARENA_MAX), ARROW_POOL_ENV: os.environ.get(ARROW_POOL_ENV, "system"),
-    TORCH_THP_ENV: os.environ.get(TORCH_THP_ENV, "1"),
     **housekeeping_env(),
 }  # fmt: skip
 

@@ -45,23 +45,6 @@ peak 0.80 / 0.86 GiB, 85 / 86 s in the kernel; two 152.2 / 164.1 s, peak 0.86 / 
 ``distributed.nanny.pre-spawn-environ`` (:func:`worker_environ`), batch jobs through their
 script, containers through the image.
 
-torch's buffers go on transparent huge pages (:data:`TORCH_THP_ENV`). With the thresholds
-above, most of a worker's page faults still came from the network: torch allocates every
-activation afresh (the U-Net's concatenations alone took 45 % of the faults of a replayed
-worker, ``perf record -e page-faults``), and a buffer of 32 MiB or more is mapped and unmapped
-each time, so every batch faulted and zeroed its activations again, 4 KiB at a time; on a
-virtual machine a fault can also cost the host's time, which the guest's CPU accounting does
-not show. Asked by that variable, torch (>= 2.2) aligns its buffers of 2 MiB and more to 2 MiB
-and advises them onto huge pages: a fault per 2 MiB. The same 13 tasks of the 8192² mosaic in
-one worker-like thread (``benchmarks/worker_malloc.py --settings per_task,per_task_huge``, two
-runs each, 2-core AMD EPYC VM): 13.3-13.9 -> 11.2-11.3 s, 1.7-1.9 M -> 0.26 M page faults,
-3.1-3.4 -> 1.35 s in the kernel; peak RSS 0.78-0.79 -> 0.83-0.84 GiB (the alignment, and huge
-pages resident as a whole). glibc's own tunable for its heaps (``glibc.malloc.hugetlb=1``)
-gained nothing on top (12.1-12.5 s) and is not set. torch reads the variable once, at its first
-allocation, so like :data:`ARENA_MAX` it travels in the worker's start environment
-(:func:`worker_environ`, the job and pod environments, ``deploy/``); a kernel whose THP is off
-ignores the advice.
-
 Hand-written because no maintained library sets allocator parameters; it is one ``mallopt``
 call per parameter, and one ``malloc_trim`` per task, through ``ctypes``.
 """
@@ -92,26 +75,16 @@ _M_MMAP_THRESHOLD = -3
 APPLIED: dict[str, int] = {}
 
 
-#: torch's variable that puts its CPU buffers of 2 MiB and more on transparent huge pages (2 MiB
-#: aligned, ``madvise(MADV_HUGEPAGE)``; torch >= 2.2, read at its first allocation; a kernel
-#: whose THP is off ignores the advice).
-TORCH_THP_ENV = "THP_MEM_ALLOC_ENABLE"
-
 #: pyarrow's variable for its default memory pool (``system``, ``mimalloc``, ``jemalloc``).
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
 
 def worker_environ() -> dict[str, object]:
-    """Dask configuration that sets :data:`ARENA_MAX`, Arrow's ``system`` pool
-    (:func:`arrow_system_pool`) and torch's huge pages (:data:`TORCH_THP_ENV`) in the
-    environment of the worker processes a nanny of this process spawns (a value the user
-    exported wins)."""
+    """Dask configuration that sets :data:`ARENA_MAX` and Arrow's ``system`` pool
+    (:func:`arrow_system_pool`) in the environment of the worker processes a nanny of this
+    process spawns (a value the user exported wins)."""
     spawn = "distributed.nanny.pre-spawn-environ"
-    return {
-        f"{spawn}.MALLOC_ARENA_MAX": ARENA_MAX,
-        f"{spawn}.{ARROW_POOL_ENV}": "system",
-        f"{spawn}.{TORCH_THP_ENV}": "1",
-    }
+    return {f"{spawn}.MALLOC_ARENA_MAX": ARENA_MAX, f"{spawn}.{ARROW_POOL_ENV}": "system"}
 
 
 @functools.cache

@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from nucscale.cluster._housekeeping import SETTINGS, env_name
-from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV, TORCH_THP_ENV, worker_environ
+from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV, worker_environ
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy"
 
 #: What every worker's environment holds (a shell default ``${X:-v}`` counts as ``v``).
-SPAWNED = {"MALLOC_ARENA_MAX": str(ARENA_MAX), ARROW_POOL_ENV: "system", TORCH_THP_ENV: "1"}
+SPAWNED = {"MALLOC_ARENA_MAX": str(ARENA_MAX), ARROW_POOL_ENV: "system"}
 WANTED = {**SPAWNED, **{env_name(k): str(v) for k, v in SETTINGS.items()}}
 
 
