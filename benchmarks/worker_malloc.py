@@ -14,8 +14,9 @@ thread of a fresh process, the way a single-threaded worker runs them, once per 
   release): the fewest page faults, at the price of the process keeping its largest working set
   and whatever its heaps fragment into;
 - ``per_task_huge``: ``per_task`` with torch's CPU buffers of 2 MiB and more on transparent
-  huge pages (``THP_MEM_ALLOC_ENABLE=1``, :data:`nucscale.cluster._malloc.TORCH_THP_ENV`): what
-  the workers get, a page fault per 2 MiB of the network's activations instead of per 4 KiB.
+  huge pages (torch's ``THP_MEM_ALLOC_ENABLE=1``): a page fault per 2 MiB of the network's
+  activations instead of per 4 KiB. Tried as the workers' default and not kept: see
+  :mod:`nucscale.cluster._malloc`.
 
 Every setting but ``per_task_huge`` runs without torch's huge pages (the variable removed).
 
@@ -47,6 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mosaic import make_mosaic
 
 SETTINGS = ("dask", "kept", "per_task", "pooled", "per_task_huge")
+#: torch's variable that puts its CPU buffers of 2 MiB and more on transparent huge pages
+#: (torch >= 2.2, read at its first allocation).
+TORCH_THP_ENV = "THP_MEM_ALLOC_ENABLE"
 _M_MMAP_MAX = -4  # glibc's malloc.h
 
 
@@ -127,8 +131,6 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
         return
     record: dict[str, object] = {"name": "worker_malloc", "size": args.size}
-    from nucscale.cluster._malloc import TORCH_THP_ENV
-
     for setting in args.settings.split(","):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as Dask's nanny sets it
         env.pop("MALLOC_TRIM_THRESHOLD_", None)
