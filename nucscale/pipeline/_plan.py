@@ -25,6 +25,7 @@ from nucscale.infer._engine import n_maps, patch_starts
 from nucscale.infer._registry import accepts
 from nucscale.io import ReadOptions, Slide, open_slide
 from nucscale.io._options import DEFAULT
+from nucscale.pipeline._fragments import FORMAT as FRAGMENT_FORMAT
 from nucscale.pipeline._inputs import SlideInput
 from nucscale.store import add_painted_levels, check_slide_id, create_label_image
 from nucscale.store._atomic import atomic_bytes
@@ -389,12 +390,13 @@ def make_plan(
 
 
 def _geometry(plan: SlidePlan) -> str:
-    """What a tile's fragment depends on beyond the settings key: the tiling and the
-    segmenter as built (its patch sizes and weights), which a development build can
-    change without changing its version."""
+    """What a tile's fragment depends on beyond the settings key: the tiling, the segmenter
+    as built (its patch sizes and weights) and the fragments' layout, which a development
+    build can change without changing its version."""
     described = plan.segmenter_instance().describe()
     return json.dumps({"tile": plan.grid.tile, "halo": plan.grid.halo, "patch": plan.patch,
-                       "segmenter": described}, sort_keys=True)  # fmt: skip
+                       "segmenter": described, "fragments": FRAGMENT_FORMAT},
+                      sort_keys=True)  # fmt: skip
 
 
 def _fresh_fragments(plan: SlidePlan) -> None:

@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
-from numcodecs import Blosc
 
 from nucscale import __version__
 from nucscale.features import NUCLEUS_SCHEMA, measure
@@ -35,10 +34,12 @@ from nucscale.features._cellprofiler import (
 )
 from nucscale.infer import Segmentation
 from nucscale.infer._dense import DenseSegmenter
+from nucscale.pipeline._fragments import load_piece, save_pieces
+from nucscale.pipeline._fragments import stem as _stem
 from nucscale.pipeline._plan import SlidePlan
 from nucscale.stitch import (
     crop_to_content,
-    ids_of_ranks,
+    id_base,
     owned_instances,
     owned_ranks,
     paint,
@@ -99,10 +100,6 @@ class SlideResult:
     stages: tuple[float, ...] = (0.0,) * len(SEGMENT_STAGES)
     paint_s: float = 0.0
     qc_flags: tuple[str, ...] = ()
-
-
-def _stem(row: int, col: int) -> str:
-    return f"r{row:05d}_c{col:05d}"
 
 
 def ingest_tile(plan: SlidePlan, row: int, col: int) -> float:
@@ -238,12 +235,10 @@ def _own_measure_write(
         _write_full_fragment(plan, row, col, labels, rgb, owned.labels, cols)
     t3 = time.perf_counter()
     chunks = [(t, grid.core(*t)) for t in grid.neighbours(row, col, grid.reach)]
-    pieces = {  # split as int32 ranks, each piece to its int64 ids
-        key: (part_box, ids_of_ranks(part, owned))
-        for key, (part_box, part) in split_by_chunk(box, ranks, chunks).items()
-    }
+    # split as int32 ranks (views of ``ranks``); the ids are their tile's base | rank
+    pieces = split_by_chunk(box, ranks, chunks)
     npz = plan.fragments / f"{_stem(row, col)}.npz"
-    atomic_write(npz, lambda tmp: _save_npz(tmp, pieces))
+    atomic_write(npz, lambda tmp: save_pieces(tmp, pieces, id_base(grid.index(row, col))))
     frag = plan.fragments / f"{_stem(row, col)}.parquet"
     atomic_write(frag, lambda tmp: pq.write_table(table, tmp))
     return n, t3
@@ -322,44 +317,6 @@ def _clip_to_image(labels: np.ndarray, view: Box, image: Box) -> np.ndarray:
     return clipped
 
 
-#: The owned-nuclei label fragments: Blosc zstd level 1 over byte-shuffled int64 ids, 6x
-#: faster to write and 5x to read than ``np.savez_compressed``'s zlib (measured on CMU-1's
-#: 2000 x 1991 px fragment: 296 -> 49 ms, 146 -> 31 ms; 1.7x larger), split by the output
-#: chunk each piece falls in, so that a paint task decodes only its own pieces.
-_FRAGMENT_CODEC = Blosc(cname="zstd", clevel=1, shuffle=Blosc.SHUFFLE)
-
-
-def _save_npz(tmp: Path, pieces: Mapping[tuple[int, int], tuple[Box, np.ndarray]]) -> None:
-    """A tile's owned-nuclei ids, one piece per output chunk they reach (members
-    ``<chunk stem>.box``, ``.shape``, ``.ids_zstd``): each painter decodes only its own."""
-    arrays: dict[str, Any] = {}  # Any: numpy's stub reads **kwargs as its allow_pickle flag
-    for (r, c), (box, ids) in pieces.items():
-        ids = np.ascontiguousarray(ids, np.int64)
-        tag = _stem(r, c)
-        arrays[f"{tag}.box"] = np.array([box.x0, box.y0, box.x1, box.y1])
-        arrays[f"{tag}.shape"] = np.array(ids.shape)
-        arrays[f"{tag}.ids_zstd"] = np.frombuffer(_FRAGMENT_CODEC.encode(ids), np.uint8)
-    with tmp.open("wb") as fh:
-        np.savez(fh, **arrays)
-
-
-def _load_piece(path: Path, row: int, col: int) -> tuple[Box, np.ndarray] | None:
-    """The part of a tile's owned-nuclei ids that falls in chunk (row, col), or None. A
-    fragment written by an earlier version (one piece for the whole window, kept on resume) is
-    returned whole: :func:`paint` crops it."""
-    with np.load(path) as z:
-        tag = "" if "box" in z.files else f"{_stem(row, col)}."
-        if f"{tag}box" not in z.files:
-            return None
-        x0, y0, x1, y1 = (int(v) for v in z[f"{tag}box"])
-        if "ids" in z.files:  # np.savez_compressed, older still
-            return Box(x0, y0, x1, y1), z["ids"]
-        ids = np.zeros(tuple(int(v) for v in z[f"{tag}shape"]), np.int64)
-        if ids.size:  # decoded straight into the array: no intermediate bytes object
-            _FRAGMENT_CODEC.decode(z[f"{tag}ids_zstd"], out=ids)
-        return Box(x0, y0, x1, y1), ids
-
-
 def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> float:
     """Paint the label chunk of tile (row, col) from the owned nuclei of the tiles around it;
     returns the seconds spent."""
@@ -368,7 +325,7 @@ def paint_chunk(plan: SlidePlan, row: int, col: int, *segmented: TileStats) -> f
     pieces = []
     for r, c in grid.neighbours(row, col, grid.reach):
         npz = plan.fragments / f"{_stem(r, c)}.npz"
-        piece = _load_piece(npz, row, col) if npz.exists() else None
+        piece = load_piece(npz, row, col) if npz.exists() else None
         if piece is not None:
             pieces.append(piece)
     chunk = grid.core(row, col)

@@ -24,6 +24,11 @@ LOCAL_BITS = 20
 _BAND = 256
 
 
+def id_base(tile_index: int) -> int:
+    """The high bits of the ids of a tile's nuclei: a nucleus id is ``id_base | (1 + rank)``."""
+    return int(tile_index) << LOCAL_BITS
+
+
 @dataclass(frozen=True)
 class Owned:
     """The instances a tile owns, in a deterministic order.
@@ -33,7 +38,7 @@ class Owned:
     labels:
         Instance values in the segmentation's label image, sorted by centroid (y, then x).
     nucleus_ids:
-        ``tile_index << LOCAL_BITS | (1 + rank)``; stable across reruns (invariant 3).
+        ``id_base(tile_index) | (1 + rank)``; stable across reruns (invariant 3).
     """
 
     labels: np.ndarray
@@ -108,7 +113,7 @@ def owned_instances(
         kept, cx, cy = kept[rule], cx[rule], cy[rule]
     order = np.lexsort((cx, cy))
     kept = kept[order]
-    ids = (np.int64(tile_index) << LOCAL_BITS) | np.arange(1, kept.size + 1, dtype=np.int64)
+    ids = np.int64(id_base(tile_index)) | np.arange(1, kept.size + 1, dtype=np.int64)
     return Owned(kept.astype(np.int64), ids)
 
 

@@ -12,6 +12,7 @@ from nucscale.config import Settings
 from nucscale.errors import ConfigError, MissingPixelSizeError
 from nucscale.infer import get_segmenter
 from nucscale.pipeline import SlideInput, make_plan
+from nucscale.pipeline._fragments import FORMAT as FRAGMENT_FORMAT
 from nucscale.pipeline._plan import _prepare_work
 from nucscale.pipeline._tasks import finished_with
 from nucscale.store import create_label_image, nuclei_path, write_nuclei
@@ -101,9 +102,10 @@ def test_tile_store_is_rebuilt_when_the_tissue_tiles_change(cmu1_svs: Path, tmp_
 
 
 def test_fragments_of_another_geometry_are_not_resumed(cmu1_svs: Path, tmp_path: Path) -> None:
-    """Same settings key, other tiling or segmenter geometry (a development build changed the
-    halo or the patch size without a new version): the scratch fragments are dropped, not
-    stitched beside new tiles; the same geometry keeps them for a resume."""
+    """Same settings key, other tiling or segmenter geometry or fragment layout (a development
+    build changed the halo, the patch size or the fragments without a new version): the
+    scratch fragments are dropped, not stitched beside new tiles; the same geometry keeps
+    them for a resume."""
     plan = make_plan(SlideInput(str(cmu1_svs), "s"), Settings(), str(tmp_path), "k")
     marker = plan.fragments / "geometry.json"
     assert '"halo": 256' in marker.read_text() and '"patch_output": "512"' in marker.read_text()
@@ -117,6 +119,12 @@ def test_fragments_of_another_geometry_are_not_resumed(cmu1_svs: Path, tmp_path:
     marker.unlink()  # scratch from a version that recorded no geometry
     _prepare_work(plan)
     assert not stale.exists() and '"halo": 256' in marker.read_text()
+    # fragments of another layout (e.g. int64 ids before the int32 ranks) are never read
+    assert f'"fragments": "{FRAGMENT_FORMAT}"' in marker.read_text()
+    marker.write_text(marker.read_text().replace(FRAGMENT_FORMAT, "ids-int64-blosc-zstd"))
+    stale.write_bytes(b"fragment")
+    _prepare_work(plan)
+    assert not stale.exists() and FRAGMENT_FORMAT in marker.read_text()
 
 
 def test_finished_with_checks_the_settings_key(tmp_path: Path) -> None:
