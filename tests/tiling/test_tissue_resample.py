@@ -59,6 +59,33 @@ def test_small_objects_go_as_scikit_image_removes_them(density: float) -> None:
     assert not drop_small_objects(np.zeros((5, 5), bool), 4).any()
 
 
+@pytest.mark.parametrize("density", [0.005, 0.1, 0.5])
+def test_disk_dilation_and_closing_are_scipy_and_scikit_image_pixel_for_pixel(
+    density: float,
+) -> None:
+    """The plan's disk dilation (keep region) and closing (tissue mask) by rows of the disk are
+    scipy's ``binary_dilation`` and scikit-image's ``closing`` with ``disk(r)``: random masks
+    (isolated pixels to half full, touching every border), radii 1-12, thin and empty images."""
+    from scipy import ndimage as ndi
+    from skimage import morphology
+
+    from nucscale.tiling._tissue import close_disk, dilate_disk
+
+    rng = np.random.default_rng(11)
+    shapes = [(301, 257), (40, 9), (1, 17), (17, 1), (1, 1), (0, 4)]
+    for shape in shapes:
+        mask = rng.random(shape) < density
+        for r in (1, 2, 3, 5, 9, 12):
+            grown = ndi.binary_dilation(mask, morphology.disk(r))
+            assert np.array_equal(dilate_disk(mask, r), grown), (shape, r)
+            if mask.size:  # scikit-image refuses an empty image
+                closed = morphology.closing(mask, morphology.disk(r))
+                assert np.array_equal(close_disk(mask, r), closed), (shape, r)
+        assert np.array_equal(dilate_disk(mask, 0), mask)
+    big = rng.random((301, 257)) < density
+    assert dilate_disk(big, 9).sum() > big.sum()  # it grew: the comparison is not vacuous
+
+
 def test_blank_glass_has_no_tissue() -> None:
     rng = np.random.default_rng(0)
     glass = (245 + rng.integers(-3, 4, size=(200, 300, 3))).astype(np.uint8)
