@@ -190,6 +190,9 @@ class DenseModel(abc.ABC):
         stay in the CPU's caches only in small batches.
     weights_sha256:
         Hash of the weights file, for provenance ("" for none).
+    n_maps:
+        Maps per pixel that ``forward`` returns, where the model knows it without running
+        (0: the engine learns it from one forward pass of a noise patch).
     """
 
     name: str = "abstract"
@@ -202,6 +205,7 @@ class DenseModel(abc.ABC):
     channels_last_cpu: bool = False
     cpu_batch_size: int = 8
     weights_sha256: str = ""
+    n_maps: int = 0
 
     def calibrate(self, thumb: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
         """Slide-level statistics the input transform needs, from the low-resolution image

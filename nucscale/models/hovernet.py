@@ -173,6 +173,7 @@ class HoVerNet(DenseModel):
         self.nr_types = nr_types
         self.mode = mode
         self.module = HoVerNetModule(mode, nr_types)
+        self.n_maps = 3 + (nr_types or 0)  # [np, hv_x, hv_y, tp_0..] (module doc)
         size_in, size_out = _GEOMETRY[mode][:2]
         self.spec = PatchSpec(size_in, size_out)
         self.mpp = float(mpp)

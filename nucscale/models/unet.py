@@ -258,6 +258,7 @@ class UNetModel(DenseModel):
         if self.module.config["in_channels"] != 3:
             raise SegmenterError("unet: UNetModel takes RGB; in_channels must be 3")
         fold_batchnorm(self.module)
+        self.n_maps = int(self.module.config["out_channels"])
 
     def with_modality(self, modality: str) -> UNetModel:
         """The same network (shared, not copied) reading slides of another modality."""

@@ -157,3 +157,25 @@ def test_patches_batch_by_batch_are_the_patches_at_once(
     got = list(seg.forward(image, (10, 20), glob, Calibration({})))
     assert [s for s, _ in got] == [glob[:5], glob[5:10], glob[10:]]
     assert np.array_equal(np.concatenate([m for _, m in got]), whole)
+
+
+def test_declared_map_counts_are_what_the_networks_output() -> None:
+    """The plan takes a network's map count from the model where it declares one (no forward
+    pass in the plan's serial step): the U-Net's and HoVer-Net's declared counts are what their
+    forward returns; a model that declares none is run once on a noise patch."""
+    from nucscale.infer._engine import n_maps
+    from nucscale.models.hovernet import HoVerNet
+    from nucscale.models.unet import UNetModel
+
+    models = [UNetModel(random_init=True), UNetModel(), HoVerNet("fast", nr_types=6),
+              HoVerNet("fast", nr_types=None)]  # fmt: skip
+    for model in models:
+        assert model.n_maps > 0 and n_maps(model) == model.n_maps
+        size = model.spec.input_size
+        x = model.preprocess(np.full((1, size, size, 3), 128, np.uint8))
+        with torch.inference_mode():
+            assert model.forward(x).shape[1] == model.n_maps, model.name
+    assert [m.n_maps for m in models] == [3, 3, 9, 3]  # shipped U-Net: fg, boundary, distance
+    undeclared = UNetModel(random_init=True)
+    undeclared.n_maps = 0
+    assert n_maps(undeclared) == 3  # learned from one forward pass
