@@ -118,8 +118,9 @@ def segment_tile(plan: SlidePlan, row: int, col: int, *ingested: float) -> TileS
     """Segment tile (row, col) with its halo (a one-stage segmenter: the classical baseline),
     keep the nuclei it owns, measure them.
 
-    Writes ``<stem>.npz`` (owned nucleus ids over their bounding box) then ``<stem>.parquet``
-    (the feature fragment); the Parquet file is the tile's completion marker.
+    Writes ``<stem>.npz`` (the owned nuclei's ranks over their bounding box, by output chunk:
+    :mod:`nucscale.pipeline._fragments`) then ``<stem>.parquet`` (the feature fragment); the
+    Parquet file is the tile's completion marker.
     """
     done = _finished(plan, row, col)
     if done is not None:
