@@ -108,6 +108,25 @@ def accepts(name: str, param: str) -> bool:
 
 
 _CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], Segmenter] = {}
+
+
+def _with_defaults(factory: Callable[..., Segmenter], params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the factory's defaults for those not given: the cache key of a build,
+    so that a parameter passed at its default value (the plan asks the segmenter's pixel size
+    without the slide's modality, then builds it with ``modality="brightfield"``) reuses the
+    same instance instead of loading the weights again. Parameters the factory does not take
+    are left as given (the factory refuses them)."""
+    signature = inspect.signature(factory)
+    if any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in signature.parameters.values()):
+        return params
+    try:
+        bound = signature.bind(**params)
+    except TypeError:
+        return params
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
 _LOCK = threading.Lock()
 
 
@@ -137,7 +156,7 @@ def get_segmenter(name: str, **params: Any) -> Segmenter:
     except KeyError:
         known = ", ".join(sorted(SEGMENTERS))
         raise SegmenterError(f"unknown segmenter {name!r}; known: {known}") from None
-    key = (name, tuple(sorted(params.items())))
+    key = (name, tuple(sorted(_with_defaults(cls, params).items())))
     try:
         hash(key)
     except TypeError as exc:

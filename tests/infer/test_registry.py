@@ -29,6 +29,17 @@ def test_same_name_and_params_give_the_same_instance() -> None:
     assert isinstance(a, BaselineSegmenter)
 
 
+def test_a_parameter_at_its_default_is_the_same_build() -> None:
+    """The plan asks the segmenter's pixel size without the slide's modality and then builds
+    it with ``modality="brightfield"``: one build (the weights load once), not two."""
+    plain = get_segmenter("unet")
+    assert get_segmenter("unet", modality="brightfield") is plain
+    assert get_segmenter("unet", weights=None, modality="brightfield") is plain
+    other = get_segmenter("unet", modality="fluorescence")
+    assert other is not plain and other.model.modality == "fluorescence"
+    assert get_segmenter("baseline", mpp=0.5) is get_segmenter("baseline")
+
+
 def test_different_params_give_different_instances() -> None:
     coarse = get_segmenter("baseline", mpp=0.5)
     fine = get_segmenter("baseline", mpp=0.25)
