@@ -108,6 +108,7 @@ def accepts(name: str, param: str) -> bool:
 
 
 _CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], Segmenter] = {}
+_LOCK = threading.Lock()
 
 
 def _with_defaults(factory: Callable[..., Segmenter], params: dict[str, Any]) -> dict[str, Any]:
@@ -125,9 +126,6 @@ def _with_defaults(factory: Callable[..., Segmenter], params: dict[str, Any]) ->
         return params
     bound.apply_defaults()
     return dict(bound.arguments)
-
-
-_LOCK = threading.Lock()
 
 
 def get_segmenter(name: str, **params: Any) -> Segmenter:
