@@ -228,19 +228,16 @@ def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
         return mask.copy()
     height = mask.shape[0]
     out = np.zeros_like(mask)
-    grown: dict[int, np.ndarray] = {}
-    for dy in range(-radius, radius + 1):
+    # the half-width shrinks as |dy| grows: one grown mask held at a time, for dy and -dy
+    grown, grown_half = mask, -1
+    for dy in range(min(radius, height - 1) + 1):
         half = math.isqrt(radius * radius - dy * dy)
-        if half not in grown:
+        if half != grown_half:
             rows = ndi.maximum_filter1d(mask.view(np.uint8), 2 * half + 1, axis=1, mode="constant")
-            grown[half] = rows.view(bool)
-        if abs(dy) >= height:
-            continue
-        src = grown[half]  # out[y] |= src[y + dy]
-        if dy >= 0:
-            out[: height - dy] |= src[dy:]
-        else:
-            out[-dy:] |= src[: height + dy]
+            grown, grown_half = rows.view(bool), half
+        out[: height - dy] |= grown[dy:]  # out[y] |= grown[y + dy]
+        if dy:
+            out[dy:] |= grown[: height - dy]  # and grown[y - dy]
     return out
 
 
