@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from nucscale.contracts import Segmentation
+from nucscale.models._cutoff import at_least, below
 from nucscale.models._flood import FOUR, Elevation, flood_components
 
 #: Rows of a window relabelled at once (:func:`_relabel`).
@@ -145,13 +146,13 @@ def unet_instances(
     """
     fg = np.asarray(fg)
     # float32 cut-offs: float16 maps (the maps store's) compare as their exact float32 values,
-    # without a float32 copy of the window
-    mask = fg >= np.float32(fg_threshold)
-    seeds = mask & (np.asarray(boundary) < np.float32(boundary_threshold))
+    # without a float32 copy of the window, by their bits (:mod:`._cutoff`)
+    mask = at_least(fg, fg_threshold)
+    seeds = mask & below(boundary, boundary_threshold)
     elevation: Elevation = np.asarray(boundary)
     if dist is not None and dist_threshold is not None:
         dist = np.asarray(dist)
-        seeds &= dist >= np.float32(dist_threshold)
+        seeds &= at_least(dist, dist_threshold)
         elevation = _one_minus(dist)
     min_seed = max(1, min_area // 4 if min_marker is None else min_marker)
     markers = _markers(seeds, min_seed)
@@ -164,7 +165,7 @@ def unet_instances(
         # count of those pixels per label (one pass) gives the same verdict as the per-label
         # maximum (scipy's ndi.maximum sorts the window: 60 % of the post-processing time)
         n_all = int(labels.max())
-        core = np.asarray(dist) >= np.float32(min_core)
+        core = at_least(dist, min_core)
         peak_ok = np.bincount(labels[core], minlength=n_all + 1) > 0
     labels = _relabel(labels, min_area, max_diameter, peak_ok)
     n_out = int(labels.max())
