@@ -7,8 +7,8 @@ scikit-image's ``regionprops_table`` is the reference, and the tests check equal
 synthetic and real (DSB 2018) labels. Calling it takes ~0.8 ms of Python per nucleus for the 15
 HoVer-Net measures, mostly per region and per property. Here every measure is computed for all
 nuclei of a window at once with numpy, on the nuclei's own pixels (the work grows with the
-measured pixels, not with the window and its halo); only hole filling stays per nucleus
-(:func:`_filled_area`):
+measured pixels, not with the window and its halo); holes are filled for all nuclei in one
+call, their masks side by side on one canvas (:func:`_filled_area`):
 
 - area, bbox, centroid, inertia tensor (and from it the axis lengths, eccentricity,
   orientation): exact integer moments per label (``np.add.reduceat`` over pixels sorted by label,
@@ -181,7 +181,7 @@ def _geometry(
     geo = _moments(rows, cols, index, n, ids)
     geo["perimeter"] = _perimeter(padded, rows, cols, index, n)
     geo["euler_number"] = _euler(padded, rows, cols, index, n)
-    geo["filled_area"] = _filled_area(labels, ids, geo)
+    geo["filled_area"] = _filled_area(rows, cols, index, geo)
     geo["solidity"] = geo["area"] / geo["convex_area"]
     return geo
 
@@ -351,20 +351,73 @@ def _euler(
     return np.bincount(index, weights=value, minlength=n).astype(np.int64)
 
 
-def _filled_area(labels: np.ndarray, ids: np.ndarray, geo: dict[str, np.ndarray]) -> np.ndarray:
-    """Area with holes filled (8-connected background, as regionprops), per label: each
-    nucleus's own mask filled in its bounding box (a box under 3 px a side has no hole).
+def _filled_area(
+    rows: np.ndarray, cols: np.ndarray, index: np.ndarray, geo: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Area with holes filled (8-connected background, as regionprops' ``area_filled``), per
+    nucleus: every nucleus that could hold a hole is filled at once, each on its own mask.
 
-    Filling every nucleus costs about what finding the few with a hole did (the 8-connected
-    components of the measured box, then filling those with more components than their Euler
-    number): 28 / 47 ms and 45 / 45 ms for tiles of 942 and 1,634 nuclei, one core. It needs
-    no labelling of the whole box, whose 8-byte labels and working copy were the largest
-    temporaries of measuring (+64 MiB traced for a 2080 x 2027 box).
+    The masks are laid side by side on one canvas (:func:`_shelves`), each in its bounding
+    box, the boxes one background pixel apart and from the canvas edge. A background pixel of
+    a box then reaches the canvas edge exactly when it reaches its own box's edge (the only
+    way out of a box is through its edge pixels into the gap around it, and the gaps all join
+    the edge), so one ``binary_fill_holes`` of the canvas fills each mask as filling it alone
+    in its box would; each filled pixel is credited to the box it lies in. One call replaces
+    one per nucleus (~60 µs of scipy's per-call work each: 70 ms for a 2048 px tile's 1,200
+    nuclei). A box under 3 px a side, or all nucleus, has no hole and is not drawn.
     """
     filled = geo["area"].copy()
-    boxes = zip(*(geo[k].tolist() for k in ("row0", "row1", "col0", "col1")), strict=True)
-    for i, (r0, r1, c0, c1) in enumerate(boxes):
-        if r1 - r0 >= 3 and c1 - c0 >= 3:
-            mask = labels[r0:r1, c0:c1] == ids[i]
-            filled[i] = np.count_nonzero(ndi.binary_fill_holes(mask, _FILL_STRUCTURE))
+    heights = (geo["row1"] - geo["row0"]).astype(np.int64)
+    widths = (geo["col1"] - geo["col0"]).astype(np.int64)
+    may_hold = (heights >= 3) & (widths >= 3) & (geo["area"] < geo["bbox_area"])
+    boxes = np.flatnonzero(may_hold)
+    if boxes.size == 0:
+        return filled
+    top, left, shelf_tops, shelf_of, shape = _shelves(heights[boxes], widths[boxes])
+    slot = np.full(filled.size, -1, np.int64)
+    slot[boxes] = np.arange(boxes.size)
+    drawn = slot[index] >= 0
+    at = slot[index[drawn]]
+    canvas = np.zeros(shape, bool)
+    canvas[
+        top[at] + rows[drawn] - geo["row0"][index[drawn]],
+        left[at] + cols[drawn] - geo["col0"][index[drawn]],
+    ] = True
+    hole_y, hole_x = np.nonzero(ndi.binary_fill_holes(canvas, _FILL_STRUCTURE) & ~canvas)
+    if hole_y.size:
+        # the box of a hole pixel: its shelf by row, then the last box of that shelf starting
+        # at or left of it
+        width = shape[1]
+        keys = shelf_of * width + left  # distinct: one box per (shelf, left)
+        placed = np.argsort(keys)
+        shelf = np.searchsorted(shelf_tops, hole_y, side="right") - 1
+        owner = placed[np.searchsorted(keys[placed], shelf * width + hole_x, side="right") - 1]
+        filled += np.bincount(boxes[owner], minlength=filled.size)
     return filled
+
+
+def _shelves(
+    heights: np.ndarray, widths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    """Boxes laid on shelves of a canvas, tallest first, one pixel apart and from the edge.
+
+    Returns each box's top and left, the shelves' top rows (increasing), each box's shelf and
+    the canvas shape. A few thousand boxes: a Python loop of a millisecond.
+    """
+    width = max(2048, int(widths.max()) + 2)
+    order = np.argsort(-heights, kind="stable")
+    top = np.zeros(heights.size, np.int64)
+    left = np.zeros(heights.size, np.int64)
+    shelf_of = np.zeros(heights.size, np.int64)
+    shelf_tops = [1]
+    x, shelf_h = 1, 0
+    for i in order.tolist():
+        w = int(widths[i])
+        if x + w + 1 > width:  # start the next shelf below this one
+            shelf_tops.append(shelf_tops[-1] + shelf_h + 1)
+            x, shelf_h = 1, 0
+        top[i], left[i], shelf_of[i] = shelf_tops[-1], x, len(shelf_tops) - 1
+        x += w + 1
+        shelf_h = max(shelf_h, int(heights[i]))
+    height = shelf_tops[-1] + shelf_h + 1
+    return top, left, np.asarray(shelf_tops), shelf_of, (height, width)

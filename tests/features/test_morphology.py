@@ -188,6 +188,34 @@ def test_subset_in_given_order_ignores_other_labels(
     assert_matches(got, reference(alone, rgb, ids))
 
 
+def test_filled_areas_of_many_holed_shapes_on_several_shelves() -> None:
+    """Speckled boxes (holes of every shape, diagonal gaps to the box edge, other nuclei in a
+    hole), a box wider than the canvas's usual width and enough boxes for many shelves: each
+    nucleus is filled as regionprops fills it alone."""
+    rng = np.random.default_rng(11)
+    labels = np.zeros((900, 2600), dtype=np.int32)
+    n = 0
+    for y in range(0, 860, 43):
+        for x in range(0, 2560, 37):
+            n += 1
+            h, w = rng.integers(1, 40), rng.integers(1, 34)
+            labels[y : y + h, x : x + w][rng.random((h, w)) < rng.uniform(0.5, 0.95)] = n
+    ring = np.zeros_like(labels, dtype=bool)
+    ring[disk((880, 1300), 19, shape=labels.shape)] = True
+    ring[disk((880, 1300), 9, shape=labels.shape)] = False
+    labels[860:, :][ring[860:, :]] = n + 1
+    labels[disk((880, 1300), 4, shape=labels.shape)] = n + 2  # a nucleus in the ring's hole
+    labels[865, 2:2590:2] = n + 3  # a dotted line wider than 2048 px
+    labels[866, 3:2589:2] = n + 3
+    ids = np.unique(labels[labels > 0])
+    got = morphology(labels, ids)
+    want = regionprops_table(labels, properties=["label", "area", "area_filled"])
+    np.testing.assert_array_equal(want["label"], ids)
+    np.testing.assert_array_equal(got["filled_area"], want["area_filled"])
+    holed = want["area_filled"] > want["area"]
+    assert holed.sum() > 100 and (~holed).sum() > 100  # both kinds, many of each
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
