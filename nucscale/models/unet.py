@@ -37,11 +37,12 @@ from collections.abc import Mapping
 from importlib import resources
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from nucscale.contracts import DenseModel, PatchSpec, Segmentation
 from nucscale.errors import SegmenterError
@@ -108,6 +109,8 @@ class UNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(c * 2, c, 2, stride=2))
             self.dec.append(_block(c * 2, c))
         self.head = nn.Conv2d(chans[0], out_channels, 1)
+        #: the decoders' first convolutions take (upsampled, skip) apart (:func:`join_skips`)
+        self.joined_skips = False
 
     @property
     def multiple(self) -> int:
@@ -123,8 +126,48 @@ class UNet(nn.Module):
             x = block(x)
             skips.append(x)
         for up, dec, skip in zip(self.up, self.dec, reversed(skips[:-1]), strict=True):
-            x = dec(torch.cat([up(x), skip], dim=1))
+            x = dec((up(x), skip) if self.joined_skips else torch.cat([up(x), skip], dim=1))
         return self.head(x)
+
+
+class _SkipJoin(nn.Module):
+    """``conv(cat([up, skip], 1))`` as ``conv_up(up) + conv_skip(skip)``: the convolution of
+    a channel concatenation is the sum of the convolutions of its parts (the weights split
+    by input channel). No concatenated copy is made; on the CPU in channels-last layout the
+    concatenation was 14 % of the default U-Net's forward and the one convolution over it
+    slower than the two over its halves (576 px patch, one thread: 88 ms -> 73 ms). Sums
+    differ from the concatenated convolution's by float rounding only (logits ~1e-5)."""
+
+    def __init__(self, conv: nn.Conv2d, first: int) -> None:
+        super().__init__()
+        weight = conv.weight.detach()
+        self.up_weight = nn.Parameter(weight[:, :first].clone(), requires_grad=False)
+        self.skip_weight = nn.Parameter(weight[:, first:].clone(), requires_grad=False)
+        bias = conv.bias
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), False)
+        self.stride = conv.stride
+        self.padding = cast(tuple[int, int], conv.padding)
+
+    def forward(self, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        up, skip = pair
+        out = F.conv2d(up, self.up_weight, self.bias, self.stride, self.padding)
+        out += F.conv2d(skip, self.skip_weight, None, self.stride, self.padding)
+        return out
+
+
+def join_skips(net: UNet) -> UNet:
+    """Replace each decoder's first convolution by :class:`_SkipJoin`, in place; for
+    inference (the pipeline's net, after :func:`fold_batchnorm`). The same computation for
+    every patch, so tiles still equal whole images."""
+    if net.joined_skips:
+        return net
+    for up, block in zip(net.up, net.dec, strict=True):
+        assert isinstance(block, nn.Sequential) and isinstance(up, nn.ConvTranspose2d)
+        first = block[0]
+        assert isinstance(first, nn.Conv2d)
+        block[0] = _SkipJoin(first, int(up.out_channels))
+    net.joined_skips = True
+    return net
 
 
 def fold_batchnorm(net: UNet) -> UNet:
@@ -257,7 +300,7 @@ class UNetModel(DenseModel):
         self.min_core = float(core) if core is not None else None
         if self.module.config["in_channels"] != 3:
             raise SegmenterError("unet: UNetModel takes RGB; in_channels must be 3")
-        fold_batchnorm(self.module)
+        join_skips(fold_batchnorm(self.module))
         self.n_maps = int(self.module.config["out_channels"])
 
     def with_modality(self, modality: str) -> UNetModel:

@@ -15,7 +15,14 @@ from nucscale.analysis import panoptic_quality
 from nucscale.errors import SegmenterError
 from nucscale.models._flood import flood
 from nucscale.models._unet_post import unet_instances
-from nucscale.models.unet import UNet, UNetModel, default_weights, read_weights
+from nucscale.models.unet import (
+    UNet,
+    UNetModel,
+    default_weights,
+    fold_batchnorm,
+    join_skips,
+    read_weights,
+)
 from nucscale.train import load_samples, load_split, targets
 
 HELD_OUT_HE = "f5effed21f67"
@@ -191,17 +198,42 @@ def test_small_markers_do_not_split_a_nucleus() -> None:
 
 
 def test_folded_batchnorm_matches_the_trained_network() -> None:
-    """Inference folds BatchNorm into the convolutions; the maps stay those of the trained net."""
+    """Inference folds BatchNorm into the convolutions and convolves the decoders' upsampled
+    and skip inputs apart (no concatenation); the maps stay those of the trained net."""
     data = read_weights(default_weights())
     trained = UNet(**data["config"])
     trained.load_state_dict(data["state_dict"])
     trained.eval()
     model = UNetModel()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.module.modules())
+    assert model.module.joined_skips
     x = torch.rand(2, 3, 320, 320, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         want, got = torch.sigmoid(trained(x)), torch.sigmoid(model.module(x))
     assert float((want - got).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize(("depth", "width"), [(1, 4), (3, 8), (5, 8)])
+def test_joined_skips_equal_the_concatenation(depth: int, width: int) -> None:
+    """Each decoder's convolution of (upsampled | skip) as two convolutions summed: the same
+    maps as over the concatenation, in both memory layouts; joining twice changes nothing."""
+    torch.manual_seed(depth)
+    net = fold_batchnorm(UNet(depth=depth, width=width, in_channels=3, out_channels=3))
+    for p in net.parameters():  # weights of trained scale, not init's near-zero ones
+        p.data.normal_(0.0, 0.3)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        want = net(x)
+        joined = join_skips(net)
+        assert joined is net and join_skips(net) is net
+        got = net(x)
+        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        got_cl = net(x.contiguous(memory_format=torch.channels_last))
+    assert net.joined_skips
+    for out in (got, got_cl):
+        assert out.shape == want.shape
+        assert float((out - want).abs().max()) <= 1e-4 * float(want.abs().max())
+    assert sum(type(m).__name__ == "_SkipJoin" for m in net.modules()) == depth - 1
 
 
 def test_post_drops_instances_without_a_centre() -> None:
