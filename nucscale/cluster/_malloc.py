@@ -49,10 +49,12 @@ Tried and not kept as the default: torch's buffers on transparent huge pages
 (``THP_MEM_ALLOC_ENABLE=1``, torch >= 2.2: buffers of 2 MiB and more aligned to 2 MiB and advised
 onto huge pages, a fault per 2 MiB). Most of a replayed worker's page faults come from the
 network (torch allocates every activation afresh; the U-Net's concatenations alone took 45 % of
-them, ``perf record -e page-faults``). In one worker-like thread
-(``benchmarks/worker_malloc.py --settings per_task,per_task_huge``, 2-core AMD EPYC VM, two runs
-each) the variable cut the 13 tasks from 13.3-13.9 to 11.2-11.3 s (1.7-1.9 M -> 0.26 M faults,
-3.1-3.4 -> 1.35 s in the kernel; glibc's ``glibc.malloc.hugetlb=1`` on top gained nothing).
+them, ``perf record -e page-faults``; the decoders no longer concatenate,
+:func:`nucscale.models.unet.join_skips`: the replay's faults 0.58-0.59 M -> 0.30-0.31 M). In
+one worker-like thread (``benchmarks/worker_malloc.py --settings per_task,per_task_huge``, 2-core
+AMD EPYC VM, two runs each) the variable cut the 13 tasks from 13.3-13.9 to 11.2-11.3 s
+(1.7-1.9 M -> 0.26 M faults, 3.1-3.4 -> 1.35 s in the kernel; glibc's ``glibc.malloc.hugetlb=1``
+on top gained nothing).
 Whole runs (``benchmarks/pipeline.py``, 2 workers, one run each, d8db59d against 472682b):
 4096² 8.6 / 8.0 s, 16384² 66.6 / 71.5 s, 40,000² **377.5 / 451.0 s** (user CPU 609 / 712 s,
 kernel 84 / 118 s: fewer TLB misses as well as fewer faults); 8192² within noise (three runs
