@@ -24,11 +24,19 @@ from nucscale.tiling._grid import Box
 
 
 class DenseSegmenter(Segmenter):
-    """Segmenter running a dense network through the global-grid sliding window."""
+    """Segmenter running a dense network through the global-grid sliding window.
 
-    def __init__(self, model: DenseModel, *, batch_size: int | None = None) -> None:
+    ``precision``: the network's arithmetic on the CPU, ``float32`` or ``bfloat16``
+    (:mod:`._precision`; fixed when built, so every window of a slide gets the same)."""
+
+    def __init__(
+        self, model: DenseModel, *, batch_size: int | None = None, precision: str = "float32"
+    ) -> None:
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
         self.model = model
         self.batch_size = batch_size
+        self.precision = precision
         self.name = model.name
         self.native_mpp = model.mpp
         self.accelerated = True
@@ -62,6 +70,7 @@ class DenseSegmenter(Segmenter):
             batch_size=self.batch_size,
             extent=extent,
             calibration=calibration.values,
+            precision=self.precision,
         )
         model_s = time.perf_counter() - t0
         labels = np.zeros(rgb.shape[:2], np.int32)
@@ -93,7 +102,8 @@ class DenseSegmenter(Segmenter):
         local = [(y - oy, x - ox) for y, x in starts]
         done = 0
         for maps in iter_patches(self.model, rgb, local, batch_size=self.batch_size,
-                                 calibration=calibration.values):  # fmt: skip
+                                 calibration=calibration.values,
+                                 precision=self.precision):  # fmt: skip
             yield starts[done : done + len(maps)], maps
             done += len(maps)
 
@@ -138,5 +148,6 @@ class DenseSegmenter(Segmenter):
             "patch_input": str(self.model.spec.input_size),
             "patch_output": str(self.model.spec.output_size),
             "weights_sha256": self.model.weights_sha256,
+            "cpu_precision": self.precision,
             **self.model.describe(),
         }

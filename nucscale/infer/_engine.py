@@ -10,7 +10,8 @@ image's ``extent``, patches whose output lies wholly outside the image are not c
 valid region then ends on the image's last patch boundary, the same one in every window (and in
 :func:`predict_image`), so the slide's edge tiles cost no more than they must.
 
-On CUDA the network runs under bf16 autocast with channels-last tensors; on the CPU in float32.
+On CUDA the network runs under bf16 autocast with channels-last tensors; on the CPU in the
+``precision`` asked for (float32, or bfloat16 where the CPU computes it: :mod:`._precision`).
 Patches are batched, always in full batches of the same size (the last one padded), because
 convolution kernels are chosen by batch size and their float rounding differs; while the device
 works on one batch, the next is cut and preprocessed in a background thread. The batch size is
@@ -20,6 +21,7 @@ it, so every window of a slide computed on one kind of device uses the same one.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections.abc import Iterator, Mapping
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 from nucscale.contracts import DenseModel
+from nucscale.infer._precision import bf16_twin
 from nucscale.tiling._grid import Box
 
 _MOVED: dict[int, torch.device] = {}
@@ -97,10 +100,12 @@ def predict_region(
     device: torch.device | None = None,
     extent: tuple[int, int] | None = None,
     calibration: Mapping[str, Any] | None = None,
+    precision: str = "float32",
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Maps of ``rgb`` (whose top-left is global pixel ``origin`` = (x, y)); with ``extent``
     (the image's width, height) only over patches that overlap the image. ``calibration`` is
-    the slide's (:meth:`DenseModel.calibrate`), handed to every patch's preprocessing.
+    the slide's (:meth:`DenseModel.calibrate`), handed to every patch's preprocessing;
+    ``precision`` the CPU's arithmetic (``float32`` or ``bfloat16``, :mod:`._precision`).
 
     Returns
     -------
@@ -120,7 +125,7 @@ def predict_region(
     valid = (x0, y0, x0 + len(xs) * out, y0 + len(ys) * out)
     starts = [(py - oy, px - ox) for py in ys for px in xs]
     pred = predict_patches(model, rgb, starts, batch_size=batch_size, device=device,
-                           calibration=calibration)  # fmt: skip
+                           calibration=calibration, precision=precision)  # fmt: skip
     maps = np.zeros((pred.shape[1], valid[3] - valid[1], valid[2] - valid[0]), np.float32)
     for (ly, lx), p in zip(starts, pred, strict=True):
         maps[:, ly - y0 : ly - y0 + out, lx - x0 : lx - x0 + out] = p
@@ -165,6 +170,7 @@ def predict_patches(
     batch_size: int | None = None,
     device: torch.device | None = None,
     calibration: Mapping[str, Any] | None = None,
+    precision: str = "float32",
 ) -> np.ndarray:
     """(N, K, out, out) :data:`MAPS_DTYPE` maps of the output patches whose top-left corners
     are ``starts`` = [(y, x), ...] in ``rgb``'s coordinates; each reads ``margin`` px around
@@ -176,7 +182,7 @@ def predict_patches(
     result: np.ndarray | None = None
     done = 0
     for part in iter_patches(model, rgb, starts, batch_size=batch_size, device=device,
-                             calibration=calibration):  # fmt: skip
+                             calibration=calibration, precision=precision):  # fmt: skip
         if result is None:  # filled in place: no list of parts and no concatenated copy
             result = np.empty((len(starts), *part.shape[1:]), part.dtype)
         result[done : done + len(part)] = part
@@ -193,6 +199,7 @@ def iter_patches(
     batch_size: int | None = None,
     device: torch.device | None = None,
     calibration: Mapping[str, Any] | None = None,
+    precision: str = "float32",
 ) -> Iterator[np.ndarray]:
     """:func:`predict_patches`' maps one batch at a time, in the order of ``starts``: a caller
     that stores each batch as it comes holds one batch of maps, not the whole tile's (the
@@ -203,7 +210,7 @@ def iter_patches(
         return
     batch_size = batch_for(model, device, batch_size)
     for batch in _batches(model, rgb, starts, batch_size, calibration):
-        yield _run(model, batch, batch_size, device)
+        yield _run(model, batch, batch_size, device, precision)
 
 
 def predict_image(
@@ -258,7 +265,11 @@ def _batches(
 
 
 def _run(
-    model: DenseModel, batch: torch.Tensor, batch_size: int, device: torch.device
+    model: DenseModel,
+    batch: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "float32",
 ) -> np.ndarray:
     """(n, K, out, out) :data:`MAPS_DTYPE` maps of one batch of n <= ``batch_size`` patches.
 
@@ -268,7 +279,8 @@ def _run(
     they come back already rounded to :data:`MAPS_DTYPE` (half the bytes of float32; on a GPU
     the copies were most of the engine's time around the network). The rounding and the copy
     out of the channels-last layout are done by torch (vectorised): numpy's copies of the
-    strided output were a fifth of the engine's CPU time.
+    strided output were a fifth of the engine's CPU time. On the CPU with ``precision``
+    ``bfloat16`` the model runs its network's bfloat16 twin (:func:`._precision.bf16_twin`).
     """
     n = batch.shape[0]
     with torch.inference_mode():
@@ -282,6 +294,13 @@ def _run(
         else:
             if model.channels_last_cpu:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = model.forward(x)
+            if precision == "bfloat16":
+                twin = copy.copy(model)  # shallow: the same model but for its network
+                twin.module = bf16_twin(model.module)
+                y = twin.forward(x)
+            elif precision == "float32":
+                y = model.forward(x)
+            else:
+                raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
         y = y[:n].float().to(_TORCH_MAPS_DTYPE)
         return y.contiguous(memory_format=torch.contiguous_format).cpu().numpy()

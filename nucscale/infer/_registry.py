@@ -59,13 +59,18 @@ def _bioimageio(
     return DenseSegmenter(model, batch_size=model.batch_size)
 
 
-def _unet(weights: str | None = None, modality: str = "brightfield") -> Segmenter:
+def _unet(
+    weights: str | None = None, modality: str = "brightfield", cpu_precision: str = "auto"
+) -> Segmenter:
     """nucscale's own U-Net (``--model unet``); without ``--weights`` the shipped default model.
-    The slide's modality decides how its pixels become the network's input."""
+    The slide's modality decides how its pixels become the network's input; ``cpu_precision``
+    its arithmetic on the CPU (``auto``: bfloat16 where the CPU computes it natively, held-out
+    scores unchanged; :mod:`nucscale.infer._precision`)."""
     from nucscale.infer._dense import DenseSegmenter
+    from nucscale.infer._precision import cpu_precision as resolve
     from nucscale.models.unet import UNetModel
 
-    return DenseSegmenter(UNetModel(weights, modality=modality))
+    return DenseSegmenter(UNetModel(weights, modality=modality), precision=resolve(cpu_precision))
 
 
 def _hovernet(weights: str | None = None, mode: str = "fast") -> Segmenter:

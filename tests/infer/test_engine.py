@@ -54,6 +54,24 @@ def test_maps_do_not_depend_on_the_window(tiny_model: DenseModel, image: np.ndar
     assert ax0 % 32 == 0 and (bx0 + 51) % 32 == 0  # patches start on the global grid
 
 
+def test_bfloat16_maps_do_not_depend_on_the_window(
+    tiny_model: DenseModel, image: np.ndarray
+) -> None:
+    """bfloat16 keeps the engine's promise: a patch's maps are the same in every window."""
+    a, (ax0, ay0, _, _) = predict_region(tiny_model, image[0:200, 0:220], (0, 0),
+                                         precision="bfloat16")  # fmt: skip
+    b, (bx0, by0, _, _) = predict_region(tiny_model, image[37:260, 51:300], (51, 37),
+                                         precision="bfloat16")  # fmt: skip
+    a32, _ = predict_region(tiny_model, image[0:200, 0:220], (0, 0))
+    # global (64..192, 64..192) lies in both valid regions
+    pa = a[:, 64 - ay0 : 192 - ay0, 64 - ax0 : 192 - ax0]
+    pb = b[:, 64 - 37 - by0 : 192 - 37 - by0, 64 - 51 - bx0 : 192 - 51 - bx0]
+    assert np.array_equal(pa, pb)
+    assert not np.array_equal(a, a32)  # bfloat16 did run
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        predict_region(tiny_model, image[0:200, 0:220], (0, 0), precision="auto")
+
+
 def test_a_partial_batch_gives_the_maps_of_a_full_one(
     tiny_model: DenseModel, image: np.ndarray
 ) -> None:
