@@ -15,6 +15,9 @@ from typing import Any
 
 from nucscale.errors import ConfigError
 
+#: What ``cpu_precision`` takes (:mod:`nucscale.infer._precision`).
+CPU_PRECISIONS = ("auto", "float32", "bfloat16")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -55,6 +58,10 @@ class Settings:
         ``morphology`` (the nucleus table) or ``full``: also CellProfiler-style intensity,
         texture, shape and neighbourhood measurements in ``OUT/features``
         (:mod:`nucscale.features._cellprofiler`).
+    cpu_precision:
+        The U-Net's arithmetic on CPU workers: ``float32``, ``bfloat16``, or ``auto``
+        (bfloat16 where the CPU computes it natively; chosen once per slide by its plan). On a
+        GPU the network always runs in bfloat16 autocast.
     """
 
     mpp: float | None = None
@@ -69,6 +76,7 @@ class Settings:
     max_pixels: int = 2_000_000_000
     save_image: bool = False
     features: str = "morphology"
+    cpu_precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.features not in ("morphology", "full"):
@@ -84,6 +92,11 @@ class Settings:
         if self.weights_format not in (None, "torchscript", "onnx"):
             raise ConfigError(
                 f"weights format must be torchscript or onnx, got {self.weights_format!r}"
+            )
+        if self.cpu_precision not in CPU_PRECISIONS:
+            raise ConfigError(
+                f"cpu precision must be one of {', '.join(CPU_PRECISIONS)}, "
+                f"got {self.cpu_precision!r}"
             )
         if self.halo is not None and self.halo < 0:
             raise ConfigError(f"halo must be >= 0, got {self.halo}")

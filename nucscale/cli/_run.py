@@ -110,6 +110,14 @@ def run(
             "onnx on the CPU when the package has it, else torchscript)."
         ),
     ] = None,
+    cpu_precision: Annotated[
+        str | None,
+        typer.Option(
+            help="The U-Net's arithmetic on CPU workers: auto (bfloat16 where the CPU does it "
+            "natively: AVX512-BF16 or AMX; else float32), float32 or bfloat16. On a GPU it "
+            "runs in bfloat16."
+        ),
+    ] = None,
     dashboard: Annotated[
         str, typer.Option(help="Dashboard address of the local cluster.")
     ] = ":8787",
@@ -204,6 +212,7 @@ def run(
             tissue=tissue,
             weights=str(weights.resolve()) if weights else None,
             weights_format=weights_format,
+            cpu_precision=cpu_precision,
             save_image=save_image or None,
             features=features,
         )

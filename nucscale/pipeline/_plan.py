@@ -22,6 +22,7 @@ from nucscale.errors import ConfigError, MissingPixelSizeError, SlideNotFoundErr
 from nucscale.infer import Calibration, Segmenter, get_segmenter
 from nucscale.infer._dense import DenseSegmenter
 from nucscale.infer._engine import n_maps, patch_starts
+from nucscale.infer._precision import cpu_precision
 from nucscale.infer._registry import accepts
 from nucscale.io import ReadOptions, Slide, open_slide
 from nucscale.io._options import DEFAULT
@@ -61,6 +62,11 @@ def segmenter_params(settings: Settings) -> tuple[tuple[str, Any], ...]:
                 f"--weights-format applies to --model bioimageio, not {settings.segmenter!r}"
             )
         params = (*params, ("weights_format", settings.weights_format))
+    if accepts(settings.segmenter, "cpu_precision"):
+        # resolved here, in the plan's process: the slide's forward tasks all get this value
+        params = (*params, ("cpu_precision", cpu_precision(settings.cpu_precision)))
+    elif settings.cpu_precision != "auto":
+        raise ConfigError(f"--cpu-precision applies to --model unet, not {settings.segmenter!r}")
     return params
 
 

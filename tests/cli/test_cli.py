@@ -325,3 +325,17 @@ def test_progress_bars_redraw_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch
         assert bar.live.auto_refresh is True
         assert bar.live.refresh_per_second == _app.PROGRESS_REFRESH == 2
         assert bar.live._refresh_thread is not None
+
+
+@pytest.mark.usefixtures("no_cluster")
+def test_run_refuses_a_cpu_precision_it_cannot_apply(cmu1_svs: Path, tmp_path: Path) -> None:
+    out = str(tmp_path / "o")
+    res = _run_fast(str(cmu1_svs), "--out", out, "--cpu-precision", "half")
+    assert res.exit_code == 2, res.output
+    assert res.output == "error: cpu precision must be one of auto, float32, bfloat16, got 'half'\n"
+    res = _run_fast(
+        str(cmu1_svs), "--out", out, "--model", "baseline", "--cpu-precision", "float32"
+    )
+    assert res.exit_code == 2, res.output
+    assert res.output == "error: --cpu-precision applies to --model unet, not 'baseline'\n"
+    assert not (tmp_path / "o").exists()

@@ -183,3 +183,31 @@ def test_new_columns_make_a_finished_slide_stale(
     monkeypatch.setattr(_cellprofiler, "FULL_SCHEMA", grown)
     assert settings_key(inp, full) != before_full
     assert settings_key(inp, plain) == before_plain  # no features table: not concerned
+
+
+def test_the_plan_fixes_the_slides_cpu_precision(
+    cmu1_svs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` is resolved once, by the plan, into the parameters every forward task builds
+    the network from; it is in the provenance and the geometry, so fragments and maps of the
+    other precision are never resumed beside new ones."""
+    from nucscale.infer import _precision
+
+    inp = SlideInput(str(cmu1_svs), "s")
+    monkeypatch.setattr(_precision, "native_bf16", lambda: True)
+    plan = make_plan(inp, Settings(), str(tmp_path), "k")
+    assert dict(plan.segmenter_params)["cpu_precision"] == "bfloat16"
+    assert dict(plan.provenance)["cpu_precision"] == "bfloat16"
+    stale = plan.fragments / "0_0.parquet"
+    stale.write_bytes(b"fragment")
+    monkeypatch.setattr(_precision, "native_bf16", lambda: False)
+    other = make_plan(inp, Settings(), str(tmp_path), "k")  # same key, another machine
+    assert dict(other.segmenter_params)["cpu_precision"] == "float32"
+    assert other.fragments == plan.fragments and not stale.exists()
+    assert '"cpu_precision": "float32"' in (other.fragments / "geometry.json").read_text()
+    forced = make_plan(inp, Settings(cpu_precision="bfloat16"), str(tmp_path), "k2")
+    assert forced.segmenter_instance().precision == "bfloat16"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="--cpu-precision applies to --model unet"):
+        make_plan(inp, Settings(segmenter="baseline", cpu_precision="float32"), str(tmp_path), "b")
+    with pytest.raises(ConfigError, match="cpu precision must be one of auto, float32"):
+        Settings(cpu_precision="fp16")
