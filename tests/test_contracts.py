@@ -39,3 +39,17 @@ def test_models_do_not_import_infer() -> None:
         for p in (PACKAGE / "models").glob("*.py")
     }
     assert not any(offenders.values()), offenders
+
+
+def test_the_worker_modules_leave_dask_array_unloaded() -> None:
+    """Every local worker's start waits for :data:`WORKER_MODULES` to load; the tasks never use
+    dask.array (0.15 s of that start), so only a slide's ``to_dask`` imports it."""
+    code = (
+        "import importlib, sys\n"
+        "from nucscale.contracts import WORKER_MODULES\n"
+        "for name in WORKER_MODULES:\n"
+        "    importlib.import_module(name)\n"
+        "print('dask.array' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["False", "True"], res.stdout
