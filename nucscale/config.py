@@ -32,7 +32,7 @@ class Settings:
         Relative difference between a level's pixel size and ``mpp`` below which the level is
         used as it is (no resampling); the recorded analysis pixel size is then the level's own.
     tile:
-        Core size of a tile in analysis pixels (also the Zarr chunk size); ``None``: the
+        Core size of a tile in analysis pixels (and of the label image's chunks); ``None``: the
         segmenter's own (:attr:`~nucscale.infer.Segmenter.default_tile`).
     halo:
         Context around each core in analysis pixels; ``None`` takes the segmenter's minimum.

@@ -110,7 +110,7 @@ def ingest_tile(plan: SlidePlan, row: int, col: int) -> float:
     box = plan.grid.core(row, col)
     fill = 0 if plan.modality == "fluorescence" else 255  # as the tile store pads
     pixels = read_analysis_region(plan.path, plan.choice, box, plan.options, fill)
-    write_tile(plan.tile_store, box, pixels)
+    write_tile(plan.tile_store, row, col, box, pixels)
     return time.perf_counter() - t0
 
 

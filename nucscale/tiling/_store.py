@@ -1,6 +1,8 @@
-"""The Zarr v3 tile store: the slide at analysis resolution, one chunk per tile core.
+"""The Zarr v3 tile store: the slide at analysis resolution, each tile core whole chunks.
 
-Only tissue tiles are written; every other chunk reads as the fill value, the background of the
+A tile's core is split into chunks of at most :data:`MAX_CHUNK` px that no other tile writes
+(:func:`store_chunk`); a window (a core and its halo) decodes only the chunks it touches. Only
+tissue tiles are written; every other chunk reads as the fill value, the background of the
 modality (white glass in brightfield, black in fluorescence). After a tile's chunk is written, a
 completion marker ``done/<row>_<col>`` is created by an atomic rename; a rerun skips exactly the
 tiles with a marker. This does not rely on how (or whether atomically) a zarr version writes its
@@ -11,7 +13,7 @@ current run is replaced.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import zarr
@@ -23,6 +25,22 @@ from nucscale.tiling._grid import Box
 from nucscale.tiling._markers import is_done, mark_done, reusable
 
 _CONFIG: Any = {"write_empty_chunks": True}  # a tile of pure background is still a tile
+
+#: Largest chunk side. With one 2048² chunk per tile, the 2560² window of an instance task
+#: decoded the 9 chunks it touches, 113 MB for its 20 MB (40 ms); in chunks of 1024² it decodes
+#: 50 MB (18 ms), a forward task's input 37 -> 18 ms (8192² mosaic). Smaller chunks gain
+#: little more (512²: 23 ms, zarr's cost per chunk).
+MAX_CHUNK = 1024
+
+
+def store_chunk(tile: int) -> int:
+    """The chunk side for tiles of ``tile`` px: the largest divisor of ``tile`` up to
+    :data:`MAX_CHUNK`, so each chunk lies in one tile and is written by that tile's ingest
+    alone; ``tile`` itself when every such divisor is under 256 px (a prime tile size)."""
+    for parts in range(-(-tile // MAX_CHUNK), tile // 256 + 1):
+        if tile % parts == 0:
+            return tile // parts
+    return tile
 
 
 def create_tile_store(
@@ -39,7 +57,7 @@ def create_tile_store(
     zarr.create_array(
         str(path),
         shape=(*shape, 3),
-        chunks=(tile, tile, 3),
+        chunks=(store_chunk(tile), store_chunk(tile), 3),
         dtype="uint8",
         fill_value=fill,
         attributes=attrs,
@@ -58,22 +76,23 @@ def chunk_exists(path: Path, row: int, col: int) -> bool:
     return is_done(path, row, col)
 
 
-def write_tile(path: Path, box: Box, rgb: np.ndarray) -> None:
-    """Write ``rgb`` into the core ``box`` (one whole chunk), then mark the tile complete."""
+def write_tile(path: Path, row: int, col: int, box: Box, rgb: np.ndarray) -> None:
+    """Write ``rgb`` into tile (row, col)'s core ``box`` (whole chunks), then mark the tile
+    complete."""
     arr = zarr.open_array(str(path), mode="r+", config=_CONFIG)
     arr[box.y0 : box.y1, box.x0 : box.x1, :] = rgb
-    chunk = cast(tuple[int, ...], arr.chunks)
-    mark_done(path, box.y0 // chunk[0], box.x0 // chunk[1])
+    mark_done(path, row, col)
 
 
 def read_window(path: Path, box: Box) -> np.ndarray:
     """Read ``box`` (may reach outside the image, which reads white) as RGB uint8.
 
-    One chunk at a time: zarr decodes every chunk a selection touches at once, and an interior
-    tile's window (its chunk and a halo of its 8 neighbours') touches 9 whole 2048² chunks.
-    Read as one selection, the 2560² window of the 8192² mosaic's tile (1, 1) peaked at 157 MiB
-    above its 19 MiB result (``tracemalloc``), a corner's (4 chunks) at about half that: the
-    worker's peak grew with the share of interior tiles, i.e. with the slide.
+    One row of chunks at a time: zarr decodes every chunk a selection touches at once. Read as
+    one selection of 2048² chunks, the 2560² window of the 8192² mosaic's tile (1, 1) peaked at
+    157 MiB above its 19 MiB result (``tracemalloc``), a corner's at about half that: the
+    worker's peak grew with the share of interior tiles, i.e. with the slide. A row of the
+    chunks of :data:`MAX_CHUNK` holds at most four of 3 MiB; a selection per chunk cost zarr's
+    overhead once per chunk (1024² chunks: 18 against 12 ms a window).
     """
     arr = zarr.open_array(str(path), mode="r")
     h, w = arr.shape[0], arr.shape[1]
@@ -82,7 +101,8 @@ def read_window(path: Path, box: Box) -> np.ndarray:
     if inner is None:
         return out
     rows, cols = slice(inner.y0, inner.y1), slice(inner.x0, inner.x1)
-    for ys, xs in chunk_pieces((h, w), arr.chunks[:2], rows, cols):
+    bands = (arr.chunks[0], w)  # pieces one chunk high and as wide as the window
+    for ys, xs in chunk_pieces((h, w), bands, rows, cols):
         oy, ox = ys.start - box.y0, xs.start - box.x0
         out[oy : oy + ys.stop - ys.start, ox : ox + xs.stop - xs.start] = arr[ys, xs, :]
     return out

@@ -22,6 +22,7 @@ from nucscale.tiling import (
     tissue_mask,
     write_tile,
 )
+from nucscale.tiling._store import store_chunk
 
 
 def test_tissue_on_cmu1(cmu1_svs: Path) -> None:
@@ -115,7 +116,7 @@ def test_tile_store_roundtrip_and_reuse(tmp_path: Path) -> None:
     create_tile_store(store, (300, 250), 128, attrs)
     assert not chunk_exists(store, 1, 1)
     tile = np.random.default_rng(1).integers(0, 255, size=(128, 122, 3), dtype=np.uint8)
-    write_tile(store, Box(128, 128, 250, 256), tile)
+    write_tile(store, 1, 1, Box(128, 128, 250, 256), tile)
     assert chunk_exists(store, 1, 1)
     win = read_window(store, Box(100, 100, 300, 280))
     assert np.array_equal(win[28:156, 28:150], tile)
@@ -137,10 +138,39 @@ def test_tile_store_roundtrip_and_reuse(tmp_path: Path) -> None:
     create_tile_store(store, (300, 250), 128, {**attrs, "level": 1})  # different: replaced
     assert not chunk_exists(store, 1, 1)
     # a chunk file without its completion marker (a write cut short) is not a finished tile
-    write_tile(store, Box(0, 0, 128, 128), tile[:, :122].repeat(2, axis=1)[:, :128])
+    write_tile(store, 0, 0, Box(0, 0, 128, 128), tile[:, :122].repeat(2, axis=1)[:, :128])
     assert chunk_exists(store, 0, 0)
     (store / "done" / "0_0").unlink()
     assert not chunk_exists(store, 0, 0)
+
+
+def test_large_tiles_are_stored_in_chunks_no_other_tile_writes(tmp_path: Path) -> None:
+    """Tiles over 1024 px are split into whole chunks of at most 1024 px (a window decodes only
+    what it touches); every chunk lies in one tile, so concurrent ingests never share one."""
+    assert [store_chunk(t) for t in (300, 1024, 1031, 1500, 2048, 3000, 4096)] == [
+        300, 1024, 1031, 750, 1024, 1000, 1024,
+    ]  # fmt: skip
+    for tile in range(64, 5000):
+        chunk = store_chunk(tile)
+        assert tile % chunk == 0 and (chunk <= 1024 or chunk == tile)
+    store = tmp_path / "tiles.zarr"
+    create_tile_store(store, (2600, 2300), 2048, {"source": "x.svs"})
+    assert zarr.open_array(str(store), mode="r").chunks == (1024, 1024, 3)
+    rng = np.random.default_rng(2)
+    for row, col in ((0, 0), (1, 1), (0, 1)):
+        box = Box(col * 2048, row * 2048, min(col * 2048 + 2048, 2300),
+                  min(row * 2048 + 2048, 2600))  # fmt: skip
+        pixels = rng.integers(0, 255, (box.height, box.width, 3), dtype=np.uint8)
+        write_tile(store, row, col, box, pixels)
+        assert chunk_exists(store, row, col)
+    whole = zarr.open_array(str(store), mode="r")[:]
+    assert not chunk_exists(store, 1, 0) and (whole[2048:, :2048] == 255).all()
+    for box in (Box(1792, 1792, 2400, 2700), Box(-40, 1000, 1030, 2100), Box(0, 0, 2300, 2600)):
+        got, inner = read_window(store, box), box.intersect(Box(0, 0, 2300, 2600))
+        assert inner is not None
+        ys = slice(inner.y0 - box.y0, inner.y1 - box.y0)
+        xs = slice(inner.x0 - box.x0, inner.x1 - box.x0)
+        assert np.array_equal(got[ys, xs], whole[inner.y0 : inner.y1, inner.x0 : inner.x1])
 
 
 def test_resampled_fluorescence_edges_are_not_brightened(dsb2018: Path, tmp_path: Path) -> None:
