@@ -3,7 +3,7 @@
 A tile's core is split into chunks of at most :data:`MAX_CHUNK` px that no other tile writes
 (:func:`store_chunk`); a window (a core and its halo) decodes only the chunks it touches. Only
 tissue tiles are written; every other chunk reads as the fill value, the background of the
-modality (white glass in brightfield, black in fluorescence). After a tile's chunk is written, a
+modality (white glass in brightfield, black in fluorescence). After a tile's chunks are written, a
 completion marker ``done/<row>_<col>`` is created by an atomic rename; a rerun skips exactly the
 tiles with a marker. This does not rely on how (or whether atomically) a zarr version writes its
 chunk files, nor on its chunk key layout. A store whose geometry or source differs from the
@@ -28,8 +28,8 @@ _CONFIG: Any = {"write_empty_chunks": True}  # a tile of pure background is stil
 
 #: Largest chunk side. With one 2048² chunk per tile, the 2560² window of an instance task
 #: decoded the 9 chunks it touches, 113 MB for its 20 MB (40 ms); in chunks of 1024² it decodes
-#: 50 MB (18 ms), a forward task's input 37 -> 18 ms (8192² mosaic). Smaller chunks gain
-#: little more (512²: 23 ms, zarr's cost per chunk).
+#: 50 MB (14 ms, :func:`read_window`), a forward task's input 37 -> 12 ms (8192² mosaic).
+#: Chunks of 512² were no faster read as one selection (10.7 against 9.9 ms).
 MAX_CHUNK = 1024
 
 
@@ -90,9 +90,9 @@ def read_window(path: Path, box: Box) -> np.ndarray:
     One row of chunks at a time: zarr decodes every chunk a selection touches at once. Read as
     one selection of 2048² chunks, the 2560² window of the 8192² mosaic's tile (1, 1) peaked at
     157 MiB above its 19 MiB result (``tracemalloc``), a corner's at about half that: the
-    worker's peak grew with the share of interior tiles, i.e. with the slide. A row of the
-    chunks of :data:`MAX_CHUNK` holds at most four of 3 MiB; a selection per chunk cost zarr's
-    overhead once per chunk (1024² chunks: 18 against 12 ms a window).
+    worker's peak grew with the share of interior tiles, i.e. with the slide. A row of
+    chunks of :data:`MAX_CHUNK` holds at most four of 3 MiB; a selection per chunk paid zarr's
+    overhead once per chunk (1024² chunks, a 2560² window: 21 ms, 14 by rows, 9 at once).
     """
     arr = zarr.open_array(str(path), mode="r")
     h, w = arr.shape[0], arr.shape[1]
