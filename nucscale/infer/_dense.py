@@ -19,6 +19,7 @@ import numpy as np
 
 from nucscale.contracts import Calibration, DenseModel, Segmentation, Segmenter
 from nucscale.infer._engine import iter_patches, predict_region
+from nucscale.infer._precision import checked
 from nucscale.tiling import maps_extent
 from nucscale.tiling._grid import Box
 
@@ -32,11 +33,9 @@ class DenseSegmenter(Segmenter):
     def __init__(
         self, model: DenseModel, *, batch_size: int | None = None, precision: str = "float32"
     ) -> None:
-        if precision not in ("float32", "bfloat16"):
-            raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
         self.model = model
         self.batch_size = batch_size
-        self.precision = precision
+        self.precision = checked(precision)
         self.name = model.name
         self.native_mpp = model.mpp
         self.accelerated = True

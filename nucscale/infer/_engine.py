@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from nucscale.contracts import DenseModel
-from nucscale.infer._precision import bf16_twin
+from nucscale.infer._precision import bf16_twin, checked
 from nucscale.tiling._grid import Box
 
 _MOVED: dict[int, torch.device] = {}
@@ -204,6 +204,7 @@ def iter_patches(
     """:func:`predict_patches`' maps one batch at a time, in the order of ``starts``: a caller
     that stores each batch as it comes holds one batch of maps, not the whole tile's (the
     slide pipeline's forward task; 50 MiB less at its peak for a 2048 px tile of U-Net maps)."""
+    checked(precision)
     device = device or pick_device()
     _ready(model, device)
     if not starts:
@@ -298,9 +299,7 @@ def _run(
                 twin = copy.copy(model)  # shallow: the same model but for its network
                 twin.module = bf16_twin(model.module)
                 y = twin.forward(x)
-            elif precision == "float32":
-                y = model.forward(x)
             else:
-                raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
+                y = model.forward(x)
         y = y[:n].float().to(_TORCH_MAPS_DTYPE)
         return y.contiguous(memory_format=torch.contiguous_format).cpu().numpy()

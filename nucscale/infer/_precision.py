@@ -53,6 +53,13 @@ def cpu_precision(asked: str) -> str:
     return asked
 
 
+def checked(precision: str) -> str:
+    """``precision`` when the engine can run it (``float32`` or ``bfloat16``), else ValueError."""
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
+    return precision
+
+
 class _InBfloat16(nn.Module):
     """``net`` with bfloat16 weights: float32 in and out, bfloat16 between."""
 
