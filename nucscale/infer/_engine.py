@@ -22,7 +22,6 @@ it, so every window of a slide computed on one kind of device uses the same one.
 from __future__ import annotations
 
 import copy
-import math
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +31,9 @@ import numpy as np
 import torch
 
 from nucscale.contracts import DenseModel
-from nucscale.infer._precision import bf16_twin, checked
-from nucscale.tiling._grid import Box
+from nucscale.infer._patches import patch_grid
+from nucscale.infer._precision import checked
+from nucscale.infer._twin import bf16_twin
 
 _MOVED: dict[int, torch.device] = {}
 _LOCK = threading.Lock()
@@ -66,29 +66,6 @@ def batch_for(model: DenseModel, device: torch.device, asked: int | None = None)
     if asked is not None:
         return asked
     return GPU_BATCH if device.type == "cuda" else model.cpu_batch_size
-
-
-def patch_grid(
-    origin: int, size: int, out: int, margin: int, extent: int | None = None
-) -> list[int]:
-    """Global starts of output patches whose input lies inside [origin, origin + size) and,
-    given ``extent``, whose output overlaps the image's [0, extent)."""
-    first = math.ceil((origin + margin) / out) * out
-    last = math.floor((origin + size - out - margin) / out) * out
-    if extent is not None:
-        first = max(first, 0)  # the first patch whose output overlaps [0, extent)
-        last = min(last, (extent - 1) // out * out)
-    return list(range(first, last + 1, out)) if last >= first else []
-
-
-def patch_starts(core: Box, extent: tuple[int, int], out: int) -> list[tuple[int, int]]:
-    """Global (y, x) starts of the output patches (multiples of ``out``) that start in
-    ``core`` and overlap the image of size ``extent`` (w, h): each patch of the slide belongs
-    to exactly one tile core."""
-    w, h = extent
-    xs = range(-(-core.x0 // out) * out, min(core.x1, w), out)
-    ys = range(-(-core.y0 // out) * out, min(core.y1, h), out)
-    return [(y, x) for y in ys for x in xs]
 
 
 def predict_region(
@@ -281,7 +258,7 @@ def _run(
     the copies were most of the engine's time around the network). The rounding and the copy
     out of the channels-last layout are done by torch (vectorised): numpy's copies of the
     strided output were a fifth of the engine's CPU time. On the CPU with ``precision``
-    ``bfloat16`` the model runs its network's bfloat16 twin (:func:`._precision.bf16_twin`).
+    ``bfloat16`` the model runs its network's bfloat16 twin (:func:`._twin.bf16_twin`).
     """
     n = batch.shape[0]
     with torch.inference_mode():

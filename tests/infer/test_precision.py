@@ -12,7 +12,8 @@ from nucscale.contracts import DenseModel
 from nucscale.errors import SegmenterError
 from nucscale.infer import _precision, get_segmenter
 from nucscale.infer._dense import DenseSegmenter
-from nucscale.infer._precision import bf16_twin, cpu_precision, native_bf16
+from nucscale.infer._precision import cpu_precision, native_bf16
+from nucscale.infer._twin import bf16_twin
 
 
 def test_auto_is_bfloat16_only_where_the_cpu_does_it(monkeypatch: pytest.MonkeyPatch) -> None:
