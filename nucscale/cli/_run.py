@@ -225,12 +225,9 @@ def run(
         # a remote cluster's workers may see other files than this machine: theirs to judge
         reasons = unusable_inputs(slides, rejected) if scheduler is None else []
         if not reasons:
-            from nucscale.pipeline._plan import analysis_mpp as plan_mpp
-            from nucscale.pipeline._plan import build_segmenter, check_halo
+            from nucscale.pipeline._plan import check_segmenter
 
-            seg, _ = build_segmenter(settings, plan_mpp(settings))
-            if settings.halo is not None:
-                check_halo(seg, settings.halo, settings.tile or seg.default_tile)
+            check_segmenter(settings)
     except NucscaleError as exc:
         _error(str(exc))  # one line
         raise typer.Exit(2) from None

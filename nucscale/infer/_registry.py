@@ -106,6 +106,11 @@ SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
 }
 
 
+#: Segmenters that, built without ``weights``, load only what nucscale ships (the default
+#: U-Net's packaged weights): nothing of theirs comes from the user.
+SHIPPED: frozenset[str] = frozenset({"unet"})
+
+
 def accepts(name: str, param: str) -> bool:
     """Whether segmenter ``name`` takes the keyword parameter ``param``."""
     factory = SEGMENTERS.get(name)

@@ -21,9 +21,9 @@ from nucscale.config import Settings
 from nucscale.errors import ConfigError, MissingPixelSizeError, SlideNotFoundError
 from nucscale.infer import Calibration, Segmenter, get_segmenter
 from nucscale.infer._dense import DenseSegmenter
-from nucscale.infer._engine import n_maps, patch_starts
-from nucscale.infer._precision import cpu_precision
-from nucscale.infer._registry import accepts
+from nucscale.infer._patches import patch_starts
+from nucscale.infer._precision import choice, cpu_precision
+from nucscale.infer._registry import SHIPPED, accepts
 from nucscale.io import ReadOptions, Slide, open_slide
 from nucscale.io._options import DEFAULT
 from nucscale.pipeline._fragments import FORMAT as FRAGMENT_FORMAT
@@ -51,23 +51,46 @@ WORK_DIR = ".work"
 DEFAULT_MPP = 0.5
 
 
+def _check_options(settings: Settings) -> None:
+    """Refuse model options the segmenter does not take, and a CPU precision nucscale has not."""
+    choice(settings.cpu_precision)
+    if settings.weights_format is not None and not accepts(settings.segmenter, "weights_format"):
+        raise ConfigError(
+            f"--weights-format applies to --model bioimageio, not {settings.segmenter!r}"
+        )
+    if settings.cpu_precision != "auto" and not accepts(settings.segmenter, "cpu_precision"):
+        raise ConfigError(f"--cpu-precision applies to --model unet, not {settings.segmenter!r}")
+
+
 def segmenter_params(settings: Settings) -> tuple[tuple[str, Any], ...]:
     """Constructor parameters of the segmenter the user asked for (hashable, sorted)."""
+    _check_options(settings)
     params: tuple[tuple[str, Any], ...] = ()
     if settings.weights:
         params = (("weights", settings.weights),)
     if settings.weights_format is not None:
-        if not accepts(settings.segmenter, "weights_format"):
-            raise ConfigError(
-                f"--weights-format applies to --model bioimageio, not {settings.segmenter!r}"
-            )
         params = (*params, ("weights_format", settings.weights_format))
     if accepts(settings.segmenter, "cpu_precision"):
         # resolved here, in the plan's process: the slide's forward tasks all get this value
         params = (*params, ("cpu_precision", cpu_precision(settings.cpu_precision)))
-    elif settings.cpu_precision != "auto":
-        raise ConfigError(f"--cpu-precision applies to --model unet, not {settings.segmenter!r}")
     return params
+
+
+def check_segmenter(settings: Settings) -> None:
+    """Refuse, in one line and before a cluster starts, a segmenter the settings cannot build:
+    options it does not take, weights or a package it cannot load, a ``--halo`` too small for
+    it (:func:`check_halo`). Every slide's plan builds it again where it runs.
+
+    The shipped U-Net without ``--weights`` or ``--halo`` is not built here: nothing of it comes
+    from the user, and building it would import torch and load its weights in the command's
+    own process (0.8 s of its start, on the core beside the workers' fork server; the command
+    then reached its first slide 0.35 s later)."""
+    _check_options(settings)
+    if settings.segmenter in SHIPPED and not settings.weights and settings.halo is None:
+        return
+    segmenter, _ = build_segmenter(settings, analysis_mpp(settings))
+    if settings.halo is not None:
+        check_halo(segmenter, settings.halo, settings.tile or segmenter.default_tile)
 
 
 def analysis_mpp(settings: Settings) -> float:
@@ -351,6 +374,8 @@ def make_plan(
         tissue = None if settings.tissue == "none" else TissueMap(keep, mask_scale)
         maps, patch = 0, (0, 0, 0)
         if isinstance(segmenter, DenseSegmenter):
+            from nucscale.infer._engine import n_maps  # torch: plans run in workers
+
             model = segmenter.model
             grow = model.max_nucleus_diameter + model.postprocess_context
             maps, patch = n_maps(model), (model.spec.output_size, model.spec.margin, grow)
