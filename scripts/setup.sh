@@ -52,5 +52,9 @@ step 3 "nucscale and its dependencies [$EXTRAS], at the versions of deploy/requi
 # worker images install (scripts/lock.py writes it)
 python -m pip install --quiet -e ".[$EXTRAS]" -c deploy/requirements-lock.txt
 
-step 4 "check" "seconds"
+step 4 "bytecode of the package, and a check" "seconds"
+# an editable install leaves nucscale's bytecode unwritten, and where PYTHONDONTWRITEBYTECODE is
+# set no import writes it: every process (the command, each worker's fork server) would compile
+# the package again, 0.06 s of its start
+python -m compileall -q nucscale >/dev/null
 python -c "import nucscale, torch, openslide; print('setup: done: nucscale', nucscale.__version__, '| torch', torch.__version__, '(cuda ' + str(torch.version.cuda) + ')' if torch.version.cuda else '(cpu)', '| openslide', openslide.__library_version__)"
