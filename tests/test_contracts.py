@@ -41,15 +41,16 @@ def test_models_do_not_import_infer() -> None:
     assert not any(offenders.values()), offenders
 
 
-def test_the_worker_modules_leave_dask_array_unloaded() -> None:
+def test_the_worker_modules_leave_dask_array_and_pydicom_unloaded() -> None:
     """Every local worker's start waits for :data:`WORKER_MODULES` to load; the tasks never use
-    dask.array (0.15 s of that start), so only a slide's ``to_dask`` imports it."""
+    dask.array (0.15 s of that start), so only a slide's ``to_dask`` imports it, and pydicom
+    (0.07 s) loads with the first DICOM slide."""
     code = (
         "import importlib, sys\n"
         "from nucscale.contracts import WORKER_MODULES\n"
         "for name in WORKER_MODULES:\n"
         "    importlib.import_module(name)\n"
-        "print('dask.array' in sys.modules, 'torch' in sys.modules)\n"
+        "print(*(m in sys.modules for m in ('dask.array', 'pydicom', 'torch')))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stdout.split() == ["False", "True"], res.stdout
+    assert res.stdout.split() == ["False", "False", "True"], res.stdout
