@@ -23,6 +23,7 @@ from typing import Any
 
 import dask.config
 
+from nucscale.cluster._forks import ZARR_THREADS
 from nucscale.cluster._housekeeping import SETTINGS, env_name
 from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV
 from nucscale.errors import ConfigError
@@ -47,6 +48,7 @@ _GPU_DIRECTIVE = {"slurm": "--gres=gpu:1", "pbs": "-l ngpus=1", "lsf": '-gpu "nu
 #: ``nucscale run`` shows Dask's warnings only, and jobs inherit its environment).
 _PROLOGUE = [
     "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1",
+    f"export {ZARR_THREADS}=${{{ZARR_THREADS}:-1}}",  # zarr's pool (_forks.py); the user's wins
     f"export MALLOC_ARENA_MAX={ARENA_MAX}",  # malloc arenas per worker (before glibc starts)
     f"export {ARROW_POOL_ENV}=${{{ARROW_POOL_ENV}:-system}}",  # Arrow's pool (_malloc.py)
     "export DASK_LOGGING__DISTRIBUTED=info",

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from nucscale import __version__
+from nucscale.cluster._forks import ZARR_THREADS
 from nucscale.cluster._housekeeping import housekeeping_env
 from nucscale.cluster._jobqueue import JobOptions
 from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV
@@ -30,6 +31,7 @@ IMAGE = f"ghcr.io/nucscale/nucscale:{__version__}"
 _WORKER_ENV = {
     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
     "MALLOC_ARENA_MAX": str(ARENA_MAX), ARROW_POOL_ENV: os.environ.get(ARROW_POOL_ENV, "system"),
+    ZARR_THREADS: os.environ.get(ZARR_THREADS, "1"),
     **housekeeping_env(),
 }  # fmt: skip
 

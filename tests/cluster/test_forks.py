@@ -27,7 +27,7 @@ _PROBE = r"""
 import json, os, sys
 
 def probe(dask_worker):
-    import psutil, torch
+    import psutil, torch, zarr
     import pyarrow as pa
     parent = " ".join(psutil.Process().parent().cmdline())
     names = ("MALLOC_ARENA_MAX", "ARROW_DEFAULT_MEMORY_POOL", "OMP_NUM_THREADS", "PYTHONHASHSEED")
@@ -44,6 +44,7 @@ def probe(dask_worker):
         "arrow_pool": pa.default_memory_pool().backend_name,
         "profiling": "profile" in dask_worker.periodic_callbacks,
         "tick": dask_worker._tick_interval,
+        "zarr_threads": zarr.config.get("threading.max_workers"),
     }
 
 if __name__ == "__main__":
@@ -73,7 +74,13 @@ if __name__ == "__main__":
     print(json.dumps(out))
 """
 
-_CLEAN = ("MALLOC_ARENA_MAX", "ARROW_DEFAULT_MEMORY_POOL", "OMP_NUM_THREADS", "PYTHONHASHSEED")
+_CLEAN = (
+    "MALLOC_ARENA_MAX",
+    "ARROW_DEFAULT_MEMORY_POOL",
+    "OMP_NUM_THREADS",
+    "PYTHONHASHSEED",
+    _forks.ZARR_THREADS,
+)
 
 
 def test_local_workers_fork_from_the_server_with_a_spawned_worker_s_start(
@@ -106,12 +113,13 @@ def test_local_workers_fork_from_the_server_with_a_spawned_worker_s_start(
         assert worker == {"forked": True, "tifffile_at_start": True,
                           "pipeline_at_start": True, "env": env,
                           "torch_threads": 1, "arrow_pool": "system", "profiling": False,
-                          "tick": 0.1}  # fmt: skip
+                          "tick": 0.1, "zarr_threads": 1}  # fmt: skip
     (spawned,) = out["two_threads"]
     assert spawned["forked"] is False and spawned["tifffile_at_start"] is False
     assert spawned["pipeline_at_start"] is False
     # spawned: Dask's one thread at the start, the nanny's two set before torch loads
     assert spawned["env"] == env and spawned["torch_threads"] == 2
+    assert spawned["zarr_threads"] == 2  # zarr's pool as many as the kernels
 
 
 def test_the_server_s_preload_imports_every_module_a_worker_needs() -> None:
@@ -157,11 +165,13 @@ def test_the_start_environment_is_what_the_nanny_would_spawn_with(
     env = _forks.worker_start_env(3)
     assert env["MALLOC_ARENA_MAX"] == "2" and env["ARROW_DEFAULT_MEMORY_POOL"] == "system"
     assert env["MALLOC_TRIM_THRESHOLD_"] == "65536" and env["PYTHONHASHSEED"] == "6640"
-    assert {env[n] for n in _forks.THREAD_VARIABLES} == {"3"}
+    assert {env[n] for n in _forks.THREAD_VARIABLES} == {"3"} and env[_forks.ZARR_THREADS] == "3"
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     monkeypatch.setenv("PYTHONHASHSEED", "11")  # Dask's nanny gives its own seed all the same
+    monkeypatch.setenv(_forks.ZARR_THREADS, "8")  # e.g. for a network filesystem's latency
     env = _forks.worker_start_env(1)
     assert env["MALLOC_ARENA_MAX"] == "4" and env["PYTHONHASHSEED"] == "6640"
+    assert env["OMP_NUM_THREADS"] == "1" and env[_forks.ZARR_THREADS] == "8"
 
 
 def _recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[str, ...], int]]:

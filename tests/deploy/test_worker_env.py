@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nucscale.cluster._forks import ZARR_THREADS
 from nucscale.cluster._housekeeping import SETTINGS, env_name
 from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV, worker_environ
 
@@ -16,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2] / "deploy"
 
 #: What every worker's environment holds (a shell default ``${X:-v}`` counts as ``v``).
 SPAWNED = {"MALLOC_ARENA_MAX": str(ARENA_MAX), ARROW_POOL_ENV: "system"}
-WANTED = {**SPAWNED, **{env_name(k): str(v) for k, v in SETTINGS.items()}}
+#: ... and one thread in zarr's pool, as local workers of one thread get (``thread_env(1)``)
+THREADS = {ZARR_THREADS: "1"}
+WANTED = {**SPAWNED, **THREADS, **{env_name(k): str(v) for k, v in SETTINGS.items()}}
 
 
 def _shell_value(text: str, name: str) -> str | None:
