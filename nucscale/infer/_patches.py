@@ -1,8 +1,8 @@
 """The global patch grid: where a network's output patches sit, as plain integers.
 
 Output patches start at multiples of the model's ``output_size`` in slide coordinates and read
-``margin`` px around them (:mod:`._engine`). These functions only place them: the plan uses
-them in the command's process, which never loads torch.
+``margin`` px around them (:mod:`._engine`). These functions only place them, without torch:
+the plan's module uses them, and the ``nucscale`` command's own process imports it.
 """
 
 from __future__ import annotations

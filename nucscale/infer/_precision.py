@@ -8,8 +8,8 @@ in 0.41-0.45 of the float32 time per patch on the 2-core AMD EPYC development ma
 Elsewhere bfloat16 is emulated and no faster, so ``auto`` keeps float32 there.
 
 The network itself runs as its bfloat16 copy (:mod:`._twin`). This module imports torch only
-to ask the CPU (:func:`native_bf16`): the command's own process checks and plans with it but
-never runs a network, and does without torch (0.7 s of its start).
+to ask the CPU (:func:`native_bf16`, in the plan's process, a worker): the command's own
+process imports the pipeline but never runs a network, and does without torch.
 
 A slide's precision is chosen once, by the plan (:func:`cpu_precision`), and every forward task
 uses it: a tile's maps never depend on which worker computed them. On a GPU the engine runs
@@ -33,18 +33,13 @@ def native_bf16() -> bool:
         return False
 
 
-def choice(asked: str) -> str:
-    """``asked`` when it is one of :data:`CPU_PRECISIONS`, else SegmenterError."""
+def cpu_precision(asked: str) -> str:
+    """``float32`` or ``bfloat16`` for ``asked`` (one of :data:`CPU_PRECISIONS`) on this CPU."""
     if asked not in CPU_PRECISIONS:
         raise SegmenterError(
             f"cpu precision must be one of {', '.join(CPU_PRECISIONS)}, got {asked!r}"
         )
-    return asked
-
-
-def cpu_precision(asked: str) -> str:
-    """``float32`` or ``bfloat16`` for ``asked`` (one of :data:`CPU_PRECISIONS`) on this CPU."""
-    if choice(asked) == "auto":
+    if asked == "auto":
         return "bfloat16" if native_bf16() else "float32"
     return asked
 
