@@ -41,6 +41,13 @@ def _looks_like_torch(path: Path) -> bool:
         return f.read(1) == b"\x80"
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (torch's unpickling errors go on for ten lines,
+    with advice to load untrusted files with ``weights_only=False``)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def safe_load(path: str | PathLike[str]) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, every failure a one-line error.
 
@@ -57,13 +64,16 @@ def safe_load(path: str | PathLike[str]) -> Any:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not _looks_like_torch(p):
-            raise SegmenterError(f"{p}: not a torch checkpoint ({exc})") from exc
+            raise SegmenterError(
+                f"{p}: not a torch checkpoint (neither a zip archive nor a pickle stream, as "
+                "torch.save writes)"
+            ) from exc
         raise SegmenterError(
             f"{p}: refuses to load pickled code or non-tensor objects (weights_only=True): "
-            f"{str(exc).splitlines()[0]}; re-save the checkpoint as a plain state dict"
+            f"{_first_line(exc)}; re-save the checkpoint as a plain state dict"
         ) from exc
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise SegmenterError(f"{p}: not a readable torch checkpoint ({exc})") from exc
+        raise SegmenterError(f"{p}: not a readable torch checkpoint ({_first_line(exc)})") from exc
 
 
 def load_checkpoint(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
@@ -104,9 +114,13 @@ def _listing(keys: list[str]) -> str:
 
 
 def load_strict(
-    module: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | PathLike[str]
+    module: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    path: str | PathLike[str],
+    hint: str = "check the model mode and nr_types",
 ) -> None:
-    """``module.load_state_dict(state_dict, strict=True)`` with a readable error.
+    """``module.load_state_dict(state_dict, strict=True)`` with a readable one-line error
+    ending in ``hint`` (torch's own lists every key, a line each).
 
     BatchNorm ``num_batches_tracked`` buffers may be absent (checkpoints converted from
     TensorFlow, such as the released HoVer-Net weights, lack them); torch fills them in.
@@ -114,7 +128,7 @@ def load_strict(
     Raises
     ------
     SegmenterError
-        Names up to 10 missing and 10 unexpected keys, or the shape mismatches.
+        Names up to 10 missing and 10 unexpected keys, or up to 10 tensors whose shapes differ.
     """
     expected = set(module.state_dict())
     given = set(state_dict)
@@ -126,14 +140,23 @@ def load_strict(
             parts.append(f"{len(missing)} missing keys: {_listing(missing)}")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+        listed = "; ".join(parts)
+        raise SegmenterError(f"{path}: weights do not match the network ({listed}); {hint}")
+    own = module.state_dict()
+    shapes = [
+        f"{k} {tuple(v.shape)} for {tuple(own[k].shape)}"
+        for k, v in sorted(state_dict.items())
+        if tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if shapes:
         raise SegmenterError(
-            f"{path}: weights do not match the network ({'; '.join(parts)}); "
-            "check the model mode and nr_types"
+            f"{path}: weights do not match the network ({len(shapes)} tensors of another "
+            f"shape: {_listing(shapes)}); {hint}"
         )
     try:
         # a plain dict carries no version metadata, so BatchNorm fills num_batches_tracked
         module.load_state_dict(dict(state_dict), strict=True)
     except RuntimeError as exc:
         raise SegmenterError(
-            f"{path}: weights do not match the network: {exc}; check the model mode and nr_types"
+            f"{path}: weights do not match the network: {' '.join(str(exc).split())}; {hint}"
         ) from exc

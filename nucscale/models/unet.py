@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from nucscale.contracts import DenseModel, PatchSpec, Segmentation
 from nucscale.errors import SegmenterError
-from nucscale.models._checkpoint import safe_load, sha256_file
+from nucscale.models._checkpoint import load_strict, safe_load, sha256_file
 from nucscale.models._unet_input import (
     LEGACY_NORMALISATION,
     NORMALISATION,
@@ -273,10 +273,7 @@ class UNetModel(DenseModel):
             config = {**DEFAULT_CONFIG, **{k: int(v) for k, v in data["config"].items()}}
             self.module = UNet(**config)
             state = {k: v.float() for k, v in data["state_dict"].items()}
-            try:
-                self.module.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                raise SegmenterError(f"{path}: weights do not match the config ({exc})") from None
+            load_strict(self.module, state, path, "the weights' config must describe them")
             self.weights_sha256 = sha256_file(path)
         self.normalisation = str(data.get("normalisation", LEGACY_NORMALISATION))
         self.mpp = float(mpp if mpp is not None else data.get("mpp", 0.5))

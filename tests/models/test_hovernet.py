@@ -125,8 +125,11 @@ def test_missing_and_unexpected_keys_are_named(
     with pytest.raises(SegmenterError, match=r"1 unexpected keys: decoder\.xx\.u0\.conv\.weight"):
         load_strict(loaded.module, extra, path)
     wrong = {**state, "conv_bot.weight": torch.zeros(3)}
-    with pytest.raises(SegmenterError, match=r"conv_bot\.weight"):
+    shape = tuple(state["conv_bot.weight"].shape)
+    with pytest.raises(SegmenterError, match=r"conv_bot\.weight") as caught:
         load_strict(loaded.module, wrong, path)
+    assert f"1 tensors of another shape: conv_bot.weight (3,) for {shape}" in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 def test_wrong_model_for_checkpoint(tmp_path: Path) -> None:
@@ -144,20 +147,40 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_and_non_torch_files(tmp_path: Path) -> None:
-    with pytest.raises(SegmenterError, match=r"nope\.tar: weights file not found"):
+    """Each refusal is one line naming the file (torch's own unpickling errors run to ten
+    lines and advise ``weights_only=False``)."""
+    errors = []
+    with pytest.raises(SegmenterError, match=r"nope\.tar: weights file not found") as caught:
         load_checkpoint(tmp_path / "nope.tar")
+    errors.append(caught.value)
     text = tmp_path / "notes.tar"
     text.write_text("not a checkpoint\n" * 10)
-    with pytest.raises(SegmenterError, match=r"notes\.tar: not a .*torch checkpoint"):
+    with pytest.raises(SegmenterError, match=r"notes\.tar: not a torch checkpoint") as caught:
         load_checkpoint(text)
+    errors.append(caught.value)
+    binary = tmp_path / "noise.pt"  # neither zip nor pickle: torch's longest message
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(SegmenterError, match=r"noise\.pt: not a torch checkpoint") as caught:
+        load_checkpoint(binary)
+    errors.append(caught.value)
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    with pytest.raises(SegmenterError, match=r"empty\.pt"):
+    with pytest.raises(SegmenterError, match=r"empty\.pt") as caught:
         load_checkpoint(empty)
+    errors.append(caught.value)
+    cut = tmp_path / "cut.pt"  # a torch zip archive cut short
+    torch.save({"a": torch.zeros(1000)}, cut)
+    cut.write_bytes(cut.read_bytes()[:3000])
+    with pytest.raises(SegmenterError, match=r"cut\.pt: not a readable torch checkpoint") as caught:
+        load_checkpoint(cut)
+    errors.append(caught.value)
     notdict = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), notdict)
-    with pytest.raises(SegmenterError, match=r"tensor\.pt: no state dict"):
+    with pytest.raises(SegmenterError, match=r"tensor\.pt: no state dict") as caught:
         load_checkpoint(notdict)
+    errors.append(caught.value)
+    for exc in errors:
+        assert "\n" not in str(exc) and "weights_only` set to `False" not in str(exc), str(exc)
 
 
 def test_fast_forward_geometry_and_maps(loaded: HoVerNet) -> None:

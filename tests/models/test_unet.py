@@ -124,6 +124,21 @@ def test_missing_weights_is_a_clear_error(tmp_path: Path) -> None:
     text.write_text("not weights")
     with pytest.raises(SegmenterError, match="not a torch checkpoint"):
         UNetModel(text)
+    # weights of another network: one line naming the tensors, not torch's line per key
+    state = UNet().state_dict()
+    state["head.weight"] = torch.zeros(3, 8, 3, 3)
+    state["extra.weight"] = torch.zeros(1)
+    state.pop("down.0.0.weight")
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": state, "config": {}}, other)
+    with pytest.raises(SegmenterError, match=r"1 missing keys: down\.0\.0\.weight; 1 un") as e:
+        UNetModel(other)
+    assert "\n" not in str(e.value)
+    state["down.0.0.weight"] = UNet().state_dict()["down.0.0.weight"]
+    del state["extra.weight"]
+    torch.save({"state_dict": state, "config": {}}, other)
+    with pytest.raises(SegmenterError, match=r"head\.weight \(3, 8, 3, 3\) for \(3, 8, 1, 1\)"):
+        UNetModel(other)
 
 
 def _read(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
