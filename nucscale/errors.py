@@ -12,6 +12,13 @@ from __future__ import annotations
 from os import PathLike
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a library exception's message (its name when it has none), for
+    one-line errors: torch's unpickling errors, for one, go on for ten lines."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class NucscaleError(Exception):
     """Base class of every error nucscale raises on purpose."""
 

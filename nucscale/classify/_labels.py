@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from nucscale.errors import InputError, NucscaleError
+from nucscale.errors import InputError, NucscaleError, first_line
 from nucscale.query import open_results
 from nucscale.store import check_slide_id, nuclei_path, read_nuclei
 
@@ -65,8 +65,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         else:
             table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(path, f"not a readable label table ({first})") from None
+        raise InputError(path, f"not a readable label table ({first_line(exc)})") from None
     missing = [c for c in LABEL_COLUMNS if c not in table.column_names]
     if missing:
         raise InputError(

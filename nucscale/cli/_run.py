@@ -313,6 +313,8 @@ def _refuse(reasons: list[str]) -> None:
 
 
 def _error(line: str) -> None:
+    """``error: <line>`` on one line, whatever a library put into the message."""
+    line = "; ".join(part.strip() for part in line.splitlines() if part.strip())
     console.print(Text("error: ", style="red") + Text(line), soft_wrap=True, highlight=False)
 
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from nucscale.errors import SegmenterError
+from nucscale.errors import SegmenterError, first_line
 from nucscale.models._bioimageio_axes import (
     Tiling,
     axes_of,
@@ -202,7 +202,7 @@ def opened(source: str | Path) -> Iterator[tuple[Any, str]]:
             )
             raw: Any = read_yaml(text)
         except (OSError, KeyError, UnicodeDecodeError, ValueError, YAMLError) as exc:
-            raise _error(where, f"not a readable YAML file ({_first_line(exc)})") from None
+            raise _error(where, f"not a readable YAML file ({first_line(exc)})") from None
         if not isinstance(raw, dict):
             raise _error(where, "not a bioimage.io description (the YAML is not a mapping)")
         content: dict[str, Any] = {str(k): v for k, v in raw.items()}
@@ -224,11 +224,6 @@ def opened(source: str | Path) -> Iterator[tuple[Any, str]]:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _invalid_reason(descr: Any, content: Mapping[str, Any]) -> str:
@@ -369,4 +364,4 @@ def _read(src: Any, where: str, what: str) -> bytes:
     try:
         return bytes(src.absolute().read_bytes())
     except (OSError, KeyError, ValueError) as exc:
-        raise _error(where, f"{what} {text}: cannot be read ({_first_line(exc)})") from None
+        raise _error(where, f"{what} {text}: cannot be read ({first_line(exc)})") from None

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nucscale.errors import SegmenterError
+from nucscale.errors import SegmenterError, first_line
 
 _MAX_LISTED = 10
 
@@ -39,13 +39,6 @@ def _looks_like_torch(path: Path) -> bool:
         return True
     with open(path, "rb") as f:
         return f.read(1) == b"\x80"
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (torch's unpickling errors go on for ten lines,
-    with advice to load untrusted files with ``weights_only=False``)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def safe_load(path: str | PathLike[str]) -> Any:
@@ -70,10 +63,10 @@ def safe_load(path: str | PathLike[str]) -> Any:
             ) from exc
         raise SegmenterError(
             f"{p}: refuses to load pickled code or non-tensor objects (weights_only=True): "
-            f"{_first_line(exc)}; re-save the checkpoint as a plain state dict"
+            f"{first_line(exc)}; re-save the checkpoint as a plain state dict"
         ) from exc
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise SegmenterError(f"{p}: not a readable torch checkpoint ({_first_line(exc)})") from exc
+        raise SegmenterError(f"{p}: not a readable torch checkpoint ({first_line(exc)})") from exc
 
 
 def load_checkpoint(path: str | PathLike[str]) -> dict[str, torch.Tensor]:

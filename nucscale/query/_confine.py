@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from nucscale.errors import QueryRefusedError
+from nucscale.errors import QueryRefusedError, first_line
 
 _LOCKED = "the configuration has been locked"
 
@@ -36,7 +36,7 @@ def confine(con: duckdb.DuckDBPyConnection) -> None:
 
 def refusal(exc: duckdb.Error, out: Path) -> QueryRefusedError | None:
     """The :class:`QueryRefusedError` for a DuckDB error raised by the confinement, else None."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     if not isinstance(exc, duckdb.PermissionException) and _LOCKED not in text:
         return None
     text = text.removeprefix("Permission Error: ").removeprefix("Invalid Input Error: ")

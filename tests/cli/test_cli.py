@@ -353,3 +353,13 @@ def test_run_refuses_a_cpu_precision_it_cannot_apply(cmu1_svs: Path, tmp_path: P
     assert res.exit_code == 2, res.output
     assert res.output == "error: --cpu-precision applies to --model unet, not 'baseline'\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_an_error_from_a_library_is_printed_on_one_line() -> None:
+    from nucscale.cli import _app
+
+    with _app.console.capture() as printed:
+        _run._error("w.pt: cannot load (Error(s) in loading:\n\tMissing: a.\n\tExtra: b.)")
+    assert (
+        printed.get() == "error: w.pt: cannot load (Error(s) in loading:; Missing: a.; Extra: b.)\n"
+    )
