@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nucscale.errors import SegmenterError
+from nucscale.errors import SegmenterError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def load_torchscript(data: bytes, where: str) -> torch.jit.ScriptModule:
             warnings.filterwarnings("ignore", "`torch.jit.load`", DeprecationWarning)
             module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SegmenterError(f"{where}: not a TorchScript file ({first})") from None
+        raise SegmenterError(f"{where}: not a TorchScript file ({first_line(exc)})") from None
     return module.eval()
 
 
@@ -85,9 +84,8 @@ class OnnxModule(nn.Module):
         try:
             self.session = ort.InferenceSession(data, opts, providers=onnx_providers())
         except Exception as exc:  # onnxruntime raises its own untyped errors on a bad graph
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SegmenterError(
-                f"{where}: not an ONNX model ONNX Runtime can run ({first})"
+                f"{where}: not an ONNX model ONNX Runtime can run ({first_line(exc)})"
             ) from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
