@@ -51,6 +51,8 @@ def safe_load(path: str | PathLike[str]) -> Any:
         containers (code is never unpickled).
     """
     p = Path(path)
+    if p.is_dir():
+        raise SegmenterError(f"{p}: a folder, not a weights file; check the --weights path")
     if not p.is_file():
         raise SegmenterError(f"{p}: weights file not found; check the --weights path")
     try:
@@ -92,6 +94,10 @@ def load_checkpoint(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
     state = obj.get("desc", obj) if isinstance(obj, Mapping) else None
     if not isinstance(state, Mapping) or not state:
         raise SegmenterError(f"{p}: no state dict in checkpoint (expected a 'desc' entry)")
+    if "desc" not in state and {"state_dict", "config"} <= set(state):
+        raise SegmenterError(
+            f"{p}: nucscale U-Net weights, not a HoVer-Net checkpoint; use --model unet"
+        )
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):

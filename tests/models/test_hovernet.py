@@ -153,6 +153,9 @@ def test_missing_and_non_torch_files(tmp_path: Path) -> None:
     with pytest.raises(SegmenterError, match=r"nope\.tar: weights file not found") as caught:
         load_checkpoint(tmp_path / "nope.tar")
     errors.append(caught.value)
+    with pytest.raises(SegmenterError, match=r": a folder, not a weights file") as caught:
+        load_checkpoint(tmp_path)
+    errors.append(caught.value)
     text = tmp_path / "notes.tar"
     text.write_text("not a checkpoint\n" * 10)
     with pytest.raises(SegmenterError, match=r"notes\.tar: not a torch checkpoint") as caught:
@@ -173,6 +176,13 @@ def test_missing_and_non_torch_files(tmp_path: Path) -> None:
     cut.write_bytes(cut.read_bytes()[:3000])
     with pytest.raises(SegmenterError, match=r"cut\.pt: not a readable torch checkpoint") as caught:
         load_checkpoint(cut)
+    errors.append(caught.value)
+    unet = tmp_path / "unet.pt"  # the U-Net's own weights file
+    torch.save({"state_dict": {"head.weight": torch.zeros(1)}, "config": {}}, unet)
+    with pytest.raises(
+        SegmenterError, match=r"unet\.pt: nucscale U-Net weights, not a Ho"
+    ) as caught:
+        load_checkpoint(unet)
     errors.append(caught.value)
     notdict = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), notdict)
