@@ -202,6 +202,10 @@ def read_weights(path: str | PathLike[str]) -> dict[str, Any]:
     """Load a U-Net weights or training-checkpoint file (``weights_only=True``)."""
     p = Path(path)
     data = safe_load(p)
+    if isinstance(data, dict) and "desc" in data and "state_dict" not in data:
+        raise SegmenterError(
+            f"{p}: a HoVer-Net checkpoint, not U-Net weights; use --model hovernet"
+        )
     if not isinstance(data, dict) or "state_dict" not in data or "config" not in data:
         raise SegmenterError(f"{p}: expected a dict with 'state_dict' and 'config' (U-Net format)")
     norm = data.get("normalisation", LEGACY_NORMALISATION)

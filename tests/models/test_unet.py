@@ -120,6 +120,10 @@ def test_missing_weights_is_a_clear_error(tmp_path: Path) -> None:
     torch.save({"state_dict": {}, "config": {}, "hook": os.getcwd}, evil)
     with pytest.raises(SegmenterError, match=r"evil\.pt: refuses to load pickled code"):
         UNetModel(evil)
+    hovernet = tmp_path / "hovernet.tar"  # an official-format HoVer-Net checkpoint
+    torch.save({"desc": {"conv0./.weight": torch.zeros(1)}, "epoch": 50}, hovernet)
+    with pytest.raises(SegmenterError, match=r"hovernet\.tar: a HoVer-Net checkpoint, not U-Net"):
+        UNetModel(hovernet)
     text = tmp_path / "notes.pt"
     text.write_text("not weights")
     with pytest.raises(SegmenterError, match="not a torch checkpoint"):
