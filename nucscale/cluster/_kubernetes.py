@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from nucscale import __version__
-from nucscale.cluster._forks import ZARR_THREADS
+from nucscale.cluster._forks import thread_env
 from nucscale.cluster._housekeeping import housekeeping_env
 from nucscale.cluster._jobqueue import JobOptions
 from nucscale.cluster._malloc import ARENA_MAX, ARROW_POOL_ENV
@@ -29,9 +29,8 @@ IMAGE = f"ghcr.io/nucscale/nucscale:{__version__}"
 #: system pool (:mod:`nucscale.cluster._malloc`), no statistical profiler and fewer wake-ups
 #: (:mod:`nucscale.cluster._housekeeping`).
 _WORKER_ENV = {
-    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+    **thread_env(1),  # one kernel thread, one thread in zarr's pool (_forks.py)
     "MALLOC_ARENA_MAX": str(ARENA_MAX), ARROW_POOL_ENV: os.environ.get(ARROW_POOL_ENV, "system"),
-    ZARR_THREADS: os.environ.get(ZARR_THREADS, "1"),
     **housekeeping_env(),
 }  # fmt: skip
 
