@@ -17,6 +17,8 @@ from nucscale.errors import ConfigError
 
 #: What ``cpu_precision`` takes (:mod:`nucscale.infer._precision`).
 CPU_PRECISIONS = ("auto", "float32", "bfloat16")
+#: What ``cpu_runtime`` takes (:mod:`nucscale.infer._precision`).
+CPU_RUNTIMES = ("auto", "openvino", "torch")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class Settings:
         The U-Net's arithmetic on CPU workers: ``float32``, ``bfloat16``, or ``auto``
         (bfloat16 where the CPU computes it natively; chosen once per slide by its plan). On a
         GPU the network always runs in bfloat16 autocast.
+    cpu_runtime:
+        What runs the U-Net's network on CPU workers: ``openvino`` (OpenVINO's CPU plugin),
+        ``torch``, or ``auto`` (OpenVINO where it is installed; chosen once per slide by its
+        plan). On a GPU torch runs it.
     """
 
     mpp: float | None = None
@@ -77,6 +83,7 @@ class Settings:
     save_image: bool = False
     features: str = "morphology"
     cpu_precision: str = "auto"
+    cpu_runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if self.features not in ("morphology", "full"):
@@ -97,6 +104,10 @@ class Settings:
             raise ConfigError(
                 f"cpu precision must be one of {', '.join(CPU_PRECISIONS)}, "
                 f"got {self.cpu_precision!r}"
+            )
+        if self.cpu_runtime not in CPU_RUNTIMES:
+            raise ConfigError(
+                f"cpu runtime must be one of {', '.join(CPU_RUNTIMES)}, got {self.cpu_runtime!r}"
             )
         if self.halo is not None and self.halo < 0:
             raise ConfigError(f"halo must be >= 0, got {self.halo}")

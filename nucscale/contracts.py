@@ -239,3 +239,9 @@ class DenseModel(abc.ABC):
     def describe(self) -> dict[str, str]:
         """Model-specific provenance added to the segmenter's (none by default)."""
         return {}
+
+    def openvino_graph(self, batch: int, side: int) -> Any:
+        """The network (``module``, logits out) as an ``openvino.Model`` for float32 input of
+        shape (batch, C, side, side), for CPU workers that run it with OpenVINO
+        (:mod:`nucscale.infer._openvino`); ``None`` (the default): torch runs it."""
+        return None

@@ -118,6 +118,13 @@ def run(
             "runs in bfloat16."
         ),
     ] = None,
+    cpu_runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="What runs the U-Net on CPU workers: auto (OpenVINO where installed, else "
+            "torch), openvino or torch. On a GPU torch runs it."
+        ),
+    ] = None,
     dashboard: Annotated[
         str, typer.Option(help="Dashboard address of the local cluster.")
     ] = ":8787",
@@ -213,6 +220,7 @@ def run(
             weights=str(weights.resolve()) if weights else None,
             weights_format=weights_format,
             cpu_precision=cpu_precision,
+            cpu_runtime=cpu_runtime,
             save_image=save_image or None,
             features=features,
         )

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from nucscale.contracts import Calibration, DenseModel, Segmentation, Segmenter
-from nucscale.infer._precision import checked
+from nucscale.infer._precision import checked, openvino_version
 from nucscale.tiling import maps_extent
 from nucscale.tiling._grid import Box
 
@@ -30,15 +30,24 @@ from nucscale.tiling._grid import Box
 class DenseSegmenter(Segmenter):
     """Segmenter running a dense network through the global-grid sliding window.
 
-    ``precision``: the network's arithmetic on the CPU, ``float32`` or ``bfloat16``
-    (:mod:`._precision`; fixed when built, so every window of a slide gets the same)."""
+    ``precision``: the network's arithmetic on the CPU, ``float32`` or ``bfloat16``;
+    ``runtime``: what runs it there, ``torch`` or ``openvino`` (:mod:`._precision`; both fixed
+    when built, so every window of a slide gets the same)."""
 
     def __init__(
-        self, model: DenseModel, *, batch_size: int | None = None, precision: str = "float32"
+        self,
+        model: DenseModel,
+        *,
+        batch_size: int | None = None,
+        precision: str = "float32",
+        runtime: str = "torch",
     ) -> None:
         self.model = model
         self.batch_size = batch_size
         self.precision = checked(precision)
+        if runtime not in ("torch", "openvino"):
+            raise ValueError(f"runtime must be torch or openvino, got {runtime!r}")
+        self.runtime = runtime
         self.name = model.name
         self.native_mpp = model.mpp
         self.accelerated = True
@@ -75,6 +84,7 @@ class DenseSegmenter(Segmenter):
             extent=extent,
             calibration=calibration.values,
             precision=self.precision,
+            runtime=self.runtime,
         )
         model_s = time.perf_counter() - t0
         labels = np.zeros(rgb.shape[:2], np.int32)
@@ -109,7 +119,7 @@ class DenseSegmenter(Segmenter):
         done = 0
         for maps in iter_patches(self.model, rgb, local, batch_size=self.batch_size,
                                  calibration=calibration.values,
-                                 precision=self.precision):  # fmt: skip
+                                 precision=self.precision, runtime=self.runtime):  # fmt: skip
             yield starts[done : done + len(maps)], maps
             done += len(maps)
 
@@ -147,6 +157,11 @@ class DenseSegmenter(Segmenter):
         box = (x0, y0, x0 + valid.width, y0 + valid.height)
         return Segmentation(labels, inner.types, inner.probs, box)
 
+    def _runtime_name(self) -> str:
+        if self.runtime == "openvino":
+            return f"openvino {openvino_version()}"
+        return self.runtime
+
     def describe(self) -> dict[str, str]:
         return {
             "segmenter": self.name,
@@ -155,5 +170,6 @@ class DenseSegmenter(Segmenter):
             "patch_output": str(self.model.spec.output_size),
             "weights_sha256": self.model.weights_sha256,
             "cpu_precision": self.precision,
+            "cpu_runtime": self._runtime_name(),
             **self.model.describe(),
         }

@@ -11,7 +11,8 @@ valid region then ends on the image's last patch boundary, the same one in every
 :func:`predict_image`), so the slide's edge tiles cost no more than they must.
 
 On CUDA the network runs under bf16 autocast with channels-last tensors; on the CPU in the
-``precision`` asked for (float32, or bfloat16 where the CPU computes it: :mod:`._precision`).
+``precision`` asked for (float32, or bfloat16 where the CPU computes it: :mod:`._precision`),
+by torch or, with ``runtime`` ``openvino``, by OpenVINO (:mod:`._openvino`).
 Patches are batched, always in full batches of the same size (the last one padded), because
 convolution kernels are chosen by batch size and their float rounding differs; while the device
 works on one batch, the next is cut and preprocessed in a background thread. The batch size is
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from nucscale.contracts import DenseModel
+from nucscale.infer._openvino import openvino_twin
 from nucscale.infer._patches import patch_grid
 from nucscale.infer._precision import checked
 from nucscale.infer._twin import bf16_twin
@@ -78,11 +80,13 @@ def predict_region(
     extent: tuple[int, int] | None = None,
     calibration: Mapping[str, Any] | None = None,
     precision: str = "float32",
+    runtime: str = "torch",
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Maps of ``rgb`` (whose top-left is global pixel ``origin`` = (x, y)); with ``extent``
     (the image's width, height) only over patches that overlap the image. ``calibration`` is
     the slide's (:meth:`DenseModel.calibrate`), handed to every patch's preprocessing;
-    ``precision`` the CPU's arithmetic (``float32`` or ``bfloat16``, :mod:`._precision`).
+    ``precision`` the CPU's arithmetic (``float32`` or ``bfloat16``, :mod:`._precision`);
+    ``runtime`` what runs the network on the CPU (``torch`` or ``openvino``).
 
     Returns
     -------
@@ -102,7 +106,8 @@ def predict_region(
     valid = (x0, y0, x0 + len(xs) * out, y0 + len(ys) * out)
     starts = [(py - oy, px - ox) for py in ys for px in xs]
     pred = predict_patches(model, rgb, starts, batch_size=batch_size, device=device,
-                           calibration=calibration, precision=precision)  # fmt: skip
+                           calibration=calibration, precision=precision,
+                           runtime=runtime)  # fmt: skip
     maps = np.zeros((pred.shape[1], valid[3] - valid[1], valid[2] - valid[0]), np.float32)
     for (ly, lx), p in zip(starts, pred, strict=True):
         maps[:, ly - y0 : ly - y0 + out, lx - x0 : lx - x0 + out] = p
@@ -148,6 +153,7 @@ def predict_patches(
     device: torch.device | None = None,
     calibration: Mapping[str, Any] | None = None,
     precision: str = "float32",
+    runtime: str = "torch",
 ) -> np.ndarray:
     """(N, K, out, out) :data:`MAPS_DTYPE` maps of the output patches whose top-left corners
     are ``starts`` = [(y, x), ...] in ``rgb``'s coordinates; each reads ``margin`` px around
@@ -159,7 +165,8 @@ def predict_patches(
     result: np.ndarray | None = None
     done = 0
     for part in iter_patches(model, rgb, starts, batch_size=batch_size, device=device,
-                             calibration=calibration, precision=precision):  # fmt: skip
+                             calibration=calibration, precision=precision,
+                             runtime=runtime):  # fmt: skip
         if result is None:  # filled in place: no list of parts and no concatenated copy
             result = np.empty((len(starts), *part.shape[1:]), part.dtype)
         result[done : done + len(part)] = part
@@ -177,18 +184,21 @@ def iter_patches(
     device: torch.device | None = None,
     calibration: Mapping[str, Any] | None = None,
     precision: str = "float32",
+    runtime: str = "torch",
 ) -> Iterator[np.ndarray]:
     """:func:`predict_patches`' maps one batch at a time, in the order of ``starts``: a caller
     that stores each batch as it comes holds one batch of maps, not the whole tile's (the
     slide pipeline's forward task; 50 MiB less at its peak for a 2048 px tile of U-Net maps)."""
     checked(precision)
+    if runtime not in ("torch", "openvino"):
+        raise ValueError(f"runtime must be torch or openvino, got {runtime!r}")
     device = device or pick_device()
     _ready(model, device)
     if not starts:
         return
     batch_size = batch_for(model, device, batch_size)
     for batch in _batches(model, rgb, starts, batch_size, calibration):
-        yield _run(model, batch, batch_size, device, precision)
+        yield _run(model, batch, batch_size, device, precision, runtime)
 
 
 def predict_image(
@@ -248,6 +258,7 @@ def _run(
     batch_size: int,
     device: torch.device,
     precision: str = "float32",
+    runtime: str = "torch",
 ) -> np.ndarray:
     """(n, K, out, out) :data:`MAPS_DTYPE` maps of one batch of n <= ``batch_size`` patches.
 
@@ -258,7 +269,8 @@ def _run(
     the copies were most of the engine's time around the network). The rounding and the copy
     out of the channels-last layout are done by torch (vectorised): numpy's copies of the
     strided output were a fifth of the engine's CPU time. On the CPU with ``precision``
-    ``bfloat16`` the model runs its network's bfloat16 twin (:func:`._twin.bf16_twin`).
+    ``bfloat16`` the model runs its network's bfloat16 twin (:func:`._twin.bf16_twin`); with
+    ``runtime`` ``openvino``, OpenVINO runs it in that precision (:mod:`._openvino`).
     """
     n = batch.shape[0]
     with torch.inference_mode():
@@ -269,11 +281,16 @@ def _run(
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 y = model.forward(x)
+        elif runtime == "openvino":  # takes the batch as it is: (N, C, H, W) float32
+            twin = copy.copy(model)  # shallow: the same model but for its network
+            shape = (batch_size, *x.shape[1:])
+            twin.module = openvino_twin(model, precision, shape, torch.get_num_threads())
+            y = twin.forward(x)
         else:
             if model.channels_last_cpu:
                 x = x.contiguous(memory_format=torch.channels_last)
             if precision == "bfloat16":
-                twin = copy.copy(model)  # shallow: the same model but for its network
+                twin = copy.copy(model)
                 twin.module = bf16_twin(model.module)
                 y = twin.forward(x)
             else:

@@ -60,17 +60,26 @@ def _bioimageio(
 
 
 def _unet(
-    weights: str | None = None, modality: str = "brightfield", cpu_precision: str = "auto"
+    weights: str | None = None,
+    modality: str = "brightfield",
+    cpu_precision: str = "auto",
+    cpu_runtime: str = "auto",
 ) -> Segmenter:
     """nucscale's own U-Net (``--model unet``); without ``--weights`` the shipped default model.
     The slide's modality decides how its pixels become the network's input; ``cpu_precision``
     its arithmetic on the CPU (``auto``: bfloat16 where the CPU computes it natively, held-out
-    scores unchanged; :mod:`nucscale.infer._precision`)."""
+    scores unchanged) and ``cpu_runtime`` what runs it there (``auto``: OpenVINO where
+    installed; :mod:`nucscale.infer._precision`)."""
     from nucscale.infer._dense import DenseSegmenter
-    from nucscale.infer._precision import cpu_precision as resolve
+    from nucscale.infer._precision import cpu_precision as precision
+    from nucscale.infer._precision import cpu_runtime as runtime
     from nucscale.models.unet import UNetModel
 
-    return DenseSegmenter(UNetModel(weights, modality=modality), precision=resolve(cpu_precision))
+    return DenseSegmenter(
+        UNetModel(weights, modality=modality),
+        precision=precision(cpu_precision),
+        runtime=runtime(cpu_runtime),
+    )
 
 
 def _hovernet(weights: str | None = None, mode: str = "fast") -> Segmenter:

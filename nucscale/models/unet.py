@@ -313,6 +313,12 @@ class UNetModel(DenseModel):
         other.modality = modality
         return other
 
+    def openvino_graph(self, batch: int, side: int) -> Any:
+        """The network as an OpenVINO graph (:func:`._unet_openvino.unet_graph`)."""
+        from nucscale.models._unet_openvino import unet_graph
+
+        return unet_graph(self.module, batch, side)
+
     def calibrate(self, thumb: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
         """The slide's fluorescence intensity range (none for brightfield or old weights)."""
         if self.modality == "fluorescence" and self.normalisation == NORMALISATION:

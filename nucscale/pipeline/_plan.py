@@ -22,7 +22,7 @@ from nucscale.errors import ConfigError, MissingPixelSizeError, SlideNotFoundErr
 from nucscale.infer import Calibration, Segmenter, get_segmenter
 from nucscale.infer._dense import DenseSegmenter
 from nucscale.infer._patches import patch_starts
-from nucscale.infer._precision import cpu_precision
+from nucscale.infer._precision import cpu_precision, cpu_runtime
 from nucscale.infer._registry import SHIPPED, accepts
 from nucscale.io import ReadOptions, Slide, open_slide
 from nucscale.io._options import DEFAULT
@@ -59,6 +59,8 @@ def _check_options(settings: Settings) -> None:
         )
     if settings.cpu_precision != "auto" and not accepts(settings.segmenter, "cpu_precision"):
         raise ConfigError(f"--cpu-precision applies to --model unet, not {settings.segmenter!r}")
+    if settings.cpu_runtime != "auto" and not accepts(settings.segmenter, "cpu_runtime"):
+        raise ConfigError(f"--cpu-runtime applies to --model unet, not {settings.segmenter!r}")
 
 
 def segmenter_params(settings: Settings) -> tuple[tuple[str, Any], ...]:
@@ -72,6 +74,8 @@ def segmenter_params(settings: Settings) -> tuple[tuple[str, Any], ...]:
     if accepts(settings.segmenter, "cpu_precision"):
         # resolved here, in the plan's process: the slide's forward tasks all get this value
         params = (*params, ("cpu_precision", cpu_precision(settings.cpu_precision)))
+    if accepts(settings.segmenter, "cpu_runtime"):
+        params = (*params, ("cpu_runtime", cpu_runtime(settings.cpu_runtime)))
     return params
 
 

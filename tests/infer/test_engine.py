@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,29 @@ def test_bfloat16_maps_do_not_depend_on_the_window(
     assert not np.array_equal(a, a32)  # bfloat16 did run
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         predict_region(tiny_model, image[0:200, 0:220], (0, 0), precision="auto")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_openvino_maps_do_not_depend_on_the_window(cmu1_svs: Path, precision: str) -> None:
+    """Run by OpenVINO, the shipped U-Net's maps of a patch are bit for bit the same in two
+    overlapping windows of a real slide (each patch its own inference, as with torch)."""
+    import openslide
+
+    from nucscale.infer import get_segmenter
+
+    with openslide.OpenSlide(str(cmu1_svs)) as slide:
+        rgb = np.asarray(slide.read_region((0, 0), 0, (1700, 1200)).convert("RGB"))
+    model = get_segmenter("unet").model  # type: ignore[attr-defined]
+    kw = {"precision": precision, "runtime": "openvino"}
+    a, (ax0, ay0, _, _) = predict_region(model, rgb[0:1100, 0:1650], (0, 0), **kw)
+    b, (bx0, by0, _, _) = predict_region(model, rgb[300:1200, 450:1700], (450, 300), **kw)
+    # global (512..1024, 512..1024): one patch, inside both windows' valid regions
+    pa = a[:, 512 - ay0 : 1024 - ay0, 512 - ax0 : 1024 - ax0]
+    pb = b[:, 512 - 300 - by0 : 1024 - 300 - by0, 512 - 450 - bx0 : 1024 - 450 - bx0]
+    assert pa.shape == pb.shape == (3, 512, 512)
+    assert np.array_equal(pa, pb) and float(pa[0].max()) > 0.9  # nuclei there
+    with pytest.raises(ValueError, match="torch or openvino"):
+        predict_region(model, rgb[:1100, :1100], (0, 0), runtime="onnx")
 
 
 def test_a_partial_batch_gives_the_maps_of_a_full_one(

@@ -1,4 +1,5 @@
-"""The network's arithmetic on the CPU: float32, or bfloat16 where the CPU computes it."""
+"""The network's arithmetic on the CPU (float32, or bfloat16 where the CPU computes it) and
+what runs it there (OpenVINO where installed, else torch)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import torch
 
 from nucscale.contracts import DenseModel
 from nucscale.errors import SegmenterError
-from nucscale.infer import _precision, get_segmenter
+from nucscale.infer import _precision, _registry, get_segmenter
 from nucscale.infer._dense import DenseSegmenter
-from nucscale.infer._precision import cpu_precision, native_bf16
+from nucscale.infer._precision import cpu_precision, cpu_runtime, native_bf16
 from nucscale.infer._twin import bf16_twin
 
 
@@ -54,6 +55,7 @@ def test_the_unet_segmenter_takes_its_cpu_precision(monkeypatch: pytest.MonkeyPa
     assert bf16.precision == "bfloat16"  # type: ignore[attr-defined]
     assert bf16.describe()["cpu_precision"] == "bfloat16"
     monkeypatch.setattr(_precision, "native_bf16", lambda: False)
+    monkeypatch.setattr(_registry, "_CACHE", {})  # "auto" built again, not an earlier test's
     assert get_segmenter("unet", cpu_precision="auto", weights=None).precision == "float32"  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         DenseSegmenter(bf16.model, precision="auto")  # type: ignore[attr-defined]
@@ -82,3 +84,58 @@ def test_default_unet_in_bfloat16_finds_the_float32_nuclei(cmu1_svs: Path) -> No
     assert abs(n16 - n32) <= max(2, n32 // 30)
     assert not np.array_equal(a.labels, b.labels)  # not the float32 run again
     assert panoptic_quality(a.labels, b.labels)["pq"] >= 0.93
+
+
+def test_the_cpu_runtime_is_openvino_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cpu_runtime("auto") == "openvino"  # a dependency: installed here
+    assert cpu_runtime("torch") == "torch"
+    with pytest.raises(SegmenterError, match="cpu runtime must be one of auto, openvino, torch"):
+        cpu_runtime("onnx")
+    monkeypatch.setattr(_precision, "openvino_installed", lambda: False)
+    assert cpu_runtime("auto") == "torch"
+    with pytest.raises(SegmenterError, match="openvino package is not installed"):
+        cpu_runtime("openvino")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_openvino_finds_the_nuclei_torch_finds(cmu1_svs: Path, precision: str) -> None:
+    """The shipped U-Net on a real CMU-1 region, run by OpenVINO and by torch: float32 maps
+    agree to float16's rounding (the maps' storage), bfloat16 ones to bfloat16's; the nuclei
+    are the same or nearly; the provenance names the runtime."""
+    from nucscale.analysis import panoptic_quality
+    from nucscale.infer._engine import predict_image
+
+    rgb = _crop(cmu1_svs)
+    on_ov = get_segmenter("unet", cpu_precision=precision, cpu_runtime="openvino")
+    on_torch = get_segmenter("unet", cpu_precision=precision, cpu_runtime="torch")
+    assert on_ov.describe()["cpu_runtime"].startswith("openvino 20")
+    assert on_torch.describe()["cpu_runtime"] == "torch"
+    model = on_ov.model  # type: ignore[attr-defined]
+    maps = {
+        rt: predict_image(model, rgb, precision=precision, runtime=rt).astype(np.float32)
+        for rt in ("openvino", "torch")
+    }
+    diff = np.abs(maps["openvino"] - maps["torch"])
+    if precision == "float32":
+        assert float(diff.max()) <= 1e-3
+    else:
+        assert float(diff.mean()) < 2e-3 and float(diff.max()) < 0.3
+    cal = on_ov.calibrate(rgb, np.ones(rgb.shape[:2], bool))
+    a, b = on_ov.segment(rgb, cal), on_torch.segment(rgb, cal)
+    assert int(a.labels.max()) >= 60
+    assert abs(int(a.labels.max()) - int(b.labels.max())) <= 2
+    assert panoptic_quality(b.labels, a.labels)["pq"] >= (0.99 if precision == "float32" else 0.93)
+
+
+def test_a_worker_without_openvino_says_so(cmu1_svs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forward task on a worker that cannot import openvino, where the slide's plan chose it,
+    fails with a message that names the cause and the way out."""
+    import sys
+
+    from nucscale.infer._engine import predict_image
+
+    model = get_segmenter("unet", cpu_runtime="openvino").model  # type: ignore[attr-defined]
+    rgb = _crop(cmu1_svs)[:600, :600]
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    with pytest.raises(SegmenterError, match=r"cannot import openvino.*--cpu-runtime torch"):
+        predict_image(model, rgb, precision="float32", runtime="openvino")

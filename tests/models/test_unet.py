@@ -255,6 +255,31 @@ def test_joined_skips_equal_the_concatenation(depth: int, width: int) -> None:
     assert sum(type(m).__name__ == "_SkipJoin" for m in net.modules()) == depth - 1
 
 
+@pytest.mark.parametrize(("depth", "width", "cout"), [(1, 4, 2), (3, 8, 3), (5, 8, 3)])
+def test_the_openvino_graph_is_the_network(depth: int, width: int, cout: int) -> None:
+    """The U-Net built as an OpenVINO graph from the inference network's weights computes its
+    logits (float32: to float rounding); bfloat16 runs too, to bfloat16's rounding."""
+    import openvino as ov
+
+    from nucscale.models._unet_openvino import unet_graph
+
+    torch.manual_seed(depth)
+    net = join_skips(fold_batchnorm(UNet(depth=depth, width=width, out_channels=cout)))
+    for p in net.parameters():
+        p.data.normal_(0.0, 0.3)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        want = net(x).numpy()
+    graph = unet_graph(net, 2, 64)
+    for hint, tolerance in (("f32", 1e-4), ("bf16", 0.05)):
+        config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": 1}
+        got = ov.Core().compile_model(graph, "CPU", config)({0: x.numpy()})[0]
+        assert got.shape == want.shape == (2, cout, 64, 64)
+        assert float(np.abs(got - want).max()) <= tolerance * float(np.abs(want).max())
+    with pytest.raises(SegmenterError, match="inference network"):
+        unet_graph(UNet(depth=2, width=4), 1, 64)  # skips not joined: not what the engine runs
+
+
 def test_post_drops_instances_without_a_centre() -> None:
     """``min_core``: a blob whose centre-distance never reaches it is no nucleus."""
     fg = np.zeros((60, 100), np.float32)

@@ -185,6 +185,33 @@ def test_new_columns_make_a_finished_slide_stale(
     assert settings_key(inp, plain) == before_plain  # no features table: not concerned
 
 
+def test_the_plan_fixes_the_slides_cpu_runtime(
+    cmu1_svs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` is OpenVINO where it is installed, resolved once by the plan into the forward
+    tasks' parameters and the geometry: maps of the other runtime are never resumed."""
+    from nucscale.infer import _precision
+
+    inp = SlideInput(str(cmu1_svs), "s")
+    plan = make_plan(inp, Settings(), str(tmp_path), "k")
+    assert dict(plan.segmenter_params)["cpu_runtime"] == "openvino"
+    assert dict(plan.provenance)["cpu_runtime"].startswith("openvino ")
+    stale = plan.fragments / "0_0.parquet"
+    stale.write_bytes(b"fragment")
+    monkeypatch.setattr(_precision, "openvino_installed", lambda: False)
+    other = make_plan(inp, Settings(), str(tmp_path), "k")  # same key, openvino gone
+    assert dict(other.segmenter_params)["cpu_runtime"] == "torch"
+    assert other.fragments == plan.fragments and not stale.exists()
+    assert '"cpu_runtime": "torch"' in (other.fragments / "geometry.json").read_text()
+    monkeypatch.undo()
+    forced = make_plan(inp, Settings(cpu_runtime="torch"), str(tmp_path), "k2")
+    assert forced.segmenter_instance().runtime == "torch"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="--cpu-runtime applies to --model unet"):
+        make_plan(inp, Settings(segmenter="baseline", cpu_runtime="torch"), str(tmp_path), "b")
+    with pytest.raises(ConfigError, match="cpu runtime must be one of auto, openvino, torch"):
+        Settings(cpu_runtime="onnx")
+
+
 def test_the_plan_fixes_the_slides_cpu_precision(
     cmu1_svs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
