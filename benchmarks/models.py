@@ -8,6 +8,8 @@ weights (the released ones cannot be downloaded here; speed does not depend on t
     python benchmarks/models.py --runtime torch,onnx [--threads-list 1,2] [--repeats 3]
     python benchmarks/models.py --models unet,hovernet-fast --forward-batches 8,32,128  # GPU
     python benchmarks/models.py --models unet --threads 1 --precision float32,bfloat16
+    python benchmarks/models.py --models unet --threads 1 --precision float32,bfloat16 \
+        --cpu-runtime torch,openvino --repeats 5
 
 ``megapixels_per_s`` counts the network and the post-processing to instances; the slower models
 run on at most a 512 px region. ``--precision`` times the U-Net's CPU arithmetic
@@ -62,32 +64,39 @@ def measure(
     batch: int | None,
     repeats: int = 1,
     precisions: tuple[str, ...] = ("float32",),
+    runtimes: tuple[str, ...] = ("torch",),
 ) -> None:
     """Time maps (``predict_image``) and instances (``postprocess``) of a ``size`` px region
-    in each CPU ``precisions``, their timings interleaved; with ``repeats`` > 1 the median of
-    that many timings of each (this VM's speed varies by up to 40 % from one run to the
-    next)."""
+    in each CPU ``precisions`` and ``runtimes`` (torch, openvino), their timings interleaved;
+    with ``repeats`` > 1 the median of that many timings of each (this VM's speed varies by up
+    to 40 % from one run to the next)."""
     with open_slide(SHARED / "slides" / "CMU-1-Small-Region.svs") as s:
         rgb = s.read_region(0, 0, 0, size, size)
     device = pick_device()
-    net_s: dict[str, list[float]] = {p: [] for p in precisions}
-    post_s: dict[str, list[float]] = {p: [] for p in precisions}
-    nuclei: dict[str, int] = {}
-    for p in precisions:  # warm-up (and the bfloat16 copy of the weights)
-        predict_image(model, rgb[:64, :64], batch_size=batch, device=device, precision=p)
+    variants = [(p, rt) for rt in runtimes for p in precisions]
+    net_s: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
+    post_s: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
+    nuclei: dict[tuple[str, str], int] = {}
+    for p, rt in variants:  # warm-up (the bfloat16 copy of the weights, OpenVINO's compiling)
+        predict_image(
+            model, rgb[:64, :64], batch_size=batch, device=device, precision=p, runtime=rt
+        )
     for _ in range(repeats):
-        for p in precisions:
+        for v in variants:
             t0 = time.perf_counter()
-            maps = predict_image(model, rgb, batch_size=batch, device=device, precision=p)
+            maps = predict_image(
+                model, rgb, batch_size=batch, device=device, precision=v[0], runtime=v[1]
+            )
             t1 = time.perf_counter()
-            nuclei[p] = model.postprocess(maps).count
-            net_s[p].append(t1 - t0)
-            post_s[p].append(time.perf_counter() - t1)
+            nuclei[v] = model.postprocess(maps).count
+            net_s[v].append(t1 - t0)
+            post_s[v].append(time.perf_counter() - t1)
     out = model.spec.output_size
     patches = (-(-size // out)) ** 2
-    for p in precisions:
-        t0, t1 = 0.0, float(np.median(net_s[p]))
-        t2 = t1 + float(np.median(post_s[p]))
+    for v in variants:
+        p = v[0]
+        t0, t1 = 0.0, float(np.median(net_s[v]))
+        t2 = t1 + float(np.median(post_s[v]))
         mp = size * size / 1e6
         mm2 = mp * model.mpp * model.mpp  # area of the region at the model's pixel size
         threads = torch.get_num_threads()
@@ -96,12 +105,13 @@ def measure(
             "model": name,
             "device": str(device),
             "precision": p if device.type == "cpu" else "bfloat16-autocast",
+            "cpu_runtime": v[1] if device.type == "cpu" else "torch",
             "threads": threads,
             "region_px": size,
             "repeats": repeats,
             "batch": batch_for(model, device, batch),
             "model_mpp": model.mpp,
-            "nuclei": nuclei[p],
+            "nuclei": nuclei[v],
             "network_s": round(t1 - t0, 2),
             "network_ms_per_patch": round(1000 * t1 / patches, 1),
             "postprocess_s": round(t2 - t1, 2),
@@ -292,6 +302,9 @@ def main() -> None:
         "--precision", default="float32", help="the U-Net's CPU arithmetic: float32,bfloat16"
     )
     ap.add_argument(
+        "--cpu-runtime", default="torch", help="what runs the U-Net on the CPU: torch,openvino"
+    )
+    ap.add_argument(
         "--repeats",
         type=int,
         default=3,
@@ -323,7 +336,8 @@ def main() -> None:
     for name in args.models.split(","):
         if name == "unet":
             measure("unet (shipped default)", UNetModel(), args.size, args.batch, args.repeats,
-                    tuple(args.precision.split(",")))  # fmt: skip
+                    tuple(args.precision.split(",")),
+                    tuple(args.cpu_runtime.split(",")))  # fmt: skip
         elif name == "bioimageio":
             for fmt in args.weights_format.split(","):
                 model = BioImageIOModel(

@@ -17,7 +17,7 @@ For each (size, workers, model): the mosaic (benchmarks/mosaic.py) is processed 
 With two or more ``--workers`` values the 2-worker efficiency is reported as
 ``t(1) / (2 * t(2))`` (target >= 85 %), beside the machine's own ceiling for it: the same
 compute kernel (the default U-Net's forward over a fixed 2048² image, one thread, in the
-workers' CPU precision) timed in one
+workers' CPU precision and runtime) timed in one
 process alone and in two processes at once, ``t_alone / t_together``. Cores that share a
 physical core or memory bandwidth cap every program's 2-process efficiency there.
 
@@ -103,23 +103,29 @@ def machine() -> dict[str, Any]:
 
 def _kernel(_: int) -> float:
     """Seconds for the default U-Net's forward over a fixed 2048² image on one thread, in the
-    CPU precision the workers use (``--cpu-precision auto``: bfloat16 where native), best of 3
-    back-to-back runs, so two copies started together overlap throughout."""
+    CPU precision and runtime the workers use (``auto``: bfloat16 where native, OpenVINO where
+    installed; ``NUCSCALE_CPU_*`` as the command reads them), best of 3 back-to-back runs, so
+    two copies started together overlap throughout."""
     import numpy as np
     import torch
 
+    from nucscale.config import Settings
     from nucscale.infer import get_segmenter
     from nucscale.infer._engine import predict_image
 
     torch.set_num_threads(1)
-    segmenter = get_segmenter("unet")
-    model, precision = segmenter.model, segmenter.precision  # type: ignore[attr-defined]
+    settings = Settings.from_env()
+    segmenter = get_segmenter(
+        "unet", cpu_precision=settings.cpu_precision, cpu_runtime=settings.cpu_runtime
+    )
+    model = segmenter.model  # type: ignore[attr-defined]
+    kw = {"precision": segmenter.precision, "runtime": segmenter.runtime}  # type: ignore[attr-defined]
     rgb = np.random.default_rng(0).integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
-    predict_image(model, rgb[:256, :256], precision=precision)  # warm-up
+    predict_image(model, rgb[:256, :256], **kw)  # warm-up
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        predict_image(model, rgb, precision=precision)
+        predict_image(model, rgb, **kw)
         times.append(time.perf_counter() - t0)
     return min(times)
 
