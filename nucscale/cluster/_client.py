@@ -84,7 +84,8 @@ def get_client(
         OpenMP, BLAS); default 1, so results do not depend on the number of workers: some
         networks' CPU convolutions round differently with another thread count (HoVer-Net's
         probability maps differ by up to ~4e-3 between 1 and 2 threads; the default U-Net's
-        are bit-identical). More threads help when there
+        are bit-identical as OpenVINO runs it, its default on the CPU, and differ by one
+        float16 step here and there in torch's float32). More threads help when there
         are fewer tiles than cores (``--workers 1 --threads 2`` for one tile on two cores).
     dashboard_address:
         Where the LocalCluster serves its dashboard; ``None`` disables it. A port in use is

@@ -278,3 +278,46 @@ def test_workers_load_the_named_modules_when_the_plugin_arrives() -> None:
         assert set(map(tuple, client.run(_loaded, names).values())) == {(False, False, False)}
         client.register_plugin(WarmImports(names))
         assert set(map(tuple, client.run(_loaded, names).values())) == {(True, True, False)}
+
+
+def test_a_failed_heartbeat_is_one_line_and_none_while_closing() -> None:
+    """distributed logs a heartbeat that finds the scheduler's connection closed with the
+    stream's traceback; the workers' filter keeps it as one line naming the error, and drops
+    it once the worker is closing (the cluster ending: the scheduler went first)."""
+    import logging
+    import sys
+    import types
+
+    from distributed.comm.core import CommClosedError
+    from distributed.core import Status
+
+    from nucscale.cluster._quiet import QuietInputErrors
+
+    logger = logging.getLogger("distributed.worker")
+    before = list(logger.filters)
+    worker = types.SimpleNamespace(status=Status.running)
+    QuietInputErrors().setup(worker)
+    try:
+        try:
+            raise CommClosedError(
+                "in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed"
+            )
+        except CommClosedError:
+            exc_info = sys.exc_info()
+        make = lambda: logger.makeRecord(  # noqa: E731
+            logger.name, logging.ERROR, __file__, 1,
+            "Failed to communicate with scheduler during heartbeat.", (), exc_info,
+        )  # fmt: skip
+        record = make()
+        assert logger.filter(record)
+        text = logging.Formatter().format(record)
+        assert text == (
+            "Failed to communicate with scheduler during heartbeat: CommClosedError: "
+            "in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed"
+        )
+        worker.status = Status.closing
+        assert not logger.filter(make())
+        other = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "else", (), exc_info)
+        assert logger.filter(other) and other.exc_info is exc_info  # other records untouched
+    finally:
+        logger.filters[:] = before

@@ -97,6 +97,28 @@ def test_openvino_maps_do_not_depend_on_the_window(cmu1_svs: Path, precision: st
         predict_region(model, rgb[:1100, :1100], (0, 0), runtime="onnx")
 
 
+def test_openvino_maps_do_not_depend_on_the_thread_count(cmu1_svs: Path) -> None:
+    """``--workers 2`` and ``--workers 1 --threads 2`` must give the same nuclei: run by
+    OpenVINO, the shipped U-Net's maps are bit-identical with one and two threads."""
+    import openslide
+
+    from nucscale.infer import get_segmenter
+
+    with openslide.OpenSlide(str(cmu1_svs)) as slide:
+        rgb = np.asarray(slide.read_region((200, 300), 0, (1100, 1100)).convert("RGB"))
+    model = get_segmenter("unet").model  # type: ignore[attr-defined]
+    before = torch.get_num_threads()
+    try:
+        for precision in ("float32", "bfloat16"):
+            maps = []
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                maps.append(predict_image(model, rgb, precision=precision, runtime="openvino"))
+            assert np.array_equal(maps[0], maps[1])
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_partial_batch_gives_the_maps_of_a_full_one(
     tiny_model: DenseModel, image: np.ndarray
 ) -> None:
