@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from nucscale.contracts import Calibration, DenseModel, Segmentation, Segmenter
-from nucscale.infer._precision import checked, openvino_version
+from nucscale.infer._precision import checked, checked_runtime, openvino_version
 from nucscale.tiling import maps_extent
 from nucscale.tiling._grid import Box
 
@@ -45,9 +45,7 @@ class DenseSegmenter(Segmenter):
         self.model = model
         self.batch_size = batch_size
         self.precision = checked(precision)
-        if runtime not in ("torch", "openvino"):
-            raise ValueError(f"runtime must be torch or openvino, got {runtime!r}")
-        self.runtime = runtime
+        self.runtime = checked_runtime(runtime)
         self.name = model.name
         self.native_mpp = model.mpp
         self.accelerated = True
@@ -158,6 +156,7 @@ class DenseSegmenter(Segmenter):
         return Segmentation(labels, inner.types, inner.probs, box)
 
     def _runtime_name(self) -> str:
+        """The runtime for provenance, with OpenVINO's version."""
         if self.runtime == "openvino":
             return f"openvino {openvino_version()}"
         return self.runtime

@@ -34,7 +34,7 @@ import torch
 from nucscale.contracts import DenseModel
 from nucscale.infer._openvino import openvino_twin
 from nucscale.infer._patches import patch_grid
-from nucscale.infer._precision import checked
+from nucscale.infer._precision import checked, checked_runtime
 from nucscale.infer._twin import bf16_twin
 
 _MOVED: dict[int, torch.device] = {}
@@ -190,8 +190,7 @@ def iter_patches(
     that stores each batch as it comes holds one batch of maps, not the whole tile's (the
     slide pipeline's forward task; 50 MiB less at its peak for a 2048 px tile of U-Net maps)."""
     checked(precision)
-    if runtime not in ("torch", "openvino"):
-        raise ValueError(f"runtime must be torch or openvino, got {runtime!r}")
+    checked_runtime(runtime)
     device = device or pick_device()
     _ready(model, device)
     if not starts:

@@ -13,8 +13,8 @@ default is bfloat16, not float32), one inference thread per worker thread, and
 ``ENABLE_CPU_PINNING`` off: pinned, two workers' threads were put on the same core (40 patches
 in 2.0 s each, two at once, against 1.0 s alone; unpinned 1.0 s both).
 
-A compiled network runs one inference at a time (:data:`_LOCK` per network): a threaded
-worker's tasks take turns, as they would share the same cores anyway.
+A compiled network runs one inference at a time (its own lock): a threaded worker's tasks take
+turns, as they would share the same cores anyway.
 """
 
 from __future__ import annotations

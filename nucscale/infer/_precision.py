@@ -88,3 +88,10 @@ def checked(precision: str) -> str:
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
     return precision
+
+
+def checked_runtime(runtime: str) -> str:
+    """``runtime`` when the engine can run it (``torch`` or ``openvino``), else ValueError."""
+    if runtime not in ("torch", "openvino"):
+        raise ValueError(f"runtime must be torch or openvino, got {runtime!r}")
+    return runtime

@@ -185,56 +185,46 @@ def test_new_columns_make_a_finished_slide_stale(
     assert settings_key(inp, plain) == before_plain  # no features table: not concerned
 
 
-def test_the_plan_fixes_the_slides_cpu_runtime(
-    cmu1_svs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("field", "machine", "here", "elsewhere", "attr"),
+    [
+        ("cpu_precision", "native_bf16", "bfloat16", "float32", "precision"),
+        ("cpu_runtime", "openvino_installed", "openvino", "torch", "runtime"),
+    ],
+)
+def test_the_plan_fixes_the_slides_cpu_arithmetic(
+    cmu1_svs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    field: str,
+    machine: str,
+    here: str,
+    elsewhere: str,
+    attr: str,
 ) -> None:
-    """``auto`` is OpenVINO where it is installed, resolved once by the plan into the forward
-    tasks' parameters and the geometry: maps of the other runtime are never resumed."""
+    """``auto`` (bfloat16 where the CPU computes it; OpenVINO where installed) is resolved
+    once, by the plan, into the parameters every forward task builds the network from; it is
+    in the provenance and the geometry, so fragments and maps of the other precision or
+    runtime are never resumed beside new ones."""
     from nucscale.infer import _precision
 
     inp = SlideInput(str(cmu1_svs), "s")
+    monkeypatch.setattr(_precision, machine, lambda: True)
     plan = make_plan(inp, Settings(), str(tmp_path), "k")
-    assert dict(plan.segmenter_params)["cpu_runtime"] == "openvino"
-    assert dict(plan.provenance)["cpu_runtime"].startswith("openvino ")
+    assert dict(plan.segmenter_params)[field] == here
+    assert dict(plan.provenance)[field].startswith(here)  # "openvino 2026.4.1"
     stale = plan.fragments / "0_0.parquet"
     stale.write_bytes(b"fragment")
-    monkeypatch.setattr(_precision, "openvino_installed", lambda: False)
-    other = make_plan(inp, Settings(), str(tmp_path), "k")  # same key, openvino gone
-    assert dict(other.segmenter_params)["cpu_runtime"] == "torch"
-    assert other.fragments == plan.fragments and not stale.exists()
-    assert '"cpu_runtime": "torch"' in (other.fragments / "geometry.json").read_text()
-    monkeypatch.undo()
-    forced = make_plan(inp, Settings(cpu_runtime="torch"), str(tmp_path), "k2")
-    assert forced.segmenter_instance().runtime == "torch"  # type: ignore[attr-defined]
-    with pytest.raises(ConfigError, match="--cpu-runtime applies to --model unet"):
-        make_plan(inp, Settings(segmenter="baseline", cpu_runtime="torch"), str(tmp_path), "b")
-    with pytest.raises(ConfigError, match="cpu runtime must be one of auto, openvino, torch"):
-        Settings(cpu_runtime="onnx")
-
-
-def test_the_plan_fixes_the_slides_cpu_precision(
-    cmu1_svs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``auto`` is resolved once, by the plan, into the parameters every forward task builds
-    the network from; it is in the provenance and the geometry, so fragments and maps of the
-    other precision are never resumed beside new ones."""
-    from nucscale.infer import _precision
-
-    inp = SlideInput(str(cmu1_svs), "s")
-    monkeypatch.setattr(_precision, "native_bf16", lambda: True)
-    plan = make_plan(inp, Settings(), str(tmp_path), "k")
-    assert dict(plan.segmenter_params)["cpu_precision"] == "bfloat16"
-    assert dict(plan.provenance)["cpu_precision"] == "bfloat16"
-    stale = plan.fragments / "0_0.parquet"
-    stale.write_bytes(b"fragment")
-    monkeypatch.setattr(_precision, "native_bf16", lambda: False)
+    monkeypatch.setattr(_precision, machine, lambda: False)
     other = make_plan(inp, Settings(), str(tmp_path), "k")  # same key, another machine
-    assert dict(other.segmenter_params)["cpu_precision"] == "float32"
+    assert dict(other.segmenter_params)[field] == elsewhere
     assert other.fragments == plan.fragments and not stale.exists()
-    assert '"cpu_precision": "float32"' in (other.fragments / "geometry.json").read_text()
-    forced = make_plan(inp, Settings(cpu_precision="bfloat16"), str(tmp_path), "k2")
-    assert forced.segmenter_instance().precision == "bfloat16"  # type: ignore[attr-defined]
-    with pytest.raises(ConfigError, match="--cpu-precision applies to --model unet"):
-        make_plan(inp, Settings(segmenter="baseline", cpu_precision="float32"), str(tmp_path), "b")
-    with pytest.raises(ConfigError, match="cpu precision must be one of auto, float32"):
-        Settings(cpu_precision="fp16")
+    assert f'"{field}": "{elsewhere}"' in (other.fragments / "geometry.json").read_text()
+    monkeypatch.undo()
+    forced = make_plan(inp, Settings(**{field: elsewhere}), str(tmp_path), "k2")
+    assert getattr(forced.segmenter_instance(), attr) == elsewhere
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"{flag} applies to --model unet"):
+        make_plan(inp, Settings(segmenter="baseline", **{field: elsewhere}), str(tmp_path), "b")
+    with pytest.raises(ConfigError, match=f"{field.replace('_', ' ')} must be one of auto, "):
+        Settings(**{field: "fp16"})
