@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nucscale._offline import import_openvino
 from nucscale.errors import SegmenterError
 
 #: OpenVINO's name for each of the engine's precisions.
@@ -66,7 +67,7 @@ def openvino_twin(
     made once per process (``model`` a :class:`~nucscale.contracts.DenseModel` whose
     :meth:`openvino_graph` gives a graph)."""
     try:
-        import openvino as ov
+        ov = import_openvino()
     except ImportError as exc:  # the plan ran where it is installed, this worker lacks it
         raise SegmenterError(
             f"this worker cannot import openvino ({exc}), which the slide's plan chose to run "

@@ -26,10 +26,11 @@ def _array(t: Any) -> np.ndarray:
 def unet_graph(net: Any, batch: int, side: int) -> Any:
     """``net`` (an inference :class:`~nucscale.models.unet.UNet`) as an ``openvino.Model``
     taking float32 (batch, in_channels, side, side) and returning its logits."""
-    import openvino as ov
-    import openvino.opset13 as ops
-
+    from nucscale._offline import import_openvino
     from nucscale.models.unet import _SkipJoin
+
+    ov = import_openvino()  # without its telemetry, before any openvino submodule
+    import openvino.opset13 as ops
 
     if not net.joined_skips:
         raise SegmenterError("unet: the OpenVINO graph is built from the inference network")

@@ -139,3 +139,24 @@ def test_a_worker_without_openvino_says_so(cmu1_svs: Path, monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
     with pytest.raises(SegmenterError, match=r"cannot import openvino.*--cpu-runtime torch"):
         predict_image(model, rgb, precision="float32", runtime="openvino")
+
+
+def test_openvino_is_loaded_without_its_telemetry() -> None:
+    """``import openvino`` sends a usage event to Google Analytics through openvino_telemetry
+    (a DNS query from every worker); nucscale loads it with that package unimportable, so
+    OpenVINO's own no-op stub is bound instead, and runs the U-Net so in a fresh process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from nucscale.infer import get_segmenter\n"
+        "from nucscale.infer._engine import predict_image\n"
+        "model = get_segmenter('unet').model\n"
+        "rgb = np.full((600, 600, 3), 200, np.uint8)\n"
+        "predict_image(model, rgb, precision='bfloat16', runtime='openvino')\n"
+        "import openvino.tools.ovc.telemetry_utils as t\n"
+        "print(t.tm.__name__, 'openvino_telemetry' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["openvino.tools.ovc.telemetry_stub", "False"], res.stderr

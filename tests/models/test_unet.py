@@ -259,9 +259,10 @@ def test_joined_skips_equal_the_concatenation(depth: int, width: int) -> None:
 def test_the_openvino_graph_is_the_network(depth: int, width: int, cout: int) -> None:
     """The U-Net built as an OpenVINO graph from the inference network's weights computes its
     logits (float32: to float rounding); bfloat16 runs too, to bfloat16's rounding."""
-    import openvino as ov
-
+    from nucscale._offline import import_openvino
     from nucscale.models._unet_openvino import unet_graph
+
+    ov = import_openvino()
 
     torch.manual_seed(depth)
     net = join_skips(fold_batchnorm(UNet(depth=depth, width=width, out_channels=cout)))
