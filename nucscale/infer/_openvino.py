@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from nucscale._offline import import_openvino
+from nucscale.contracts import DenseModel
 from nucscale.errors import SegmenterError
 
 #: OpenVINO's name for each of the engine's precisions.
@@ -61,11 +62,10 @@ class _OnOpenVino(nn.Module):
 
 
 def openvino_twin(
-    model: Any, precision: str, shape: tuple[int, int, int, int], threads: int
+    model: DenseModel, precision: str, shape: tuple[int, int, int, int], threads: int
 ) -> nn.Module:
     """The model's network compiled by OpenVINO for ``shape`` = (batch, channels, side, side),
-    made once per process (``model`` a :class:`~nucscale.contracts.DenseModel` whose
-    :meth:`openvino_graph` gives a graph)."""
+    made once per process (from :meth:`~nucscale.contracts.DenseModel.openvino_graph`)."""
     try:
         ov = import_openvino()
     except ImportError as exc:  # the plan ran where it is installed, this worker lacks it
