@@ -29,7 +29,7 @@ from torch import nn
 
 from nucscale._offline import import_openvino
 from nucscale.contracts import DenseModel
-from nucscale.errors import SegmenterError
+from nucscale.errors import SegmenterError, first_line
 
 #: OpenVINO's name for each of the engine's precisions.
 _HINTS = {"float32": "f32", "bfloat16": "bf16"}
@@ -88,6 +88,12 @@ def openvino_twin(
                 "NUM_STREAMS": 1,
                 "ENABLE_CPU_PINNING": False,
             }
-            compiled = ov.Core().compile_model(graph, "CPU", config)
+            try:
+                compiled = ov.Core().compile_model(graph, "CPU", config)
+            except RuntimeError as exc:  # e.g. a precision this CPU's plugin does not take
+                raise SegmenterError(
+                    f"OpenVINO could not compile {model.name} in {precision} on this CPU "
+                    f"({first_line(exc)}); run with --cpu-runtime torch"
+                ) from None
             twin = compiled_for[key] = _OnOpenVino(compiled, tuple(shape))
     return twin

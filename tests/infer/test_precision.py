@@ -160,3 +160,21 @@ def test_openvino_is_loaded_without_its_telemetry() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.split() == ["openvino.tools.ovc.telemetry_stub", "False"], res.stderr
+
+
+def test_a_network_openvino_cannot_compile_is_a_one_line_error(
+    cmu1_svs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What OpenVINO's plugin refuses (here a precision it does not know) fails the forward
+    with one line that names the model, the precision and the way out."""
+    from nucscale.infer import _openvino
+    from nucscale.infer._engine import predict_image
+
+    model = get_segmenter("unet", cpu_runtime="openvino").model  # type: ignore[attr-defined]
+    monkeypatch.setattr(_openvino, "_HINTS", {"float32": "f12"})
+    monkeypatch.setattr(_openvino, "_COMPILED", _openvino.weakref.WeakKeyDictionary())
+    with pytest.raises(SegmenterError) as info:
+        predict_image(model, _crop(cmu1_svs)[:600, :600], precision="float32", runtime="openvino")
+    text = str(info.value)
+    assert text.startswith("OpenVINO could not compile unet in float32 on this CPU (")
+    assert text.endswith("); run with --cpu-runtime torch") and "\n" not in text
