@@ -61,6 +61,14 @@ class _OnOpenVino(nn.Module):
             return torch.from_numpy(np.array(out, np.float32))  # a copy: the request reuses it
 
 
+def _reason(exc: BaseException) -> str:
+    """OpenVINO's reason: its messages start with a line per source location it passed
+    ("Exception from src/...:117:"), the reason after them."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith("Exception from ")]
+    return reasons[0] if reasons else first_line(exc)
+
+
 def openvino_twin(
     model: DenseModel, precision: str, shape: tuple[int, int, int, int], threads: int
 ) -> nn.Module:
@@ -93,7 +101,7 @@ def openvino_twin(
             except RuntimeError as exc:  # e.g. a precision this CPU's plugin does not take
                 raise SegmenterError(
                     f"OpenVINO could not compile {model.name} in {precision} on this CPU "
-                    f"({first_line(exc)}); run with --cpu-runtime torch"
+                    f"({_reason(exc)}); run with --cpu-runtime torch"
                 ) from None
             twin = compiled_for[key] = _OnOpenVino(compiled, tuple(shape))
     return twin

@@ -176,5 +176,8 @@ def test_a_network_openvino_cannot_compile_is_a_one_line_error(
     with pytest.raises(SegmenterError) as info:
         predict_image(model, _crop(cmu1_svs)[:600, :600], precision="float32", runtime="openvino")
     text = str(info.value)
-    assert text.startswith("OpenVINO could not compile unet in float32 on this CPU (")
+    assert text.startswith(
+        "OpenVINO could not compile unet in float32 on this CPU (Wrong value f12 for property "
+        "key INFERENCE_PRECISION_HINT"
+    )
     assert text.endswith("); run with --cpu-runtime torch") and "\n" not in text
