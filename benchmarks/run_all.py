@@ -36,6 +36,20 @@ def plan(quick: bool, sizes: str) -> list[list[str]]:
     runs = [
         ["features.py"],
         ["reader.py"],
+        # the U-Net's CPU forward per patch in each precision and runtime (--cpu-runtime)
+        [
+            "models.py",
+            "--models",
+            "unet",
+            "--threads",
+            "1",
+            "--precision",
+            "float32,bfloat16",
+            "--cpu-runtime",
+            "torch,openvino",
+            "--repeats",
+            "3" if quick else "5",
+        ],
         ["outputs.py", "--copies", "40" if quick else "420"],
         ["pipeline.py", "--sizes", small, "--workers", "1,2", "--models", "baseline,unet"],
         ["cohort.py", "--slides", "100" if quick else "1000"],
@@ -100,7 +114,7 @@ def table(records: list[dict[str, Any]]) -> str:
                 name,
                 *(r.get(k) for k in ("size", "model", "workers", "slide")),
                 _tile(r) if name == "pipeline" else r.get("tile"),
-                *(r.get(k) for k in ("input", "segmenter")),
+                *(r.get(k) for k in ("input", "segmenter", "precision", "cpu_runtime")),
             ],
             default=str,
         )
@@ -173,6 +187,7 @@ def table(records: list[dict[str, Any]]) -> str:
             )
         out.append("")
     out += _stitching(rows)
+    out += _cpu_forward(rows)
     other = [
         r
         for r in rows
@@ -195,6 +210,26 @@ def table(records: list[dict[str, Any]]) -> str:
                 + " |"
             )
     return "\n".join(out) + "\n"
+
+
+def _cpu_forward(rows: list[dict[str, Any]]) -> list[str]:
+    """The U-Net's CPU forward per patch by precision and runtime (``models.py``)."""
+    runs = [r for r in rows if r.get("benchmark") == "models" and r.get("cpu_runtime")]
+    if not runs:
+        return []
+    out = [
+        "The shipped U-Net's forward on the CPU (`models.py --cpu-runtime torch,openvino`,\n"
+        "one thread, 2048² CMU-1 region, per 512 px output patch):\n",
+        "| precision | runtime | ms per patch | network MP/s | nuclei | commit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(runs, key=lambda r: (r["precision"], r["cpu_runtime"])):
+        out.append(
+            f"| {r['precision']} | {r['cpu_runtime']} | {_fmt(r['network_ms_per_patch'])} | "
+            f"{_fmt(r['network_megapixels_per_s'])} | {_fmt(r['nuclei'])} | {r.get('commit', '')} |"
+        )
+    out.append("")
+    return out
 
 
 def _tile(r: dict[str, Any]) -> int:
