@@ -10,6 +10,8 @@ weights (the released ones cannot be downloaded here; speed does not depend on t
     python benchmarks/models.py --models unet --threads 1 --precision float32,bfloat16
     python benchmarks/models.py --models unet --threads 1 --precision float32,bfloat16 \
         --cpu-runtime torch,openvino --repeats 5
+    python benchmarks/models.py --models hovernet-fast --threads 1 --cpu-runtime torch,openvino \
+        --repeats 1
 
 ``megapixels_per_s`` counts the network and the post-processing to instances; the slower models
 run on at most a 512 px region. ``--precision`` times the U-Net's CPU arithmetic
@@ -302,7 +304,9 @@ def main() -> None:
         "--precision", default="float32", help="the U-Net's CPU arithmetic: float32,bfloat16"
     )
     ap.add_argument(
-        "--cpu-runtime", default="torch", help="what runs the U-Net on the CPU: torch,openvino"
+        "--cpu-runtime",
+        default="torch",
+        help="what runs the U-Net or HoVer-Net on the CPU: torch,openvino",
     )
     ap.add_argument(
         "--repeats",
@@ -349,7 +353,9 @@ def main() -> None:
             torch.manual_seed(0)  # random weights: speed does not depend on the values
             model = HoVerNet("fast", 6, "pannuke")
             size = args.size if torch.cuda.is_available() else min(args.size, 512)
-            measure("hovernet-fast-pannuke", model, size, args.batch)
+            # float32 only: HoVer-Net's CPU arithmetic (nucscale.infer._registry._hovernet)
+            measure("hovernet-fast-pannuke", model, size, args.batch, args.repeats,
+                    ("float32",), tuple(args.cpu_runtime.split(",")))  # fmt: skip
         else:
             raise SystemExit(f"unknown model {name!r}")
 

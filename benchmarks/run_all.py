@@ -50,6 +50,18 @@ def plan(quick: bool, sizes: str) -> list[list[str]]:
             "--repeats",
             "3" if quick else "5",
         ],
+        # HoVer-Net fast's CPU forward per patch, torch against OpenVINO (float32; ~2 min)
+        [
+            "models.py",
+            "--models",
+            "hovernet-fast",
+            "--threads",
+            "1",
+            "--cpu-runtime",
+            "torch,openvino",
+            "--repeats",
+            "1",
+        ],
         ["outputs.py", "--copies", "40" if quick else "420"],
         ["pipeline.py", "--sizes", small, "--workers", "1,2", "--models", "baseline,unet"],
         ["cohort.py", "--slides", "100" if quick else "1000"],
@@ -213,20 +225,22 @@ def table(records: list[dict[str, Any]]) -> str:
 
 
 def _cpu_forward(rows: list[dict[str, Any]]) -> list[str]:
-    """The U-Net's CPU forward per patch by precision and runtime (``models.py``)."""
+    """The networks' CPU forward per patch by precision and runtime (``models.py``)."""
     runs = [r for r in rows if r.get("benchmark") == "models" and r.get("cpu_runtime")]
     if not runs:
         return []
     out = [
-        "The shipped U-Net's forward on the CPU (`models.py --cpu-runtime torch,openvino`,\n"
-        "one thread, 2048² CMU-1 region, per 512 px output patch):\n",
-        "| precision | runtime | ms per patch | network MP/s | nuclei | commit |",
-        "|---|---|---|---|---|---|",
+        "The networks' forward on the CPU (`models.py --cpu-runtime torch,openvino`, one\n"
+        "thread, per output patch: the shipped U-Net's 512 px from a 2048² CMU-1 region, batch 1;\n"
+        "HoVer-Net fast's 164 px from a 512² region, batch 8, seeded weights):\n",
+        "| model | precision | runtime | ms per patch | network MP/s | nuclei | commit |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(runs, key=lambda r: (r["precision"], r["cpu_runtime"])):
+    for r in sorted(runs, key=lambda r: (r["model"], r["precision"], r["cpu_runtime"])):
         out.append(
-            f"| {r['precision']} | {r['cpu_runtime']} | {_fmt(r['network_ms_per_patch'])} | "
-            f"{_fmt(r['network_megapixels_per_s'])} | {_fmt(r['nuclei'])} | {r.get('commit', '')} |"
+            f"| {r['model']} | {r['precision']} | {r['cpu_runtime']} | "
+            f"{_fmt(r['network_ms_per_patch'])} | {_fmt(r['network_megapixels_per_s'])} | "
+            f"{_fmt(r['nuclei'])} | {r.get('commit', '')} |"
         )
     out.append("")
     return out

@@ -243,5 +243,6 @@ class DenseModel(abc.ABC):
     def openvino_graph(self, batch: int, side: int) -> Any:
         """The network (``module``, logits out) as an ``openvino.Model`` for float32 input of
         shape (batch, C, side, side), for CPU workers that run it with OpenVINO
-        (:mod:`nucscale.infer._openvino`); ``None`` (the default): torch runs it."""
+        (:mod:`nucscale.infer._openvino`): one result, or one per output of a module that
+        returns a dict, named by its keys; ``None`` (the default): torch runs it."""
         return None

@@ -121,8 +121,8 @@ def run(
     cpu_runtime: Annotated[
         str | None,
         typer.Option(
-            help="What runs the U-Net on CPU workers: auto (OpenVINO where installed, else "
-            "torch), openvino or torch. On a GPU torch runs it."
+            help="What runs the U-Net or HoVer-Net on CPU workers: auto (OpenVINO where "
+            "installed, else torch), openvino or torch. On a GPU torch runs it."
         ),
     ] = None,
     dashboard: Annotated[

@@ -42,23 +42,30 @@ _LOCK = threading.Lock()
 
 class _OnOpenVino(nn.Module):
     """A compiled OpenVINO network behind a torch module's call: float32 (N, C, H, W) in, float32
-    logits out, for the one input shape it was compiled for."""
+    logits out, for the one input shape it was compiled for. A graph with several results (one
+    per HoVer-Net branch) returns them as the module does, a dict by their names."""
 
     def __init__(self, compiled: Any, shape: tuple[int, ...]) -> None:
         super().__init__()
         self.request = compiled.create_infer_request()
         self.shape = shape
         self.lock = threading.Lock()
+        outputs = list(compiled.outputs)
+        self.names = [o.get_any_name() for o in outputs] if len(outputs) > 1 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         if tuple(x.shape) != self.shape:
             raise SegmenterError(
                 f"the OpenVINO network was compiled for input {self.shape}, got {tuple(x.shape)}"
             )
         batch = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
         with self.lock:
-            out = self.request.infer({0: batch})[0]
-            return torch.from_numpy(np.array(out, np.float32))  # a copy: the request reuses it
+            out = self.request.infer({0: batch})
+            # copies: the request reuses its output buffers
+            if self.names is None:
+                return torch.from_numpy(np.array(out[0], np.float32))
+            arrays = [np.array(out[i], np.float32) for i in range(len(self.names))]
+            return {n: torch.from_numpy(a) for n, a in zip(self.names, arrays, strict=True)}
 
 
 def _reason(exc: BaseException) -> str:

@@ -207,6 +207,13 @@ class HoVerNet(DenseModel):
             maps.append(torch.softmax(out["tp"], dim=1))
         return torch.cat(maps, dim=1)
 
+    def openvino_graph(self, batch: int, side: int) -> Any:
+        """The network as an OpenVINO graph (:func:`._hovernet_openvino.hovernet_graph`): one
+        result per branch, the module's logits."""
+        from nucscale.models._hovernet_openvino import hovernet_graph
+
+        return hovernet_graph(self.module, batch, side)
+
     def postprocess(
         self, maps: np.ndarray, region: tuple[int, int, int, int] | None = None
     ) -> Segmentation:

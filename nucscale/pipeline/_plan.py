@@ -23,7 +23,7 @@ from nucscale.infer import Calibration, Segmenter, get_segmenter
 from nucscale.infer._dense import DenseSegmenter
 from nucscale.infer._patches import patch_starts
 from nucscale.infer._precision import cpu_precision, cpu_runtime
-from nucscale.infer._registry import SHIPPED, accepts
+from nucscale.infer._registry import SEGMENTERS, SHIPPED, accepts
 from nucscale.io import ReadOptions, Slide, open_slide
 from nucscale.io._options import DEFAULT
 from nucscale.pipeline._fragments import FORMAT as FRAGMENT_FORMAT
@@ -57,10 +57,13 @@ def _check_options(settings: Settings) -> None:
         raise ConfigError(
             f"--weights-format applies to --model bioimageio, not {settings.segmenter!r}"
         )
-    if settings.cpu_precision != "auto" and not accepts(settings.segmenter, "cpu_precision"):
-        raise ConfigError(f"--cpu-precision applies to --model unet, not {settings.segmenter!r}")
-    if settings.cpu_runtime != "auto" and not accepts(settings.segmenter, "cpu_runtime"):
-        raise ConfigError(f"--cpu-runtime applies to --model unet, not {settings.segmenter!r}")
+    for option in ("cpu_precision", "cpu_runtime"):
+        if getattr(settings, option) != "auto" and not accepts(settings.segmenter, option):
+            takers = " or ".join(name for name in SEGMENTERS if accepts(name, option))
+            raise ConfigError(
+                f"--{option.replace('_', '-')} applies to --model {takers}, "
+                f"not {settings.segmenter!r}"
+            )
 
 
 def segmenter_params(settings: Settings) -> tuple[tuple[str, Any], ...]:

@@ -354,7 +354,9 @@ def test_run_refuses_a_cpu_precision_it_cannot_apply(cmu1_svs: Path, tmp_path: P
     assert res.output == "error: --cpu-precision applies to --model unet, not 'baseline'\n"
     res = _run_fast(str(cmu1_svs), "--out", out, "--model", "baseline", "--cpu-runtime", "torch")
     assert res.exit_code == 2, res.output
-    assert res.output == "error: --cpu-runtime applies to --model unet, not 'baseline'\n"
+    assert res.output == (
+        "error: --cpu-runtime applies to --model unet or hovernet, not 'baseline'\n"
+    )
     res = _run_fast(str(cmu1_svs), "--out", out, "--cpu-runtime", "onnx")
     assert res.exit_code == 2, res.output
     assert res.output == "error: cpu runtime must be one of auto, openvino, torch, got 'onnx'\n"

@@ -79,6 +79,8 @@ def test_hovernet_checkpoint_through_the_pipeline(cmu1_svs: Path, tmp_path: Path
     part = tmp_path / "out" / "nuclei" / "slide_id=cmu1-crop" / "part-0.parquet"
     meta = read_metadata(part)
     assert meta["segmenter"] == "hovernet-fast-pannuke"
+    # run by OpenVINO where installed (here), in float32
+    assert meta["cpu_runtime"].startswith("openvino ") and meta["cpu_precision"] == "float32"
     assert meta["patch_input"] == "256" and meta["patch_output"] == "164"
     assert int(meta["halo"]) == 16 + 80  # post-processing context + largest nucleus
     labels = open_labels(tmp_path / "out", "cmu1-crop")
