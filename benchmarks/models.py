@@ -111,7 +111,7 @@ def measure(
             "threads": threads,
             "region_px": size,
             "repeats": repeats,
-            "batch": batch_for(model, device, batch),
+            "batch": batch_for(model, device, batch, v[1]),
             "model_mpp": model.mpp,
             "nuclei": nuclei[v],
             "network_s": round(t1 - t0, 2),

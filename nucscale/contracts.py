@@ -188,6 +188,9 @@ class DenseModel(abc.ABC):
     cpu_batch_size:
         Patches per forward pass on the CPU (a GPU takes 8): a thin network's activations
         stay in the CPU's caches only in small batches.
+    openvino_batch_size:
+        Patches per forward pass when OpenVINO runs the network on the CPU (0: as
+        ``cpu_batch_size``).
     weights_sha256:
         Hash of the weights file, for provenance ("" for none).
     n_maps:
@@ -204,6 +207,7 @@ class DenseModel(abc.ABC):
     max_nucleus_diameter: int = 40
     channels_last_cpu: bool = False
     cpu_batch_size: int = 8
+    openvino_batch_size: int = 0
     weights_sha256: str = ""
     n_maps: int = 0
 

@@ -16,8 +16,9 @@ by torch or, with ``runtime`` ``openvino``, by OpenVINO (:mod:`._openvino`).
 Patches are batched, always in full batches of the same size (the last one padded), because
 convolution kernels are chosen by batch size and their float rounding differs; while the device
 works on one batch, the next is cut and preprocessed in a background thread. The batch size is
-the model's ``cpu_batch_size`` on the CPU and :data:`GPU_BATCH` on a GPU unless a caller fixes
-it, so every window of a slide computed on one kind of device uses the same one.
+the model's ``cpu_batch_size`` on the CPU (its ``openvino_batch_size`` where OpenVINO runs it) and
+:data:`GPU_BATCH` on a GPU unless a caller fixes it, so every window of a slide computed on one
+kind of device uses the same one.
 """
 
 from __future__ import annotations
@@ -63,11 +64,18 @@ def _ready(model: DenseModel, device: torch.device) -> None:
 GPU_BATCH = 8
 
 
-def batch_for(model: DenseModel, device: torch.device, asked: int | None = None) -> int:
-    """The batch size: ``asked`` when given, else the model's CPU batch or :data:`GPU_BATCH`."""
+def batch_for(
+    model: DenseModel, device: torch.device, asked: int | None = None, runtime: str = "torch"
+) -> int:
+    """The batch size: ``asked`` when given, else :data:`GPU_BATCH` on a GPU, the model's
+    OpenVINO batch where OpenVINO runs it, else its CPU batch."""
     if asked is not None:
         return asked
-    return GPU_BATCH if device.type == "cuda" else model.cpu_batch_size
+    if device.type == "cuda":
+        return GPU_BATCH
+    if runtime == "openvino" and model.openvino_batch_size > 0:
+        return model.openvino_batch_size
+    return model.cpu_batch_size
 
 
 def predict_region(
@@ -195,7 +203,7 @@ def iter_patches(
     _ready(model, device)
     if not starts:
         return
-    batch_size = batch_for(model, device, batch_size)
+    batch_size = batch_for(model, device, batch_size, runtime)
     for batch in _batches(model, rgb, starts, batch_size, calibration):
         yield _run(model, batch, batch_size, device, precision, runtime)
 

@@ -66,7 +66,7 @@ def test_the_openvino_graph_is_the_network(
 def test_hovernet_on_openvino_gives_torchs_maps(cmu1_svs: Path, tmp_path: Path) -> None:
     """The segmenter built with ``cpu_runtime`` ``auto`` runs HoVer-Net on OpenVINO (installed
     here) in float32; its maps of a CMU-1 patch equal torch's to a few float16 steps."""
-    from nucscale.infer._engine import predict_region
+    from nucscale.infer._engine import batch_for, predict_region
     from nucscale.io import open_slide
 
     origin = (6 * 164 - 46, 5 * 164 - 46)  # one patch of the global 164 px grid, margin 46
@@ -93,6 +93,8 @@ def test_hovernet_on_openvino_gives_torchs_maps(cmu1_svs: Path, tmp_path: Path) 
     assert on_ov.describe()["cpu_runtime"].startswith("openvino ")
     model = on_ov.model  # type: ignore[attr-defined]
     assert isinstance(model, HoVerNet)
+    cpu = torch.device("cpu")  # OpenVINO takes one patch at a time, torch batches of 8
+    assert (batch_for(model, cpu, None, "openvino"), batch_for(model, cpu, None, "torch")) == (1, 8)
     maps = {
         runtime: predict_region(model, rgb, origin, batch_size=1, runtime=runtime)[0]
         for runtime in ("torch", "openvino")
