@@ -24,16 +24,13 @@ import numpy as np
 from torch import nn
 
 from nucscale.models._hovernet_blocks import DenseGroup, ResidualGroup, TFSamePad
-
-
-def _array(t: Any) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().double().cpu().numpy())
+from nucscale.models._openvino_graph import GraphBuilder, weights
 
 
 def _affine(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     """An eval-mode batch norm as (scale, shift) per channel, computed in float64."""
-    scale = _array(bn.weight) / np.sqrt(_array(bn.running_var) + bn.eps)
-    return scale, _array(bn.bias) - _array(bn.running_mean) * scale
+    scale = weights(bn.weight) / np.sqrt(weights(bn.running_var) + bn.eps)
+    return scale, weights(bn.bias) - weights(bn.running_mean) * scale
 
 
 def _same_pads(size: int, ksize: int, stride: int) -> tuple[int, int]:
@@ -43,23 +40,12 @@ def _same_pads(size: int, ksize: int, stride: int) -> tuple[int, int]:
     return pad // 2, pad - pad // 2
 
 
-class _Builder:
-    """The graph's operators over OpenVINO's ``opset13`` (``ops``), on static shapes."""
-
-    def __init__(self, ops: Any) -> None:
-        self.ops = ops
-
-    @staticmethod
-    def shape(x: Any) -> list[int]:
-        return [int(d) for d in x.output(0).get_shape()]
-
-    def const(self, a: np.ndarray) -> Any:
-        return self.ops.constant(np.ascontiguousarray(a, np.float32))
+class _Builder(GraphBuilder):
+    """HoVer-Net's blocks over :class:`GraphBuilder`'s operators."""
 
     def scale_shift(self, x: Any, bn: nn.BatchNorm2d) -> Any:
         scale, shift = _affine(bn)
-        y = self.ops.multiply(x, self.const(scale.reshape(1, -1, 1, 1)))
-        return self.ops.add(y, self.const(shift.reshape(1, -1, 1, 1)))
+        return self.add_bias(self.ops.multiply(x, self.const(scale.reshape(1, -1, 1, 1))), shift)
 
     def bn_relu(self, x: Any, bn: nn.BatchNorm2d) -> Any:
         return self.ops.relu(self.scale_shift(x, bn))
@@ -73,23 +59,14 @@ class _Builder:
     ) -> Any:
         """``conv`` (its own zero padding ``pads`` before / after on both axes), then ``bn``
         folded into its weights and bias."""
-        weight = _array(conv.weight)
-        bias = _array(conv.bias) if conv.bias is not None else None
+        weight = weights(conv.weight)
+        bias = weights(conv.bias) if conv.bias is not None else None
         if bn is not None:
             scale, shift = _affine(bn)
             weight = weight * scale[:, None, None, None]
             bias = shift if bias is None else bias * scale + shift
-        stride = [int(s) for s in conv.stride]
-        before, after = [pads[0]] * 2, [pads[1]] * 2
-        if conv.groups == 1:
-            y = self.ops.convolution(x, self.const(weight), stride, before, after, [1, 1])
-        else:
-            g = conv.groups
-            grouped = weight.reshape(g, weight.shape[0] // g, *weight.shape[1:])
-            y = self.ops.group_convolution(x, self.const(grouped), stride, before, after, [1, 1])
-        if bias is None:
-            return y
-        return self.ops.add(y, self.const(bias.reshape(1, -1, 1, 1)))
+        stride = int(conv.stride[0])
+        return self.convolve(x, weight, bias, stride=stride, pads=pads, groups=conv.groups)
 
     def same_conv(self, x: Any, pad: TFSamePad, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Any:
         """``pad`` then ``conv`` then ``bn``: the padding by the input's static height."""
@@ -183,7 +160,7 @@ def hovernet_graph(module: Any, batch: int, side: int) -> Any:
         d2,
         d3,
     ]
-    unpool = _array(module.upsample2x.unpool_mat)
+    unpool = weights(module.upsample2x.unpool_mat)
     results = []
     for name, branch in module.decoder.items():
         y = b.decode(branch, skips, unpool)

@@ -17,10 +17,7 @@ import numpy as np
 from torch import nn
 
 from nucscale.errors import SegmenterError
-
-
-def _array(t: Any) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().float().cpu().numpy())
+from nucscale.models._openvino_graph import GraphBuilder, weights
 
 
 def unet_graph(net: Any, batch: int, side: int) -> Any:
@@ -36,11 +33,11 @@ def unet_graph(net: Any, batch: int, side: int) -> Any:
         raise SegmenterError("unet: the OpenVINO graph is built from the inference network")
     x_in = ops.parameter([batch, net.config["in_channels"], side, side], np.float32, name="x")
 
+    b = GraphBuilder(ops)
+
     def conv(x: Any, weight: Any, bias: Any, pad: int) -> Any:
-        y = ops.convolution(x, ops.constant(_array(weight)), [1, 1], [pad, pad], [pad, pad], [1, 1])
-        if bias is None:
-            return y
-        return ops.add(y, ops.constant(_array(bias).reshape(1, -1, 1, 1)))
+        return b.convolve(x, weights(weight), None if bias is None else weights(bias),
+                          pads=(pad, pad))  # fmt: skip
 
     def block(x: Any, layers: nn.Sequential) -> Any:
         for layer in layers:
@@ -67,9 +64,9 @@ def unet_graph(net: Any, batch: int, side: int) -> Any:
         skips.append(x)
     for up, layers, skip in zip(net.up, net.dec, reversed(skips[:-1]), strict=True):
         u = ops.convolution_backprop_data(
-            x, ops.constant(_array(up.weight)), [2, 2], pads_begin=[0, 0], pads_end=[0, 0]
+            x, b.const(weights(up.weight)), [2, 2], pads_begin=[0, 0], pads_end=[0, 0]
         )
-        u = ops.add(u, ops.constant(_array(up.bias).reshape(1, -1, 1, 1)))
+        u = b.add_bias(u, weights(up.bias))
         x = block((u, skip), layers)
     y = conv(x, net.head.weight, net.head.bias, 0)
     return ov.Model([y], [x_in], "nucscale-unet")
